@@ -1,0 +1,89 @@
+"""§S7 bottleneck-free analysis: the P/D range within which DualPath's aggregate storage read
+bandwidth is every SNIC of the cluster, and the aggregate bandwidth of each read-path rule.
+
+With P prefill and D decode nodes of g GPUs (CNIC bandwidth B), SNIC = s·B per node and node
+memory bandwidth M, storage fully used and perfectly balanced:
+
+    s/(g-s) <= P/D <= min{(g-2s)/s, (g-s)/(2s), (M/(B s) - 3)/2}
+
+For g = 8, s = 1, M = 500 GB/s, B s = 50 GB/s: 1/7 <= P/D <= 7/2.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Bound:
+    lo: float  # lowest P/D without a bottleneck
+    hi: float  # highest P/D without a bottleneck
+    hi_terms: dict  # each upper-bound term (which link binds)
+
+    def contains(self, ratio: float) -> bool:
+        return self.lo - 1e-12 <= ratio <= self.hi + 1e-12
+
+
+def pd_range(g: int, s: float, M: float, B: float) -> Bound:
+    """The §S7 P/D range (``s`` = SNIC bandwidth / CNIC bandwidth B, ``M`` node memory bw)."""
+    if g <= 0 or s <= 0 or M <= 0 or B <= 0:
+        raise ValueError("g, s, M and B must all be positive")
+    lo = s / (g - s) if g > s else math.inf
+    terms = {
+        "de_cnic_read": (g - 2 * s) / s,
+        "de_cnic_write": (g - s) / (2 * s),
+        "de_dram": (M / (B * s) - 3) / 2,
+    }
+    return Bound(lo, min(terms.values()), terms)
+
+
+def link_loads(P: int, D: int, g: int, s: float, B: float) -> dict:
+    """Per-link traffic (bytes/s) of §S7's balanced pattern: storage fully used, T_p per PE-DE
+    GPU pair on the PE read path, T_c on the DE read path."""
+    Tp = B * s / (D * g * g)
+    Tc = B * s / (P * g * g)
+    return {
+        "T_p": Tp, "T_c": Tc,
+        "pe_cnic_read": 2 * Tp * D * g,
+        "pe_cnic_write": (Tp + Tc) * D * g,
+        "de_cnic_read": (Tp + 2 * Tc) * P * g,
+        "de_cnic_write": (2 * Tp + Tc) * P * g,
+        "de_dram": (3 + 2 * P / D) * B * s,
+        "pe_dram": 2 * s * B,
+    }
+
+
+def aggregate_read_bw(P: int, D: int, snic_Bps: float, policy: str) -> float:
+    """Aggregate storage read bandwidth when storage-bound: PE-only reads use P SNICs, DE-only D,
+    DualPath (inside the §S7 range) all P + D."""
+    if policy == "pe":
+        return P * snic_Bps
+    if policy == "de":
+        return D * snic_Bps
+    if policy == "dualpath":
+        return (P + D) * snic_Bps
+    raise ValueError(f"policy {policy!r} must be pe, de or dualpath")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="dpsim bound", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--g", type=int, default=8, help="GPUs (CNICs) per node (§S2: 8)")
+    ap.add_argument("--s", type=float, default=1.0, help="SNIC bandwidth / CNIC bandwidth (§S2: 1)")
+    ap.add_argument("--M", type=float, default=500e9, help="node memory bandwidth, B/s (§S2: 500e9)")
+    ap.add_argument("--B", type=float, default=50e9, help="CNIC bandwidth per direction, B/s (§S2: 50e9)")
+    ap.add_argument("--P", type=int, default=None)
+    ap.add_argument("--D", type=int, default=None)
+    a = ap.parse_args(argv)
+    b = pd_range(a.g, a.s, a.M, a.B)
+    print(f"bottleneck-free P/D range: {b.lo:.4g} <= P/D <= {b.hi:.4g}")
+    for k, v in b.hi_terms.items():
+        print(f"  upper bound from {k:<14} {v:.4g}")
+    if a.P and a.D:
+        r = a.P / a.D
+        print(f"P/D = {a.P}/{a.D} = {r:.4g}: {'inside' if b.contains(r) else 'OUTSIDE'} the range")
+        snic = a.s * a.B
+        for pol in ("pe", "de", "dualpath"):
+            print(f"  aggregate read bandwidth, {pol:<8}: {aggregate_read_bw(a.P, a.D, snic, pol) / 1e9:.4g} GB/s")
+    return 0

@@ -1,0 +1,180 @@
+"""The cluster of §S2 built from config: nodes of g GPUs, per-GPU CNIC and PCIe links, per-node
+SNIC, host-DRAM buffer and memory bandwidth, and the storage backend.
+
+Link naming (every byte moved crosses a route of these):
+
+* ``snic_rx[n]`` storage -> node n, ``snic_tx[n]`` node n -> storage (one link if half duplex);
+* ``dram[n]``   node n's host memory bandwidth M, half duplex: reads and writes share it;
+* ``cnic_rd[g]`` bytes GPU g's CNIC reads from local memory (HBM or DRAM) and sends;
+* ``cnic_wr[g]`` bytes GPU g's CNIC receives and writes into local memory;
+* ``pcie_dn[g]`` / ``pcie_up[g]`` the GPU's PCIe lanes into / out of its HBM (optional);
+* ``storage``    the storage backend's aggregate bandwidth (optional; §S2: it can saturate
+  every SNIC, so by default it is not a bottleneck and not modelled).
+
+The §S7 accounting ("CNIC read"/"CNIC write") maps onto ``cnic_rd``/``cnic_wr``: a loop-back
+H2D through the CNIC (§S4, "CNIC-centric") uses both of the same CNIC.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..net import Link, Network
+
+
+@dataclass
+class Buffer:
+    """A host-DRAM KV buffer with a capacity; waiters are served FIFO."""
+
+    name: str
+    capacity: float
+    used: float = 0.0
+    peak: float = 0.0
+    waiters: list = field(default_factory=list)
+
+    def try_alloc(self, nbytes: float) -> bool:
+        if self.used + nbytes <= self.capacity * (1 + 1e-12) and not self.waiters:
+            self.used += nbytes
+            if self.used > self.peak:
+                self.peak = self.used
+            return True
+        return False
+
+    def alloc_or_wait(self, nbytes: float, cb) -> bool:
+        """Allocate now (True) or queue ``cb()`` to run once allocated (False)."""
+        if self.try_alloc(nbytes):
+            return True
+        self.waiters.append((nbytes, cb))
+        return False
+
+    def free(self, nbytes: float) -> None:
+        self.used -= nbytes
+        if self.used < 0.0:
+            if self.used < -1e-9 * self.capacity - 1.0:
+                raise AssertionError(f"buffer {self.name}: freed more than allocated ({nbytes} B)")
+            self.used = 0.0
+        while self.waiters:
+            nb, cb = self.waiters[0]
+            if self.used + nb <= self.capacity * (1 + 1e-12):
+                self.waiters.pop(0)
+                self.used += nb
+                if self.used > self.peak:
+                    self.peak = self.used
+                cb()
+            else:
+                break
+
+
+@dataclass
+class GPU:
+    gid: int  # global index
+    node: "Node"
+    local: int
+    cnic_rd: Link
+    cnic_wr: Link
+    pcie_dn: Link | None
+    pcie_up: Link | None
+    hbm_kv: float  # bytes of HBM for KV
+    hbm_used: float = 0.0
+    hbm_peak: float = 0.0
+
+
+@dataclass
+class Node:
+    nid: int
+    role: str  # "prefill" | "decode"
+    snic_rx: Link
+    snic_tx: Link
+    dram: Link
+    buffer: Buffer
+    gpus: list = field(default_factory=list)
+    read_q: float = 0.0  # tokens queued or in flight for storage reads on this SNIC (§S6)
+
+
+class Cluster:
+    """Nodes, GPUs and the network links between them."""
+
+    def __init__(self, net: Network, ccfg: dict, hbm_kv_bytes: float, buffer_bytes: float,
+                 oracle: bool = False):
+        self.net = net
+        self.cfg = ccfg
+        self.oracle = oracle
+        P, D, g = ccfg["prefill_nodes"], ccfg["decode_nodes"], ccfg["gpus_per_node"]
+        snic = ccfg["snic_Bps"] * ccfg["snic_efficiency"]
+        cnic = ccfg["cnic_Bps"] * ccfg["cnic_efficiency"]
+        self.storage = None
+        if ccfg.get("storage_Bps"):
+            self.storage = net.add_link("storage", ccfg["storage_Bps"], "storage")
+        self.nodes: list[Node] = []
+        self.gpus: list[GPU] = []
+        for n in range(P + D):
+            role = "prefill" if n < P else "decode"
+            rx = net.add_link(f"snic_rx[{n}]", snic, "snic_rx", n)
+            tx = rx if ccfg["snic_duplex"] == "half" else net.add_link(f"snic_tx[{n}]", snic, "snic_tx", n)
+            dram = net.add_link(f"dram[{n}]", ccfg["dram_Bps"], "dram", n)
+            node = Node(n, role, rx, tx, dram, Buffer(f"buffer[{n}]", buffer_bytes))
+            for i in range(g):
+                gid = n * g + i
+                pdn = pup = None
+                if ccfg.get("pcie_Bps"):
+                    pdn = net.add_link(f"pcie_dn[{gid}]", ccfg["pcie_Bps"], "pcie_dn", n)
+                    pup = net.add_link(f"pcie_up[{gid}]", ccfg["pcie_Bps"], "pcie_up", n)
+                gpu = GPU(gid, node, i, net.add_link(f"cnic_rd[{gid}]", cnic, "cnic_rd", n),
+                          net.add_link(f"cnic_wr[{gid}]", cnic, "cnic_wr", n), pdn, pup, hbm_kv_bytes)
+                node.gpus.append(gpu)
+                self.gpus.append(gpu)
+            self.nodes.append(node)
+        self.prefill_nodes = self.nodes[:P]
+        self.decode_nodes = self.nodes[P:]
+
+    # ------------------------------------------------------------------ routes (§S4)
+    # The Oracle system (§S9) makes every disk read, H2D/D2H and PE->DE transfer free: an empty
+    # route completes at once.
+    def r_storage_read(self, node: Node) -> tuple:
+        if self.oracle:
+            return ()
+        r = (node.snic_rx, node.dram)
+        return (self.storage,) + r if self.storage is not None else r
+
+    def r_storage_write(self, node: Node) -> tuple:
+        if self.oracle:
+            return ()
+        r = (node.dram, node.snic_tx)
+        return r + (self.storage,) if self.storage is not None else r
+
+    def r_h2d(self, gpu: GPU, src: Node | None = None) -> tuple:
+        """Host DRAM of ``src`` (default: the GPU's node) -> GPU, through CNICs (§S4)."""
+        if self.oracle:
+            return ()
+        src = src or gpu.node
+        if src is gpu.node:  # loop-back RDMA write through the GPU's own CNIC
+            r = (src.dram, gpu.cnic_rd, gpu.cnic_wr)
+        else:  # via the source node's engine CNIC: caller passes it with r_remote_h2d
+            raise ValueError("use r_remote_h2d for a cross-node copy")
+        return r + (gpu.pcie_dn,) if gpu.pcie_dn is not None else r
+
+    def r_remote_h2d(self, src_gpu: GPU, dst_gpu: GPU) -> tuple:
+        """DRAM buffer of ``src_gpu``'s node -> ``dst_gpu`` over the compute network (DE read
+        path step 2: DE buffer -> DE CNIC -> PE CNIC -> PE GPU)."""
+        if self.oracle:
+            return ()
+        r = (src_gpu.node.dram, src_gpu.cnic_rd, dst_gpu.cnic_wr)
+        return r + (dst_gpu.pcie_dn,) if dst_gpu.pcie_dn is not None else r
+
+    def r_gpu_to_remote_dram(self, src_gpu: GPU, dst_gpu: GPU) -> tuple:
+        """``src_gpu`` HBM -> ``dst_gpu``'s node DRAM via ``dst_gpu``'s CNIC (PE -> DE buffer)."""
+        if self.oracle:
+            return ()
+        r = (src_gpu.cnic_rd, dst_gpu.cnic_wr, dst_gpu.node.dram)
+        return ((src_gpu.pcie_up,) + r) if src_gpu.pcie_up is not None else r
+
+    def r_d2h(self, gpu: GPU) -> tuple:
+        """GPU -> its node's DRAM through its own CNIC (loop-back)."""
+        if self.oracle:
+            return ()
+        r = (gpu.cnic_rd, gpu.cnic_wr, gpu.node.dram)
+        return ((gpu.pcie_up,) + r) if gpu.pcie_up is not None else r
+
+    def r_model_traffic(self, src: GPU, dst: GPU) -> tuple:
+        """EP all-to-all traffic between GPUs of different nodes (high priority, §S5).  Not
+        free under Oracle: Oracle removes only KV I/O."""
+        return (src.cnic_rd, dst.cnic_wr)

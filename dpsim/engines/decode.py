@@ -1,0 +1,177 @@
+"""Decode engine (one per GPU): every admitted request is in the forward batch (§S6).
+
+Batches advance analytically.  One decode iteration over n sequences with attended context S
+takes ``t0 + t_seq n + t_tok S`` (the compute model's affine coefficients).  Between membership
+changes n is fixed and S grows by ``n_grow`` per iteration (sequences whose context is below the
+sparse-attention cap), so k iterations take ``k a + t_tok n_grow k (k-1) / 2`` with
+``a = t0 + t_seq n + t_tok S``.  Events happen only when a request joins (at the end of the
+iteration in progress) or finishes -- never one per token or per step.
+"""
+from __future__ import annotations
+
+import heapq
+import math
+
+INF = math.inf
+
+
+class _Seq:
+    __slots__ = ("req", "end_step", "ctx0", "step0")
+
+    def __init__(self, req, end_step: int, ctx0: int, step0: int):
+        self.req = req
+        self.end_step = end_step
+        self.ctx0 = ctx0
+        self.step0 = step0
+
+
+class DecodeEngine:
+    def __init__(self, sim, gpu, idx: int):
+        self.sim = sim
+        self.gpu = gpu
+        self.idx = idx
+        self.seqs: dict = {}  # rid -> _Seq
+        self.heap: list = []  # (end_step, rid)
+        self.steps = 0  # iterations completed so far (integer)
+        self.t_int = 0.0  # start of the current interval (an iteration boundary)
+        self.a = 0.0  # first-iteration time of the interval
+        self.c = 0.0  # growth of iteration time per iteration
+        self.version = 0
+        self.joiners: list = []
+        self.boundary_pending = False
+        self.btoken = 0
+        self.alloc_q: list = []  # requests waiting for HBM (FIFO)
+        self.seq = 0  # unfinished requests assigned (§S6 seq_e)
+        self.tok = 0  # their tokens (§S6 tok_e)
+        self.busy_time = 0.0
+        self.group = None
+        t0, ts, tt = sim.compute.decode_coeffs()
+        self.t0, self.ts, self.tt = t0, ts, tt
+        self.cap = sim.compute.decode_ctx_cap
+
+    @property
+    def name(self) -> str:
+        return f"DE{self.idx}@gpu{self.gpu.gid}"
+
+    @property
+    def hbm_free(self) -> float:
+        return self.gpu.hbm_kv - self.gpu.hbm_used
+
+    # ------------------------------------------------------------------ analytics
+    def _iter_params(self):
+        n = len(self.seqs)
+        if n == 0:
+            return 0.0, 0.0
+        cap = self.cap
+        steps = self.steps
+        if cap is None:
+            S = 0
+            for s in self.seqs.values():
+                S += s.ctx0 + steps - s.step0
+            n_grow = n
+        else:
+            S = 0
+            n_grow = 0
+            for s in self.seqs.values():
+                c = s.ctx0 + steps - s.step0
+                if c < cap:
+                    S += c
+                    n_grow += 1
+                else:
+                    S += cap
+        return self.t0 + self.ts * n + self.tt * S, self.tt * n_grow
+
+    def _time_for(self, k: float) -> float:
+        return k * self.a + self.c * k * (k - 1) * 0.5
+
+    def _steps_by(self, dt: float) -> int:
+        """Whole iterations completed within ``dt`` of the interval start."""
+        a, c = self.a, self.c
+        if dt <= 0:
+            return 0
+        if c <= 0:
+            k = int(dt / a * (1 + 1e-12))
+        else:
+            # c k^2/2 + (a - c/2) k - dt <= 0
+            b = a - 0.5 * c
+            k = int((-b + math.sqrt(b * b + 2 * c * dt)) / c * (1 + 1e-12))
+        while k > 0 and self._time_for(k) > dt * (1 + 1e-12) + 1e-15:
+            k -= 1
+        return k
+
+    def _reschedule(self) -> None:
+        self.version += 1
+        if not self.seqs:
+            return
+        self.a, self.c = self._iter_params()
+        k = self.heap[0][0] - self.steps
+        dt = self._time_for(k)
+        v = self.version
+        self.sim.timer(dt, lambda _e, v=v, k=k: self._on_finish(v, k))
+
+    # ------------------------------------------------------------------ events
+    def join(self, req) -> None:
+        """``req``'s KV is in HBM: it joins the batch at the next iteration boundary."""
+        now = self.sim.env.now
+        req.stage = "decode"
+        if not self.seqs:
+            self.t_int = now
+            self._admit([req], now)
+            self._reschedule()
+            return
+        self.joiners.append(req)
+        if not self.boundary_pending:
+            self.boundary_pending = True
+            j = self._steps_by(now - self.t_int)
+            tb = self.t_int + self._time_for(j + 1)
+            self.btoken += 1
+            bt = self.btoken
+            self.sim.timer(max(0.0, tb - now), lambda _e, j=j, bt=bt: self._on_boundary(j + 1, bt))
+
+    def _admit(self, reqs: list, t: float) -> None:
+        for req in reqs:
+            steps_needed = req.gen - 1  # the first token came from prefill
+            s = _Seq(req, self.steps + steps_needed, req.prompt + 1, self.steps)
+            self.seqs[req.rid] = s
+            heapq.heappush(self.heap, (s.end_step, req.rid))
+        a, _c = self._iter_params()
+        for req in reqs:
+            req.t_second = t + a if req.gen > 1 else t
+
+    def _advance(self, k: int, now: float) -> None:
+        self.busy_time += now - self.t_int
+        self.steps += k
+        self.t_int = now
+        done = []
+        heap = self.heap
+        while heap and heap[0][0] <= self.steps:
+            _e, rid = heapq.heappop(heap)
+            done.append(self.seqs.pop(rid))
+        for s in done:
+            self.sim.decode_done(s.req, self)
+
+    def _on_boundary(self, k: int, bt: int) -> None:
+        if bt != self.btoken or not self.boundary_pending:
+            return
+        now = self.sim.env.now
+        self.boundary_pending = False
+        if self.seqs:
+            self._advance(k, now)
+        else:
+            self.t_int = now
+        joiners, self.joiners = self.joiners, []
+        self._admit(joiners, now)
+        self._reschedule()
+
+    def _on_finish(self, v: int, k: int) -> None:
+        if v != self.version:
+            return
+        now = self.sim.env.now
+        self._advance(k, now)
+        if self.boundary_pending:
+            # A boundary event is queued for a later iteration end; joiners enter now instead.
+            self.boundary_pending = False
+            self.btoken += 1
+            joiners, self.joiners = self.joiners, []
+            self._admit(joiners, now)
+        self._reschedule()

@@ -1,0 +1,78 @@
+"""Links and transfers: the objects the flow-level network shares bandwidth over."""
+from __future__ import annotations
+
+import math
+
+HIGH = 0  # model-execution traffic (EP all-to-all, collectives): high-priority lane (§S5)
+LOW = 1  # KV-Cache traffic: low-priority lane (§S5)
+
+INF = math.inf
+
+
+class Link:
+    """A unidirectional (or half-duplex, when shared by both directions) capacity in bytes/s.
+
+    ``acc_bytes`` + ``rate_sum`` x (now - ``acc_t``) is the number of bytes delivered so far:
+    counters are O(1) to sample, so time series need no per-transfer bookkeeping.
+    """
+
+    __slots__ = ("name", "kind", "capacity", "flows", "rate_sum", "acc_bytes", "acc_t",
+                 "high_rate", "node", "index", "_mark")
+
+    def __init__(self, name: str, capacity: float, kind: str = "", node: int = -1, index: int = -1):
+        if not capacity > 0:
+            raise ValueError(f"link {name!r}: capacity must be > 0 bytes/s (got {capacity!r})")
+        self.name = name
+        self.kind = kind
+        self.capacity = float(capacity)
+        self.flows: set = set()
+        self.rate_sum = 0.0
+        self.high_rate = 0.0
+        self.acc_bytes = 0.0
+        self.acc_t = 0.0
+        self.node = node
+        self.index = index
+        self._mark = 0
+
+    def delivered(self, now: float) -> float:
+        """Bytes that crossed this link up to ``now``."""
+        return self.acc_bytes + self.rate_sum * (now - self.acc_t)
+
+    def __repr__(self) -> str:  # pragma: no cover - debugging aid
+        return f"Link({self.name}, {self.capacity:.3g} B/s, {len(self.flows)} flows)"
+
+
+class Transfer:
+    """Bytes moving over a route of links.  ``on_done(transfer)`` fires at completion."""
+
+    __slots__ = ("id", "route", "size", "remaining", "rate", "prio", "max_rate", "last_t",
+                 "on_done", "t_submit", "t_start", "t_end", "version", "tag", "delivered_check",
+                 "fixed_end", "_mark")
+
+    def __init__(self, tid: int, route: tuple, size: float, prio: int, max_rate: float,
+                 on_done, tag) -> None:
+        self.id = tid
+        self.route = route
+        self.size = float(size)
+        self.remaining = float(size)
+        self.rate = 0.0
+        self.prio = prio
+        self.max_rate = max_rate
+        self.last_t = 0.0
+        self.on_done = on_done
+        self.t_submit = 0.0
+        self.t_start = -1.0
+        self.t_end = -1.0
+        self.version = 0
+        self.tag = tag
+        self.delivered_check = 0.0
+        self.fixed_end = -1.0
+        self._mark = 0
+
+    @property
+    def done(self) -> bool:
+        return self.t_end >= 0.0
+
+    def __repr__(self) -> str:  # pragma: no cover
+        return (f"Transfer#{self.id}({self.tag}, {self.size:.3g} B, rem {self.remaining:.3g}, "
+                f"rate {self.rate:.3g})")

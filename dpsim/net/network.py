@@ -1,0 +1,294 @@
+"""Flow-level network on SimPy: transfers over routes of links, shared max-min fairly.
+
+Rates are recomputed whenever a transfer starts or ends, only over the connected component
+(links <-> flows) that the change touches, and at most once per simulated instant (changes at
+the same time are coalesced).  A flow whose rate did not change keeps its completion entry.
+
+The backend is the seam for real hardware: :class:`FlowBackend` (default) shares bandwidth
+analytically; a backend that returns a duration for each transfer (e.g. ``hw``'s replay
+backend, or :class:`FixedRateBackend`) replaces the sharing model.  Nothing else in dpsim knows
+which one runs.
+"""
+from __future__ import annotations
+
+import heapq
+import math
+from typing import Callable, Iterable
+
+from .links import HIGH, INF, LOW, Link, Transfer
+from .maxmin import allocate
+
+
+class CapacityViolation(AssertionError):
+    pass
+
+
+class LinkBackend:
+    """How transfers progress.  ``duration(net, transfer)`` returns the seconds a transfer takes
+    once it starts flowing, or ``None`` to let the network share bandwidth (flow model)."""
+
+    name = "abstract"
+
+    def duration(self, net: "Network", tr: Transfer) -> float | None:  # pragma: no cover
+        raise NotImplementedError
+
+
+class FlowBackend(LinkBackend):
+    """Analytical max-min sharing with priority classes (the default)."""
+
+    name = "flow"
+
+    def duration(self, net, tr):
+        return None
+
+
+class FixedRateBackend(LinkBackend):
+    """Every transfer runs alone at its route's bottleneck (no sharing): an example of a
+    backend that decides durations itself, as a hardware backend does with measured times."""
+
+    name = "fixed"
+
+    def duration(self, net, tr):
+        bw = min([l.capacity for l in tr.route] + [tr.max_rate])
+        return tr.size / bw if bw > 0 else 0.0
+
+
+class Network:
+    def __init__(self, env, high_share: float = 0.99, backend: LinkBackend | None = None,
+                 check: bool = False):
+        if not 0.0 < high_share <= 1.0:
+            raise ValueError(f"net.high_share must be in (0, 1] (got {high_share})")
+        self.env = env
+        self.high_share = float(high_share)
+        self.backend = backend or FlowBackend()
+        self._flow_model = isinstance(self.backend, FlowBackend)
+        self.check = check
+        self.links: list[Link] = []
+        self._by_name: dict[str, Link] = {}
+        self._heap: list = []
+        self._seq = 0
+        self._tid = 0
+        self._dirty: list = []
+        self._rerate_pending = False
+        self._wake_at = INF
+        self._epoch = 0
+        self.active = 0
+        self.n_started = 0
+        self.n_completed = 0
+        self.bytes_requested = 0.0
+        self.bytes_delivered = 0.0
+        self.rerates = 0
+        self.max_overload = 0.0
+
+    # ------------------------------------------------------------------ topology
+    def add_link(self, name: str, capacity: float, kind: str = "", node: int = -1) -> Link:
+        if name in self._by_name:
+            raise ValueError(f"duplicate link name {name!r}")
+        l = Link(name, capacity, kind, node, len(self.links))
+        l.acc_t = self.env.now
+        self.links.append(l)
+        self._by_name[name] = l
+        return l
+
+    def link(self, name: str) -> Link:
+        return self._by_name[name]
+
+    # ------------------------------------------------------------------ transfers
+    def transfer(self, route: Iterable[Link], size: float, on_done: Callable | None = None,
+                 prio: int = LOW, max_rate: float = INF, latency: float = 0.0, tag=None) -> Transfer:
+        """Start moving ``size`` bytes over ``route``; ``on_done(transfer)`` fires when the last
+        byte arrives.  ``latency`` delays the first byte; ``max_rate`` caps the transfer (e.g. a
+        submission-bound stream of small blocks)."""
+        if size < 0 or not math.isfinite(size):
+            raise ValueError(f"transfer size must be a finite number >= 0 (got {size!r})")
+        if not max_rate > 0:
+            raise ValueError(f"transfer max_rate must be > 0 (got {max_rate!r})")
+        self._tid += 1
+        tr = Transfer(self._tid, tuple(route), size, prio, max_rate, on_done, tag)
+        now = self.env.now
+        tr.t_submit = now
+        self.n_started += 1
+        self.bytes_requested += tr.size
+        if latency > 0.0:
+            ev = self.env.timeout(latency)
+            ev.callbacks.append(lambda _e, tr=tr: self._begin(tr))
+        else:
+            self._begin(tr)
+        return tr
+
+    def _begin(self, tr: Transfer) -> None:
+        now = self.env.now
+        tr.t_start = now
+        tr.last_t = now
+        if tr.size <= 0.0 or not tr.route:
+            if tr.size > 0.0 and not tr.route:
+                tr.remaining = 0.0  # local, free (e.g. the Oracle system's zero-cost I/O)
+                tr.delivered_check = tr.size
+            self._push(now, tr)
+            return
+        self.active += 1
+        if not self._flow_model:
+            d = self.backend.duration(self, tr)
+            if d is not None:
+                rate = tr.size / d if d > 0 else 0.0
+                tr.rate = rate
+                for l in tr.route:
+                    l.acc_bytes += l.rate_sum * (now - l.acc_t)
+                    l.acc_t = now
+                    l.rate_sum += rate
+                    l.flows.add(tr)
+                tr.fixed_end = now + d
+                self._push(now + d, tr)
+                return
+        for l in tr.route:
+            l.flows.add(tr)
+            self._dirty.append(l)
+        self._schedule_rerate()
+
+    def _push(self, t: float, tr: Transfer) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (t, self._seq, tr.version, tr))
+        if t < self._wake_at:
+            self._wake_at = t
+            ev = self.env.timeout(t - self.env.now)
+            ev.callbacks.append(self._wake)
+
+    def _schedule_rerate(self) -> None:
+        if not self._rerate_pending:
+            self._rerate_pending = True
+            ev = self.env.timeout(0.0)
+            ev.callbacks.append(self._rerate)
+
+    # ------------------------------------------------------------------ completion
+    def _wake(self, _ev=None) -> None:
+        now = self.env.now
+        heap = self._heap
+        if self._wake_at <= now:
+            self._wake_at = INF
+        done = []
+        tol = now + 1e-12 * max(1.0, abs(now))
+        while heap and heap[0][0] <= tol:
+            _t, _s, ver, tr = heapq.heappop(heap)
+            if ver != tr.version or tr.t_end >= 0.0:
+                continue
+            done.append(tr)
+        for tr in done:
+            self._finish(tr, now)
+        if heap:
+            t = heap[0][0]
+            if t < self._wake_at:
+                self._wake_at = t
+                ev = self.env.timeout(max(0.0, t - now))
+                ev.callbacks.append(self._wake)
+        for tr in done:
+            if tr.on_done is not None:
+                tr.on_done(tr)
+
+    def _finish(self, tr: Transfer, now: float) -> None:
+        if tr.route and tr.size > 0.0:
+            self.active -= 1
+            dt = now - tr.last_t
+            tr.delivered_check += tr.rate * dt
+            for l in tr.route:
+                l.acc_bytes += l.rate_sum * (now - l.acc_t)
+                l.acc_t = now
+                l.rate_sum -= tr.rate
+                if l.rate_sum < 0.0:
+                    l.rate_sum = 0.0
+                l.flows.discard(tr)
+                if self._flow_model:
+                    self._dirty.append(l)
+            if self._dirty:
+                self._schedule_rerate()
+        tr.rate = 0.0
+        tr.remaining = 0.0
+        tr.t_end = now
+        self.n_completed += 1
+        self.bytes_delivered += tr.size
+        if self.check and tr.size > 0.0 and tr.route:
+            err = abs(tr.delivered_check - tr.size)
+            if err > 1e-6 * tr.size + 1e-3:
+                raise CapacityViolation(f"transfer {tr.id} ({tr.tag}) delivered {tr.delivered_check:.6g} "
+                                        f"bytes, requested {tr.size:.6g}")
+
+    # ------------------------------------------------------------------ re-rating
+    def _rerate(self, _ev=None) -> None:
+        self._rerate_pending = False
+        dirty = self._dirty
+        if not dirty:
+            return
+        self._dirty = []
+        self.rerates += 1
+        now = self.env.now
+        self._epoch += 1
+        ep = self._epoch
+        links = []
+        flows = []
+        stack = []
+        for l in dirty:
+            if l._mark != ep:
+                l._mark = ep
+                links.append(l)
+                stack.append(l)
+        while stack:
+            l = stack.pop()
+            for f in l.flows:
+                if f._mark != ep:
+                    f._mark = ep
+                    flows.append(f)
+                    for l2 in f.route:
+                        if l2._mark != ep:
+                            l2._mark = ep
+                            links.append(l2)
+                            stack.append(l2)
+        for l in links:
+            l.acc_bytes += l.rate_sum * (now - l.acc_t)
+            l.acc_t = now
+        old = []
+        for f in flows:
+            dt = now - f.last_t
+            if dt > 0.0:
+                d = f.rate * dt
+                f.remaining -= d
+                f.delivered_check += d
+                if f.remaining < 0.0:
+                    f.remaining = 0.0
+            f.last_t = now
+            old.append(f.rate)
+        allocate(flows, links, self.high_share)
+        for l in links:
+            l.rate_sum = 0.0
+        for i, f in enumerate(flows):
+            r = f.rate
+            for l in f.route:
+                l.rate_sum += r
+            if r != old[i]:
+                f.version += 1
+                if r > 0.0:
+                    self._push(now + f.remaining / r, f)
+        if self.check:
+            for l in links:
+                over = l.rate_sum - l.capacity
+                if over > 1e-9 * l.capacity:
+                    raise CapacityViolation(f"link {l.name} carries {l.rate_sum:.6g} B/s > capacity "
+                                            f"{l.capacity:.6g}")
+                if l.rate_sum / l.capacity - 1.0 > self.max_overload:
+                    self.max_overload = l.rate_sum / l.capacity - 1.0
+
+    # ------------------------------------------------------------------ inspection
+    def flush(self) -> None:
+        """Bring every link's byte counter up to now (for sampling)."""
+        now = self.env.now
+        for l in self.links:
+            l.acc_bytes += l.rate_sum * (now - l.acc_t)
+            l.acc_t = now
+
+    def stuck_transfers(self) -> list[Transfer]:
+        out = []
+        for l in self.links:
+            out.extend(l.flows)
+        return list({t.id: t for t in out}.values())
+
+
+__all__ = ["Network", "LinkBackend", "FlowBackend", "FixedRateBackend", "CapacityViolation",
+           "HIGH", "LOW", "INF"]
