@@ -163,10 +163,10 @@ class Network:
     def _wake(self, _ev=None) -> None:
         now = self.env.now
         heap = self._heap
-        if self._wake_at <= now:
+        tol = now + 1e-12 * max(1.0, abs(now))
+        if self._wake_at <= tol:  # this is (up to rounding) the wake-up that was scheduled
             self._wake_at = INF
         done = []
-        tol = now + 1e-12 * max(1.0, abs(now))
         while heap and heap[0][0] <= tol:
             _t, _s, ver, tr = heapq.heappop(heap)
             if ver != tr.version or tr.t_end >= 0.0:

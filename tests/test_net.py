@@ -1,0 +1,206 @@
+"""The bandwidth-sharing core: max-min fairness, priority classes, closed forms, conservation."""
+import math
+
+import pytest
+import simpy
+from hypothesis import given, settings, strategies as st
+
+from dpsim.net import HIGH, LOW, FixedRateBackend, Network, allocate
+from dpsim.net.links import Link, Transfer
+
+
+def _flow(i, route, prio=LOW, max_rate=math.inf):
+    return Transfer(i, tuple(route), 1.0, prio, max_rate, None, None)
+
+
+@st.composite
+def topologies(draw):
+    n_links = draw(st.integers(1, 6))
+    caps = [draw(st.floats(0.5, 100.0)) for _ in range(n_links)]
+    links = [Link(f"l{i}", c) for i, c in enumerate(caps)]
+    n_flows = draw(st.integers(1, 12))
+    flows = []
+    for i in range(n_flows):
+        idx = draw(st.lists(st.integers(0, n_links - 1), min_size=1, max_size=n_links, unique=True))
+        prio = draw(st.sampled_from([LOW, LOW, HIGH]))
+        mr = draw(st.one_of(st.just(math.inf), st.floats(0.1, 50.0)))
+        flows.append(_flow(i, [links[j] for j in idx], prio, mr))
+    share = draw(st.sampled_from([0.99, 0.9, 0.5, 1.0]))
+    return links, flows, share
+
+
+@settings(max_examples=300, deadline=None)
+@given(topologies())
+def test_maxmin_properties(topo):
+    links, flows, share = topo
+    for l in links:
+        l.flows = set(f for f in flows if l in f.route)
+    allocate(flows, links, share)
+    tol = 1e-7
+    load = {l: 0.0 for l in links}
+    high = {l: 0.0 for l in links}
+    for f in flows:
+        assert f.rate >= -tol
+        assert f.rate <= f.max_rate * (1 + tol)
+        for l in f.route:
+            load[l] += f.rate
+            if f.prio == HIGH:
+                high[l] += f.rate
+    # No link above capacity; the high class never above its share where low traffic exists.
+    for l in links:
+        assert load[l] <= l.capacity * (1 + tol)
+        has_low = any(f.prio == LOW for f in l.flows)
+        if has_low:
+            assert high[l] <= l.capacity * share * (1 + tol)
+    # Max-min: every flow is at its own cap or crosses a bottleneck link that is saturated for
+    # its class and on which no flow of its class gets more.
+    for f in flows:
+        if f.rate >= f.max_rate * (1 - 1e-6):
+            continue
+        ok = False
+        for l in f.route:
+            same = [g for g in l.flows if g.prio == f.prio]
+            if f.prio == HIGH:
+                has_low = any(g.prio == LOW for g in l.flows)
+                cap = l.capacity * share if has_low else l.capacity
+                sat = high[l] >= cap * (1 - 1e-6)
+            else:
+                sat = load[l] >= l.capacity * (1 - 1e-6)
+            if sat and all(g.rate <= f.rate * (1 + 1e-6) + 1e-9 for g in same):
+                ok = True
+                break
+        assert ok, f"flow {f.id} (rate {f.rate}) has no bottleneck"
+
+
+def _run(transfers, caps, check=True, backend=None, share=0.99):
+    env = simpy.Environment()
+    net = Network(env, high_share=share, check=check, backend=backend)
+    links = [net.add_link(f"l{i}", c) for i, c in enumerate(caps)]
+    done = {}
+
+    def start(i, route, size, prio, delay, mr):
+        def go(_e=None):
+            net.transfer([links[j] for j in route], size, lambda t, i=i: done.__setitem__(i, env.now),
+                         prio=prio, max_rate=mr)
+        if delay > 0:
+            ev = env.timeout(delay)
+            ev.callbacks.append(go)
+        else:
+            go()
+    for i, (route, size, prio, delay, mr) in enumerate(transfers):
+        start(i, route, size, prio, delay, mr)
+    env.run()
+    return net, links, done
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 17])
+def test_n_equal_transfers_one_link(n):
+    S, C = 1e9, 25e9
+    net, _l, done = _run([([0], S, LOW, 0.0, math.inf)] * n, [C])
+    assert len(done) == n
+    for t in done.values():
+        assert t == pytest.approx(n * S / C, rel=1e-9)
+    assert net.bytes_delivered == pytest.approx(n * S)
+
+
+def test_two_hops_bottleneck():
+    S = 3e9
+    _n, _l, done = _run([([0, 1], S, LOW, 0.0, math.inf)], [50e9, 20e9])
+    assert done[0] == pytest.approx(S / 20e9, rel=1e-12)
+
+
+def test_staggered_start_closed_form():
+    # A starts at 0 with S bytes; B starts at t1 with S bytes on the same link of capacity C.
+    S, C, t1 = 10.0, 2.0, 1.0
+    _n, _l, done = _run([([0], S, LOW, 0.0, math.inf), ([0], S, LOW, t1, math.inf)], [C])
+    # A alone until t1: C t1 delivered; then both at C/2 until A ends.
+    tA = t1 + (S - C * t1) / (C / 2)
+    assert done[0] == pytest.approx(tA, rel=1e-12)
+    # B got (tA - t1) C/2, then alone at C.
+    tB = tA + (S - (tA - t1) * C / 2) / C
+    assert done[1] == pytest.approx(tB, rel=1e-12)
+
+
+def test_priority_classes_share():
+    # High and low on one link: high gets 99%, low the remaining 1% (plus idle capacity).
+    S, C = 99.0, 100.0
+    _n, _l, done = _run([([0], S, HIGH, 0.0, math.inf), ([0], 100.0, LOW, 0.0, math.inf)], [C])
+    assert done[0] == pytest.approx(1.0, rel=1e-9)  # 99 B at 99 B/s
+    # Low got 1 B in the first second, then the whole link for the remaining 99 B.
+    assert done[1] == pytest.approx(1.0 + 99.0 / 100.0, rel=1e-9)
+
+
+def test_high_alone_uses_full_link():
+    _n, _l, done = _run([([0], 100.0, HIGH, 0.0, math.inf)], [100.0])
+    assert done[0] == pytest.approx(1.0)
+
+
+def test_max_rate_caps_transfer_and_frees_the_rest():
+    # A capped at 10 B/s; B takes what is left of 100 B/s.
+    _n, _l, done = _run([([0], 10.0, LOW, 0.0, 10.0), ([0], 90.0, LOW, 0.0, math.inf)], [100.0])
+    assert done[0] == pytest.approx(1.0)
+    assert done[1] == pytest.approx(1.0)
+
+
+def test_latency_delays_first_byte():
+    env = simpy.Environment()
+    net = Network(env, check=True)
+    l = net.add_link("l", 10.0)
+    out = []
+    net.transfer([l], 10.0, lambda t: out.append(env.now), latency=0.5)
+    env.run()
+    assert out == [pytest.approx(1.5)]
+
+
+def test_zero_size_and_empty_route_complete_immediately():
+    env = simpy.Environment()
+    net = Network(env)
+    l = net.add_link("l", 10.0)
+    out = []
+    net.transfer([l], 0.0, lambda t: out.append(("zero", env.now)))
+    net.transfer([], 1e9, lambda t: out.append(("free", env.now)))
+    env.run()
+    assert sorted(out) == [("free", 0.0), ("zero", 0.0)]
+
+
+def test_fixed_rate_backend_ignores_sharing():
+    net, _l, done = _run([([0], 10.0, LOW, 0.0, math.inf)] * 3, [10.0], check=False,
+                         backend=FixedRateBackend())
+    assert all(t == pytest.approx(1.0) for t in done.values())
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.integers(0, 3), min_size=1, max_size=3, unique=True),
+                          st.floats(1.0, 1e4), st.sampled_from([LOW, HIGH]),
+                          st.floats(0.0, 5.0), st.one_of(st.just(math.inf), st.floats(1.0, 1e3))),
+                min_size=1, max_size=25),
+       st.lists(st.floats(10.0, 1e3), min_size=4, max_size=4))
+def test_dynamic_conservation_and_capacity(transfers, caps):
+    """Random arrivals: every transfer completes, bytes delivered = requested per transfer
+    (checked inside the network), no link ever above capacity (checked at every re-rate),
+    and link byte counters equal the bytes of the transfers that crossed them."""
+    net, links, done = _run(transfers, caps, check=True)
+    assert len(done) == len(transfers)
+    assert net.bytes_delivered == pytest.approx(net.bytes_requested)
+    net.flush()
+    for j, l in enumerate(links):
+        expect = sum(s for (route, s, *_r) in transfers if j in route)
+        assert l.delivered(net.env.now) == pytest.approx(expect, rel=1e-6, abs=1e-6)
+    # No transfer can beat its bottleneck alone.
+    for i, (route, s, prio, delay, mr) in enumerate(transfers):
+        best = min([caps[j] for j in route] + [mr])
+        assert done[i] - delay >= s / best * (1 - 1e-9)
+
+
+def test_bad_transfer_arguments():
+    env = simpy.Environment()
+    net = Network(env)
+    l = net.add_link("l", 1.0)
+    with pytest.raises(ValueError, match="size"):
+        net.transfer([l], -1.0)
+    with pytest.raises(ValueError, match="max_rate"):
+        net.transfer([l], 1.0, max_rate=0.0)
+    with pytest.raises(ValueError, match="capacity"):
+        net.add_link("bad", 0.0)
+    with pytest.raises(ValueError, match="high_share"):
+        Network(env, high_share=0.0)
