@@ -174,10 +174,11 @@ class Simulation:
         req.new = req.prompt - req.hit
         if path == "split":
             req.split_de = min(req.hit, max(0, split_de))
-        pe.seq += 1
-        pe.tok += req.new
-        de.seq += 1
-        de.tok += req.prompt + req.gen
+        if req.sched_note != "counted":  # policies that track loads themselves mark requests
+            pe.seq += 1
+            pe.tok += req.new
+            de.seq += 1
+            de.tok += req.prompt + req.gen
         de_bytes = req.prompt * self.kvb
         req.de_buf = de_bytes
         if de.gpu.node.buffer.alloc_or_wait(de_bytes, lambda r=req: self._alloc_pe_buffer(r)):
