@@ -114,8 +114,17 @@ class DecodeEngine:
         """``req``'s KV is in HBM: it joins the batch at the next iteration boundary."""
         now = self.sim.env.now
         req.stage = "decode"
+        if req.gen <= 1:  # the only token came from prefill: nothing to decode
+            req.t_second = now
+            self.sim.timer(0.0, lambda _e, r=req: self.sim.decode_done(r, self))
+            return
         if not self.seqs:
             self.t_int = now
+            self._admit([req], now)
+            self._reschedule()
+            return
+        if now <= self.t_int and not self.boundary_pending:
+            # The current iteration starts at this very instant: join it.
             self._admit([req], now)
             self._reschedule()
             return
@@ -131,12 +140,18 @@ class DecodeEngine:
     def _admit(self, reqs: list, t: float) -> None:
         for req in reqs:
             steps_needed = req.gen - 1  # the first token came from prefill
+            if steps_needed <= 0:  # nothing to decode: done without entering the batch
+                req.t_second = t
+                self.sim.timer(0.0, lambda _e, r=req: self.sim.decode_done(r, self))
+                continue
             s = _Seq(req, self.steps + steps_needed, req.prompt + 1, self.steps)
             self.seqs[req.rid] = s
             heapq.heappush(self.heap, (s.end_step, req.rid))
         a, _c = self._iter_params()
-        for req in reqs:
-            req.t_second = t + a if req.gen > 1 else t
+        steps = self.steps
+        for s in self.seqs.values():  # everyone whose first iteration starts now
+            if s.step0 == steps:
+                s.req.t_second = t + a if s.req.gen > 1 else t
 
     def _advance(self, k: int, now: float) -> None:
         self.busy_time += now - self.t_int
