@@ -78,7 +78,8 @@ class Simulation:
         self.fine_layers = self.sys.get("prefill_mode", "coarse") == "fine"
         self.oracle = bool(self.sys.get("oracle", False))
         self.cluster = Cluster(self.net, ccfg, compute.hbm_kv_bytes, ccfg["dram_buffer_bytes"],
-                               oracle=self.oracle)
+                               oracle=self.oracle,
+                               hbm_kv_bytes_prefill=getattr(compute, "hbm_kv_bytes_prefill", None))
         self.pes = [PrefillEngine(self, g, i) for i, g in
                     enumerate(g for n in self.cluster.prefill_nodes for g in n.gpus)]
         self.des = [DecodeEngine(self, g, i) for i, g in
@@ -179,10 +180,21 @@ class Simulation:
             pe.tok += req.new
             de.seq += 1
             de.tok += req.prompt + req.gen
-        de_bytes = req.prompt * self.kvb
-        req.de_buf = de_bytes
-        if de.gpu.node.buffer.alloc_or_wait(de_bytes, lambda r=req: self._alloc_pe_buffer(r)):
+        if path == "pe":
+            # The DE buffer is needed only once prefill streams KV out: taken after the read.
             self._alloc_pe_buffer(req)
+        else:  # the hit KV lands in the DE buffer: take it first
+            self._alloc_de_buffer(req, self._alloc_pe_buffer)
+
+    def _alloc_de_buffer(self, req: Request, then) -> None:
+        """Reserve the DE node's buffer for the whole prompt KV, then call ``then(req)``."""
+        b = req.prompt * self.kvb
+
+        def granted(r=req, b=b):
+            r.de_buf = b
+            then(r)
+        if req.de.gpu.node.buffer.alloc_or_wait(b, granted):
+            granted()
 
     def _alloc_pe_buffer(self, req: Request) -> None:
         pe_hit = req.hit if req.path == "pe" else (req.hit - req.split_de if req.path == "split" else 0)
@@ -247,6 +259,12 @@ class Simulation:
             self._read_done(req)
 
     def _read_done(self, req: Request) -> None:
+        if req.de_buf == 0.0:
+            self._alloc_de_buffer(req, self._enqueue_prefill)
+        else:
+            self._enqueue_prefill(req)
+
+    def _enqueue_prefill(self, req: Request) -> None:
         req.pe.enqueue(req)
 
     # ------------------------------------------------------------------ 4 prefill transfers
@@ -476,12 +494,12 @@ class Simulation:
     def run(self) -> None:
         t0 = time.perf_counter()
         env = self.env
-        self.metrics.start()
         if self.driver is not None:
             self.driver.start()
         else:
             for a in self.agents:
                 self.start_agent(a)
+        self.metrics.start()  # after the first events exist: the sampler stops on an empty queue
         until = self.done_event
         stop_at = self.max_sim_s
         try:

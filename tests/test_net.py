@@ -169,7 +169,7 @@ def test_fixed_rate_backend_ignores_sharing():
     assert all(t == pytest.approx(1.0) for t in done.values())
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=int(__import__("os").environ.get("DPSIM_HYP_EXAMPLES", 60)), deadline=None)
 @given(st.lists(st.tuples(st.lists(st.integers(0, 3), min_size=1, max_size=3, unique=True),
                           st.floats(1.0, 1e4), st.sampled_from([LOW, HIGH]),
                           st.floats(0.0, 5.0), st.one_of(st.just(math.inf), st.floats(1.0, 1e3))),

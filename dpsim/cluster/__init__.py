@@ -94,7 +94,7 @@ class Cluster:
     """Nodes, GPUs and the network links between them."""
 
     def __init__(self, net: Network, ccfg: dict, hbm_kv_bytes: float, buffer_bytes: float,
-                 oracle: bool = False):
+                 oracle: bool = False, hbm_kv_bytes_prefill: float | None = None):
         self.net = net
         self.cfg = ccfg
         self.oracle = oracle
@@ -119,7 +119,9 @@ class Cluster:
                     pdn = net.add_link(f"pcie_dn[{gid}]", ccfg["pcie_Bps"], "pcie_dn", n)
                     pup = net.add_link(f"pcie_up[{gid}]", ccfg["pcie_Bps"], "pcie_up", n)
                 gpu = GPU(gid, node, i, net.add_link(f"cnic_rd[{gid}]", cnic, "cnic_rd", n),
-                          net.add_link(f"cnic_wr[{gid}]", cnic, "cnic_wr", n), pdn, pup, hbm_kv_bytes)
+                          net.add_link(f"cnic_wr[{gid}]", cnic, "cnic_wr", n), pdn, pup,
+                          hbm_kv_bytes if role == "decode" or hbm_kv_bytes_prefill is None
+                          else hbm_kv_bytes_prefill)
                 node.gpus.append(gpu)
                 self.gpus.append(gpu)
             self.nodes.append(node)

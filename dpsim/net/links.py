@@ -17,7 +17,7 @@ class Link:
     """
 
     __slots__ = ("name", "kind", "capacity", "flows", "rate_sum", "acc_bytes", "acc_t",
-                 "high_rate", "node", "index", "_mark")
+                 "high_rate", "n_low", "node", "index", "_mark", "_cmark")
 
     def __init__(self, name: str, capacity: float, kind: str = "", node: int = -1, index: int = -1):
         if not capacity > 0:
@@ -27,7 +27,9 @@ class Link:
         self.capacity = float(capacity)
         self.flows: set = set()
         self.rate_sum = 0.0
-        self.high_rate = 0.0
+        self.high_rate = 0.0  # sum of the rates of high-class flows on this link
+        self.n_low = 0  # low-class flows on this link
+        self._cmark = 0
         self.acc_bytes = 0.0
         self.acc_t = 0.0
         self.node = node
@@ -47,7 +49,7 @@ class Transfer:
 
     __slots__ = ("id", "route", "size", "remaining", "rate", "prio", "max_rate", "last_t",
                  "on_done", "t_submit", "t_start", "t_end", "version", "tag", "delivered_check",
-                 "fixed_end", "_mark")
+                 "fixed_end", "_mark", "_old")
 
     def __init__(self, tid: int, route: tuple, size: float, prio: int, max_rate: float,
                  on_done, tag) -> None:
@@ -68,6 +70,7 @@ class Transfer:
         self.delivered_check = 0.0
         self.fixed_end = -1.0
         self._mark = 0
+        self._old = 0.0
 
     @property
     def done(self) -> bool:

@@ -53,7 +53,9 @@ def fill(flows: list, avail: dict) -> None:
                 mcap = f.max_rate
         frozen_links = None
         if mcap <= share:
-            thr = mcap * (1.0 + 1e-12)
+            # Every flow capped below the level at which the first link saturates stops at its
+            # own cap first: freeze them all at once (freeing capacity only raises the level).
+            thr = share
             keep = []
             for f in active:
                 if f.max_rate <= thr:
@@ -98,29 +100,42 @@ def fill(flows: list, avail: dict) -> None:
             avail[l] = 0.0
 
 
-def allocate(flows: list, links: list, high_share: float) -> None:
-    """Set ``rate`` of every flow in a connected component (``flows`` over ``links``)."""
+def allocate(flows: list, links: list, high_share: float, bg_high: dict | None = None,
+             bg_low: dict | None = None, has_low: dict | None = None) -> None:
+    """Set ``rate`` of every flow in ``flows`` over ``links`` (every link of every flow).
+
+    ``bg_high`` / ``bg_low``: per-link load of flows outside ``flows`` that stays fixed (the
+    incremental re-rating passes it; a full recomputation passes nothing).  ``has_low``: per
+    link, whether any low-class flow (inside or outside) crosses it -- it decides whether the
+    high class is held to ``high_share``."""
     high = []
     low = []
     for f in flows:
         (high if f.prio == HIGH else low).append(f)
-    if not high:
-        avail = {l: l.capacity for l in links}
-        fill(low, avail)
+    if has_low is None:
+        hl = set()
+        for f in low:
+            for l in f.route:
+                hl.add(l)
+        has_low = {l: (l in hl) for l in links}
+    bgh = bg_high or {}
+    bgl = bg_low or {}
+    if high:
+        avail = {}
         for l in links:
-            l.high_rate = 0.0
-        return
-    has_low = set()
-    for f in low:
-        for l in f.route:
-            has_low.add(l)
-    avail = {l: (l.capacity * high_share if l in has_low else l.capacity) for l in links}
-    fill(high, avail)
-    used_high = {}
-    for l in links:
-        cap_h = l.capacity * high_share if l in has_low else l.capacity
-        used_high[l] = cap_h - avail[l]
-        l.high_rate = used_high[l]
+            cap_h = l.capacity * high_share if has_low[l] else l.capacity
+            avail[l] = cap_h - bgh.get(l, 0.0)
+        fill(high, avail)
     if low:
-        avail = {l: max(0.0, l.capacity - used_high[l]) for l in links}
+        avail = {}
+        for l in links:
+            avail[l] = l.capacity - bgh.get(l, 0.0) - bgl.get(l, 0.0)
+        if high:
+            for f in high:
+                r = f.rate
+                for l in f.route:
+                    avail[l] -= r
+        for l in links:
+            if avail[l] < 0.0:
+                avail[l] = 0.0
         fill(low, avail)

@@ -1,8 +1,15 @@
 """Flow-level network on SimPy: transfers over routes of links, shared max-min fairly.
 
-Rates are recomputed whenever a transfer starts or ends, only over the connected component
-(links <-> flows) that the change touches, and at most once per simulated instant (changes at
-the same time are coalesced).  A flow whose rate did not change keeps its completion entry.
+Rates are recomputed whenever a transfer starts or ends, at most once per simulated instant
+(changes at the same time are coalesced), and only for the flows the change can affect: in a
+max-min allocation a change propagates only through *saturated* links (a flow below its cap is
+held by a saturated bottleneck; a flow on unsaturated links only is at its own cap).  The
+re-rating starts from the new flows and the links that were saturated when a flow left, takes
+in every flow of each saturated link it reaches, and allocates those flows against the fixed
+load of everyone else; a link that the new rates saturate is taken in and the allocation
+repeated.  The result equals a full recomputation (max-min allocations are unique); tests
+check that with ``check=True``, which also recomputes every component from scratch.  A flow
+whose rate did not change keeps its completion entry.
 
 The backend is the seam for real hardware: :class:`FlowBackend` (default) shares bandwidth
 analytically; a backend that returns a duration for each transfer (e.g. ``hw``'s replay
@@ -68,7 +75,8 @@ class Network:
         self._heap: list = []
         self._seq = 0
         self._tid = 0
-        self._dirty: list = []
+        self._dirty: list = []  # links that were saturated when a flow left them
+        self._new: list = []  # flows that started since the last re-rating
         self._rerate_pending = False
         self._wake_at = INF
         self._epoch = 0
@@ -140,9 +148,12 @@ class Network:
                 tr.fixed_end = now + d
                 self._push(now + d, tr)
                 return
+        low = tr.prio != HIGH
         for l in tr.route:
             l.flows.add(tr)
-            self._dirty.append(l)
+            if low:
+                l.n_low += 1
+        self._new.append(tr)
         self._schedule_rerate()
 
     def _push(self, t: float, tr: Transfer) -> None:
@@ -184,20 +195,34 @@ class Network:
             if tr.on_done is not None:
                 tr.on_done(tr)
 
+    def _saturated(self, l: Link) -> bool:
+        cap = l.capacity
+        if l.rate_sum >= cap * (1.0 - 1e-9):
+            return True
+        return l.n_low > 0 and l.high_rate > 0.0 and l.high_rate >= cap * self.high_share * (1.0 - 1e-9)
+
     def _finish(self, tr: Transfer, now: float) -> None:
         if tr.route and tr.size > 0.0:
             self.active -= 1
             dt = now - tr.last_t
             tr.delivered_check += tr.rate * dt
+            high = tr.prio == HIGH
+            r = tr.rate
             for l in tr.route:
                 l.acc_bytes += l.rate_sum * (now - l.acc_t)
                 l.acc_t = now
-                l.rate_sum -= tr.rate
+                if self._flow_model and self._saturated(l):
+                    self._dirty.append(l)  # flows held by this link may speed up
+                l.rate_sum -= r
                 if l.rate_sum < 0.0:
                     l.rate_sum = 0.0
+                if high:
+                    l.high_rate -= r
+                    if l.high_rate < 0.0:
+                        l.high_rate = 0.0
+                else:
+                    l.n_low -= 1
                 l.flows.discard(tr)
-                if self._flow_model:
-                    self._dirty.append(l)
             if self._dirty:
                 self._schedule_rerate()
         tr.rate = 0.0
@@ -214,18 +239,130 @@ class Network:
     # ------------------------------------------------------------------ re-rating
     def _rerate(self, _ev=None) -> None:
         self._rerate_pending = False
-        dirty = self._dirty
-        if not dirty:
+        dirty, new = self._dirty, self._new
+        if not dirty and not new:
             return
         self._dirty = []
+        self._new = []
         self.rerates += 1
         now = self.env.now
         self._epoch += 1
         ep = self._epoch
-        links = []
-        flows = []
-        stack = []
+        sat = self._saturated
+        sub: list = []  # flows being re-allocated (flow._mark == ep)
+        stack: list = []  # saturated links to take in whole (link._mark == ep)
+        touched: list = []  # every link of every flow in sub (link._cmark == ep)
+
+        def take(f):
+            f._mark = ep
+            f._old = f.rate
+            sub.append(f)
+            for l2 in f.route:
+                if l2._cmark != ep:
+                    l2._cmark = ep
+                    touched.append(l2)
+                    l2.acc_bytes += l2.rate_sum * (now - l2.acc_t)
+                    l2.acc_t = now
+                if l2._mark != ep and sat(l2):
+                    l2._mark = ep
+                    stack.append(l2)
+
+        for f in new:
+            if f._mark != ep and f.t_end < 0.0:
+                take(f)
         for l in dirty:
+            if l._mark != ep:
+                l._mark = ep
+                stack.append(l)
+        while True:
+            while stack:
+                l = stack.pop()
+                if l._cmark != ep:
+                    l._cmark = ep
+                    touched.append(l)
+                    l.acc_bytes += l.rate_sum * (now - l.acc_t)
+                    l.acc_t = now
+                for f in l.flows:
+                    if f._mark != ep:
+                        take(f)
+            # Background: the fixed load of flows outside ``sub`` on every touched link.
+            bgh = {}
+            bgl = {}
+            has_low = {}
+            for l in touched:
+                hs = 0.0
+                ls = 0.0
+                for f in l.flows:
+                    if f._mark == ep:
+                        if f.prio == HIGH:
+                            hs += f._old
+                        else:
+                            ls += f._old
+                bgh[l] = max(0.0, l.high_rate - hs)
+                bgl[l] = max(0.0, l.rate_sum - l.high_rate - ls)
+                has_low[l] = l.n_low > 0
+            allocate(sub, touched, self.high_share, bgh, bgl, has_low)
+            # A link outside the taken-in set that the new rates saturate holds flows that may
+            # have to slow down: take it in and allocate again.
+            load = {}
+            hload = {}
+            for f in sub:
+                r = f.rate
+                hi = f.prio == HIGH
+                for l in f.route:
+                    load[l] = load.get(l, 0.0) + r
+                    if hi:
+                        hload[l] = hload.get(l, 0.0) + r
+            grew = False
+            for l in touched:
+                if l._mark == ep:
+                    continue
+                tot = bgh[l] + bgl[l] + load.get(l, 0.0)
+                hr = bgh[l] + hload.get(l, 0.0)
+                cap = l.capacity
+                if tot >= cap * (1.0 - 1e-9) or (has_low[l] and hr > 0.0 and
+                                                  hr >= cap * self.high_share * (1.0 - 1e-9)):
+                    l._mark = ep
+                    stack.append(l)
+                    grew = True
+            if not grew:
+                break
+        # Commit: advance the flows to now at their old rates, then switch rates.
+        for l in touched:
+            l.rate_sum = bgh[l] + bgl[l] + load.get(l, 0.0)
+            l.high_rate = bgh[l] + hload.get(l, 0.0)
+        for f in sub:
+            dt = now - f.last_t
+            old = f._old
+            if dt > 0.0:
+                d = old * dt
+                f.remaining -= d
+                f.delivered_check += d
+                if f.remaining < 0.0:
+                    f.remaining = 0.0
+            f.last_t = now
+            r = f.rate
+            if r != old:
+                f.version += 1
+                if r > 0.0:
+                    self._push(now + f.remaining / r, f)
+        if self.check:
+            self._verify(touched)
+
+    def _verify(self, touched: list) -> None:
+        """Check mode: capacities hold and the incremental rates equal a full max-min
+        recomputation of every component that the re-rating touched."""
+        for l in touched:
+            over = l.rate_sum - l.capacity
+            if over > 1e-9 * l.capacity:
+                raise CapacityViolation(f"link {l.name} carries {l.rate_sum:.6g} B/s > capacity "
+                                        f"{l.capacity:.6g}")
+            if l.rate_sum / l.capacity - 1.0 > self.max_overload:
+                self.max_overload = l.rate_sum / l.capacity - 1.0
+        self._epoch += 1
+        ep = self._epoch
+        flows, links, stack = [], [], []
+        for l in touched:
             if l._mark != ep:
                 l._mark = ep
                 links.append(l)
@@ -241,39 +378,13 @@ class Network:
                             l2._mark = ep
                             links.append(l2)
                             stack.append(l2)
-        for l in links:
-            l.acc_bytes += l.rate_sum * (now - l.acc_t)
-            l.acc_t = now
-        old = []
-        for f in flows:
-            dt = now - f.last_t
-            if dt > 0.0:
-                d = f.rate * dt
-                f.remaining -= d
-                f.delivered_check += d
-                if f.remaining < 0.0:
-                    f.remaining = 0.0
-            f.last_t = now
-            old.append(f.rate)
+        keep = [f.rate for f in flows]
         allocate(flows, links, self.high_share)
-        for l in links:
-            l.rate_sum = 0.0
-        for i, f in enumerate(flows):
-            r = f.rate
-            for l in f.route:
-                l.rate_sum += r
-            if r != old[i]:
-                f.version += 1
-                if r > 0.0:
-                    self._push(now + f.remaining / r, f)
-        if self.check:
-            for l in links:
-                over = l.rate_sum - l.capacity
-                if over > 1e-9 * l.capacity:
-                    raise CapacityViolation(f"link {l.name} carries {l.rate_sum:.6g} B/s > capacity "
-                                            f"{l.capacity:.6g}")
-                if l.rate_sum / l.capacity - 1.0 > self.max_overload:
-                    self.max_overload = l.rate_sum / l.capacity - 1.0
+        for f, r in zip(flows, keep):
+            if abs(f.rate - r) > 1e-6 * max(abs(r), abs(f.rate), 1e-300) + 1e-9:
+                raise CapacityViolation(f"incremental re-rating gave transfer {f.id} rate {r:.9g}, "
+                                        f"a full recomputation {f.rate:.9g}")
+            f.rate = r
 
     # ------------------------------------------------------------------ inspection
     def flush(self) -> None:

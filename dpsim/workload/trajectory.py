@@ -115,12 +115,17 @@ def _compact(t: float):
     return int(t) if float(t).is_integer() else round(t, 6)
 
 
+_MAX_INT = 2**40  # token counts beyond this are corrupt data (and would overflow int64 sums)
+
+
 def _int(v, where: str) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or isinstance(v, float) and not v.is_integer():
         raise TraceError(f"{where}: must be a non-negative integer (got {v!r})")
     v = int(v)
     if v < 0:
         raise TraceError(f"{where}: must be a non-negative integer (got {v})")
+    if v > _MAX_INT:
+        raise TraceError(f"{where}: implausibly large ({v} > {_MAX_INT})")
     return v
 
 
@@ -156,8 +161,13 @@ def read_trajectories(path: str | Path) -> list[Trajectory]:
         raise TraceError(f"{path}: file not found")
     out: list[Trajectory] = []
     seen: set[str] = set()
-    with open(path) as f:
-        lines = f.readlines()
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.readlines()
+    except UnicodeDecodeError as e:
+        raise TraceError(f"{path}: not UTF-8 text (byte {e.start}); expected JSON Lines") from None
+    except IsADirectoryError:
+        raise TraceError(f"{path}: is a directory; expected a JSON Lines file") from None
     if not lines:
         raise TraceError(f"{path}: empty file; expected a header line then one trajectory per line")
     try:
