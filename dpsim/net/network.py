@@ -26,6 +26,9 @@ from .links import HIGH, INF, LOW, Link, Transfer
 from .maxmin import allocate
 
 
+_START = -1  # heap entry kind: a transfer whose latency has elapsed starts flowing
+
+
 class CapacityViolation(AssertionError):
     pass
 
@@ -77,8 +80,8 @@ class Network:
         self._tid = 0
         self._dirty: list = []  # links that were saturated when a flow left them
         self._new: list = []  # flows that started since the last re-rating
-        self._rerate_pending = False
         self._wake_at = INF
+        self._in_wake = False
         self._epoch = 0
         self.active = 0
         self.n_started = 0
@@ -118,8 +121,15 @@ class Network:
         self.n_started += 1
         self.bytes_requested += tr.size
         if latency > 0.0:
-            ev = self.env.timeout(latency)
-            ev.callbacks.append(lambda _e, tr=tr: self._begin(tr))
+            # The first byte leaves after ``latency``: a start entry in the network's own heap
+            # (no SimPy event of its own).
+            self._seq += 1
+            t = now + latency
+            heapq.heappush(self._heap, (t, self._seq, _START, tr))
+            if t < self._wake_at:
+                self._wake_at = t
+                ev = self.env.timeout(latency)
+                ev.callbacks.append(self._wake)
         else:
             self._begin(tr)
         return tr
@@ -165,26 +175,42 @@ class Network:
             ev.callbacks.append(self._wake)
 
     def _schedule_rerate(self) -> None:
-        if not self._rerate_pending:
-            self._rerate_pending = True
+        """Re-rate at the end of this instant: a wake-up now (coalesced with any pending one)."""
+        now = self.env.now
+        if self._wake_at > now and not self._in_wake:
+            self._wake_at = now
             ev = self.env.timeout(0.0)
-            ev.callbacks.append(self._rerate)
+            ev.callbacks.append(self._wake)
 
     # ------------------------------------------------------------------ completion
     def _wake(self, _ev=None) -> None:
+        """Start delayed transfers, complete finished ones, re-rate once, then run callbacks."""
         now = self.env.now
         heap = self._heap
         tol = now + 1e-12 * max(1.0, abs(now))
         if self._wake_at <= tol:  # this is (up to rounding) the wake-up that was scheduled
             self._wake_at = INF
+        self._in_wake = True  # starts and ends below are re-rated below, not by a new wake-up
         done = []
         while heap and heap[0][0] <= tol:
             _t, _s, ver, tr = heapq.heappop(heap)
+            if ver == _START:
+                self._begin(tr)
+                continue
             if ver != tr.version or tr.t_end >= 0.0:
                 continue
             done.append(tr)
         for tr in done:
             self._finish(tr, now)
+        if self._dirty or self._new:
+            self._rerate()
+        self._in_wake = False
+        while heap:  # drop superseded completion entries so they cause no wake-ups
+            _t, _s, ver, tr = heap[0]
+            if ver != _START and (ver != tr.version or tr.t_end >= 0.0):
+                heapq.heappop(heap)
+            else:
+                break
         if heap:
             t = heap[0][0]
             if t < self._wake_at:
@@ -237,8 +263,7 @@ class Network:
                                         f"bytes, requested {tr.size:.6g}")
 
     # ------------------------------------------------------------------ re-rating
-    def _rerate(self, _ev=None) -> None:
-        self._rerate_pending = False
+    def _rerate(self) -> None:
         dirty, new = self._dirty, self._new
         if not dirty and not new:
             return
@@ -286,22 +311,39 @@ class Network:
                     if f._mark != ep:
                         take(f)
             # Background: the fixed load of flows outside ``sub`` on every touched link.
+            hs = {}
+            ls = {}
+            for f in sub:
+                o = f._old
+                if o:
+                    d = hs if f.prio == HIGH else ls
+                    for l in f.route:
+                        d[l] = d.get(l, 0.0) + o
             bgh = {}
             bgl = {}
             has_low = {}
             for l in touched:
-                hs = 0.0
-                ls = 0.0
-                for f in l.flows:
-                    if f._mark == ep:
-                        if f.prio == HIGH:
-                            hs += f._old
-                        else:
-                            ls += f._old
-                bgh[l] = max(0.0, l.high_rate - hs)
-                bgl[l] = max(0.0, l.rate_sum - l.high_rate - ls)
+                h = l.high_rate - hs.get(l, 0.0)
+                bgh[l] = h if h > 0.0 else 0.0
+                lo = l.rate_sum - l.high_rate - ls.get(l, 0.0)
+                bgl[l] = lo if lo > 0.0 else 0.0
                 has_low[l] = l.n_low > 0
-            allocate(sub, touched, self.high_share, bgh, bgl, has_low)
+            if len(sub) == 1:  # the common case: one flow against fixed background load
+                f = sub[0]
+                r = f.max_rate
+                if f.prio == HIGH:
+                    for l in f.route:
+                        a = (l.capacity * self.high_share if has_low[l] else l.capacity) - bgh[l]
+                        if a < r:
+                            r = a
+                else:
+                    for l in f.route:
+                        a = l.capacity - bgh[l] - bgl[l]
+                        if a < r:
+                            r = a
+                f.rate = r if r > 0.0 else 0.0
+            else:
+                allocate(sub, touched, self.high_share, bgh, bgl, has_low)
             # A link outside the taken-in set that the new rates saturate holds flows that may
             # have to slow down: take it in and allocate again.
             load = {}
