@@ -508,6 +508,8 @@ class Simulation:
                 env.run(until=simpy.AnyOf(env, [until, guard]))
             else:
                 env.run(until=until)
+            if self.done_event.triggered and (self.driver is None or self.driver.name == "offline"):
+                env.run()  # drain: the last rounds' KV is still being persisted
         except RuntimeError as e:
             if "No scheduled events left" in str(e) or "until" in str(e):
                 self._stalled()

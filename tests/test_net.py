@@ -34,7 +34,7 @@ def topologies(draw):
 def test_maxmin_properties(topo):
     links, flows, share = topo
     for l in links:
-        l.flows = set(f for f in flows if l in f.route)
+        l.flows = {f: None for f in flows if l in f.route}
     allocate(flows, links, share)
     tol = 1e-7
     load = {l: 0.0 for l in links}

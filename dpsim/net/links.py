@@ -25,7 +25,7 @@ class Link:
         self.name = name
         self.kind = kind
         self.capacity = float(capacity)
-        self.flows: set = set()
+        self.flows: dict = {}  # insertion-ordered (deterministic iteration), values unused
         self.rate_sum = 0.0
         self.high_rate = 0.0  # sum of the rates of high-class flows on this link
         self.n_low = 0  # low-class flows on this link

@@ -154,13 +154,13 @@ class Network:
                     l.acc_bytes += l.rate_sum * (now - l.acc_t)
                     l.acc_t = now
                     l.rate_sum += rate
-                    l.flows.add(tr)
+                    l.flows[tr] = None
                 tr.fixed_end = now + d
                 self._push(now + d, tr)
                 return
         low = tr.prio != HIGH
         for l in tr.route:
-            l.flows.add(tr)
+            l.flows[tr] = None
             if low:
                 l.n_low += 1
         self._new.append(tr)
@@ -248,7 +248,7 @@ class Network:
                         l.high_rate = 0.0
                 else:
                     l.n_low -= 1
-                l.flows.discard(tr)
+                l.flows.pop(tr, None)
             if self._dirty:
                 self._schedule_rerate()
         tr.rate = 0.0

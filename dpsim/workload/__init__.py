@@ -11,10 +11,10 @@ Public API (imported lazily so that ``import dpsim.workload`` stays cheap):
 """
 from __future__ import annotations
 
-from .bundle import bundled_path
 from .trajectory import TraceError, Trajectory, read_trajectories, write_trajectories
 
 _LAZY = {
+    "bundled_path": ("bundle", "bundled_path"),
     "load": ("readers", "load"),
     "generate": ("synthetic", "generate"),
     "build_agents": ("replay", "build_agents"),

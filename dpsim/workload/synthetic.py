@@ -19,8 +19,10 @@ table pins the mean first prompt: ``P0 ~ 2 C - T - (a - g)`` = 5.3K / 7.3K / 9.2
 6.5K / 8.3K / 10.1K (20% / 17% / 15%), and as the context after generation 5.0K / 7.0K / 8.9K.
 Either way the datasets are front-loaded (a large first prompt: system prompt, tools and task --
 the real WEKA Claude Code sessions put on average 41% of a session's final length into its first
-prompt, sessions of >= 5 rounds); the mean-prompt reading is the most nearly MAL-proportional, and it is the quantity a
-prefill engine sees.  :func:`fit_table` also reports the mean hit for reference.
+prompt, sessions of >= 5 rounds).  The mean-hit reading is the least MAL-proportional (20% -> 15%);
+the mean-prompt and after-generation readings are about equally so (16% -> 14%, 15% -> 14%), and of
+these the mean prompt is the quantity a prefill engine processes, hence the choice.
+:func:`fit_table` also reports the mean hit for reference.
 The numbers do not multiply out (157 x 605 >> 55,958) because trajectories are heterogeneous:
 short-step trajectories run many turns, large-step ones few.
 

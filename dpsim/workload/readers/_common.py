@@ -3,7 +3,7 @@ block hashes, and the mapping of a request sequence into a canonical Trajectory.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -123,14 +123,3 @@ def build_trajectory(tid: str, prompts: Sequence[int], gens: Sequence[int], thin
         i = int(np.argmax(p < 1))
         raise TraceError(f"{where or tid}, request {i}: input tokens must be >= 1 (got {int(p[i])})")
     return Trajectory(tid, append, g, think, p, h, meta=meta)
-
-
-def concat_where(path, rec_desc: str) -> str:
-    return f"{path}: {rec_desc}" if rec_desc else str(path)
-
-
-def flatten(it: Iterable[list]) -> list:
-    out = []
-    for x in it:
-        out.extend(x)
-    return out

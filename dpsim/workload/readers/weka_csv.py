@@ -10,7 +10,6 @@ prefix (``min(64 x prefix_hit_blocks, input_tokens)``); ``hash_blocks`` is check
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np

@@ -1,0 +1,186 @@
+"""Whole-lifecycle invariants on every system: every request finishes or is reported failed,
+buffers and HBM drain, bytes are conserved, capacities hold (check mode), outputs are
+deterministic, stalls and impossible configs give clear errors."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from dpsim.config import ConfigError, validate
+from dpsim.drivers import OfflineDriver
+from dpsim.runner import build, run
+from dpsim.scheduling import Policy, register
+from dpsim.sim import Simulation, SimulationError, SimulationStalled
+
+from helpers import FastCompute, make_cfg, trajectories
+
+SYSTEMS = ["dualpath", "basic", "oracle", "basic_layer", "basic_layer_dpl", "pe_only", "de_only",
+           "round_robin", "split"]
+
+
+def _small(system, *extra):
+    return make_cfg(f"system={system}", "workload.agents=24", "workload.mal=64k",
+                    "cluster.gpus_per_node=2", "check_invariants=true", *extra)
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_invariants_every_system(system):
+    cfg = _small(system)
+    summ, sim = run(cfg)
+    net = sim.net
+    # Every request completes or is reported failed with a reason.
+    assert summ["requests_completed"] + summ["requests_failed"] == summ["requests_total"]
+    for r in sim.requests:
+        assert r.stage in ("done", "failed")
+        if r.stage == "failed":
+            assert r.fail
+    # Conservation: every transfer delivered its bytes (checked per transfer in check mode).
+    assert net.n_completed == net.n_started
+    assert net.bytes_delivered == pytest.approx(net.bytes_requested)
+    assert net.max_overload <= 1e-9
+    # Buffers and HBM drain; nothing was ever over capacity.
+    for n in sim.cluster.nodes:
+        assert n.buffer.used == pytest.approx(0.0, abs=1.0)
+        assert n.buffer.peak <= n.buffer.capacity * (1 + 1e-12)
+        assert not n.buffer.waiters
+        assert n.read_q == pytest.approx(0.0, abs=1e-6)
+        for g in n.gpus:
+            assert g.hbm_used == pytest.approx(0.0, abs=1.0)
+            assert g.hbm_peak <= g.hbm_kv * (1 + 1e-12)
+    for e in sim.pes + sim.des:
+        assert e.seq == 0 and e.tok == 0
+    # Timestamps are ordered through the lifecycle.
+    for r in sim.requests:
+        if r.stage != "done":
+            continue
+        ts = [r.arrival, r.t_sched, r.t_alloc, r.t_read0, r.t_read1, r.t_pf0, r.t_first, r.t_h2d, r.t_end]
+        assert all(a <= b + 1e-12 for a, b in zip(ts, ts[1:])), (system, ts)
+    # Oracle makes KV I/O free; PE-only never reads on decode nodes; DE-only never on prefill.
+    rd = summ["snic_read_bytes"]
+    if system == "oracle":
+        assert sum(rd.values()) == 0
+    if system in ("pe_only", "basic", "basic_layer"):
+        assert summ["snic_read_bytes_decode_nodes"] == 0
+    if system == "de_only":
+        assert summ["snic_read_bytes_prefill_nodes"] == 0
+
+
+def test_hit_tokens_read_match_storage_bytes():
+    cfg = _small("round_robin")
+    summ, sim = run(cfg)
+    hit_bytes = sum(r.hit for r in sim.requests) * sim.kvb
+    assert sum(summ["snic_read_bytes"].values()) == pytest.approx(hit_bytes, rel=1e-9)
+
+
+def test_deterministic_outputs(tmp_path):
+    """Same config + seed -> byte-identical Parquet tables and summary (wall-clock aside)."""
+    outs = []
+    for k in range(2):
+        cfg = _small("dualpath", "check_invariants=false")
+        d = tmp_path / f"run{k}"
+        run(cfg, out_dir=d)
+        outs.append(d)
+    for name in ("requests.parquet", "trajectories.parquet", "links.parquet", "queues.parquet"):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
+    a, b = (json.loads((d / "summary.json").read_text()) for d in outs)
+    for s in (a, b):
+        s.pop("sim_wall_s")
+    assert a == b
+
+
+def test_seed_changes_outputs(tmp_path):
+    a, _ = run(_small("dualpath", "seed=1", "workload.seed=1", "workload.agents=40"))
+    b, _ = run(_small("dualpath", "seed=2", "workload.seed=2", "workload.agents=40"))
+    assert a["jct_s"] != b["jct_s"]
+
+
+def test_coarse_layerwise_agrees_with_fine_mode():
+    """The coarse layerwise model (one paced transfer per request per forward) against one
+    event chain per layer, on a small case: JCT and mean TTFT within 5%."""
+    res = {}
+    for mode in ("coarse", "fine"):
+        cfg = make_cfg("system=round_robin", f"system.prefill_mode={mode}", "workload.agents=8",
+                       "workload.mal=32k", "workload.n_trajectories=8", "cluster.gpus_per_node=1",
+                       "check_invariants=true")
+        summ, sim = run(cfg)
+        assert summ["requests_failed"] == 0
+        res[mode] = summ
+    assert res["coarse"]["jct_s"] == pytest.approx(res["fine"]["jct_s"], rel=0.05)
+    assert res["coarse"]["ttft_s"]["mean"] == pytest.approx(res["fine"]["ttft_s"]["mean"], rel=0.05)
+
+
+def test_chunked_prefill_splits_long_prompts():
+    cfg = make_cfg("system=pe_only", "system.batching.max_prefill_tokens=2048", "workload.agents=4",
+                   "cluster.gpus_per_node=1", "check_invariants=true")
+    summ, sim = run(cfg)
+    long = [r for r in sim.requests if r.new > 2048 and r.stage == "done"]
+    assert long, "the bundled workload has first rounds longer than 2048 tokens"
+    assert all(r.n_chunks >= math.ceil(r.new / 2048) for r in long)
+
+
+def test_basic_reports_requests_whose_kv_cannot_fit_pe_hbm():
+    cfg = make_cfg("system=basic", "workload.agents=2", "cluster.gpus_per_node=1")
+    sim = build(cfg)
+    for g in sim.cluster.gpus:
+        if g.node.role == "prefill":
+            g.hbm_kv = 30000 * sim.kvb  # a PE that holds 30K tokens of KV
+    sim.run()
+    failed = [r for r in sim.requests if r.stage == "failed"]
+    assert failed and all("HBM" in r.fail for r in failed)
+    assert all(r.prompt > 30000 for r in failed)
+    assert sim.n_done + sim.n_failed == len(sim.requests)
+
+
+@register("test_black_hole")
+class _BlackHole(Policy):
+    """Accepts requests and never schedules them."""
+
+    def submit(self, req):
+        pass
+
+
+def test_stall_is_reported_with_stuck_requests():
+    cfg = _small("pe_only", "system.scheduler=test_black_hole")
+    sim = build(cfg)
+    with pytest.raises(SimulationStalled, match=r"unfinished requests.*arrived"):
+        sim.run()
+
+
+@pytest.mark.parametrize("override,key", [
+    ("cluster.prefill_nodes=0", "cluster.prefill_nodes"),
+    ("cluster.decode_nodes=0", "cluster.decode_nodes"),
+    ("cluster.snic_Bps=-1", "cluster.snic_Bps"),
+    ("cluster.cnic_efficiency=1.5", "cluster.cnic_efficiency"),
+    ("cluster.dram_buffer_bytes=1000", "cluster.dram_buffer_bytes"),
+    ("system.scheduler=nope", "system.scheduler"),
+    ("system.read_path=sideways", "system.read_path"),
+    ("system.block_size=0", "system.block_size"),
+    ("metrics.sample_dt=0", "metrics.sample_dt"),
+])
+def test_bad_config_names_the_key(override, key):
+    cfg = make_cfg(override)
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        validate(cfg)
+
+
+def test_online_requires_aps():
+    cfg = make_cfg("experiment=online", "workload.aps=0")
+    with pytest.raises(ConfigError, match="workload.aps"):
+        validate(cfg)
+
+
+def test_request_larger_than_buffer_is_rejected_before_running():
+    cfg = make_cfg("cluster.dram_buffer_bytes=2e9", "workload.agents=2")
+    with pytest.raises(SimulationError, match="dram_buffer_bytes"):
+        build(cfg)
+
+
+def test_online_run_reports_slo():
+    cfg = make_cfg("experiment=online", "model=ds27b", "workload.aps=0.2", "workload.agents=40",
+                   "workload.mal=32k", "experiment.max_sim_s=600", "experiment.window_s=60",
+                   "experiment.steady_lag_s=120", "cluster.gpus_per_node=2")
+    summ, sim = run(cfg)
+    assert isinstance(summ["slo_met"], bool)
+    assert set(summ["ttft_breakdown_s"]) == {"scheduling", "allocation", "reading", "prefill"}
+    assert summ["stop_reason"]

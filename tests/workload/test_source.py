@@ -1,0 +1,97 @@
+"""Workload configs: load_workload and the YAML files in dpsim/conf/workload/."""
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from dpsim.workload import TraceError, bundled_path, load_workload, read_trajectories
+
+from .conftest import REPO, shared_traces_dir
+
+CONF = REPO / "dpsim" / "conf" / "workload"
+KEYS = {"source", "path", "format", "mal", "n_trajectories", "agents", "append_scale", "gen_scale",
+        "think", "seed"}
+
+
+def _cfg(name):
+    return yaml.safe_load((CONF / f"{name}.yaml").read_text())
+
+
+@pytest.mark.parametrize("name", ["bundled", "synthetic", "weka", "mooncake", "azure"])
+def test_config_files_have_all_keys_and_commented_numbers(name):
+    text = (CONF / f"{name}.yaml").read_text()
+    cfg = yaml.safe_load(text)
+    assert set(cfg) == KEYS and "defaults" not in cfg and "_target_" not in cfg
+    for line in text.splitlines():
+        if re.match(r"^\w+:\s*-?\d", line):  # a number: must carry a comment (source or assumption)
+            assert "#" in line and ("§S8" in line or "assumption" in line or "unused" in line), line
+
+
+def test_bundled_default():
+    cfg = _cfg("bundled")
+    assert cfg["source"] == "bundled" and cfg["agents"] is None and cfg["think"] == "zero"
+    agents = load_workload(cfg)
+    ref = read_trajectories(bundled_path())
+    assert [a.id for a in agents] == [t.id for t in ref]
+    assert all((a.think_s == 0).all() for a in agents)
+    assert any(t.think_s.sum() > 0 for t in ref)  # think: zero really zeroes the trace's gaps
+
+
+def test_synthetic_config_and_omegaconf():
+    from omegaconf import OmegaConf
+
+    cfg = _cfg("synthetic")
+    assert cfg["mal"] == 65536 and cfg["agents"] == 1024
+    agents = load_workload(OmegaConf.create(cfg))
+    assert len(agents) == 1024
+    assert max(int((a.prompt + a.gen).max()) for a in agents) <= 65536
+    small = load_workload({**cfg, "mal": "32k", "agents": 20, "n_trajectories": 10})
+    assert len(small) == 20 and max(int((a.prompt + a.gen).max()) for a in small) <= 32768
+
+
+@pytest.mark.parametrize("name,rel", [("weka", "weka_claude_code"),
+                                      ("mooncake", "mooncake/conversation_trace.jsonl"),
+                                      ("azure", "azure_llm_2023/AzureLLMInferenceTrace_code.csv")])
+def test_file_configs_load_real_traces(name, rel):
+    p = shared_traces_dir() / rel
+    if not p.exists():
+        pytest.skip(f"{p} not found (set DPSIM_SHARED_TRACES)")
+    cfg = {**_cfg(name), "path": str(p)}
+    agents = load_workload(cfg)
+    assert len(agents) > 10
+
+
+@pytest.mark.parametrize("patch,key", [
+    ({"source": "s3"}, "workload.source"), ({"mal": "huge"}, "workload.mal"),
+    ({"agents": 0}, "workload.agents"), ({"agents": 2.5}, "workload.agents"),
+    ({"append_scale": 0}, "workload.append_scale"), ({"gen_scale": "x"}, "workload.gen_scale"),
+    ({"think": "often"}, "workload.think"), ({"seed": -1}, "workload.seed"),
+    ({"source": "file"}, "workload.path"), ({"path": "x.jsonl"}, "workload.path"),
+    ({"agnets": 3}, "workload.agnets"), ({"source": "synthetic"}, "workload.mal"),
+    ({"mal": 500}, "workload.mal"), ({"n_trajectories": 0, "source": "synthetic", "mal": "32k"},
+                                     "workload.n_trajectories"),
+    ({"source": "file", "path": "/no/such/trace.jsonl"}, "workload.path"),
+    ({"source": "file", "path": str(REPO / "traces" / "weka_sample.jsonl"), "format": "xml"}, "workload.format"),
+])
+def test_bad_values_name_the_key(patch, key):
+    with pytest.raises(ValueError) as ei:  # TraceError is a ValueError
+        load_workload({**_cfg("bundled"), **patch})
+    assert str(ei.value).startswith(key), str(ei.value)
+
+
+def test_file_source_reads_canonical_and_mal_string(tmp_path):
+    cfg = {**_cfg("bundled"), "source": "file", "path": str(REPO / "traces" / "weka_sample.jsonl"),
+           "mal": "128k", "agents": 40, "think": "trace", "append_scale": 1.5}
+    agents = load_workload(cfg)
+    assert len(agents) == 40
+    assert max(int((a.prompt + a.gen).max()) for a in agents) <= 131072
+    assert any(a.think_s.sum() > 0 for a in agents)
+
+
+def test_corrupt_file_gives_trace_error(tmp_path):
+    p = tmp_path / "bad.jsonl"
+    p.write_text('{"format": "dpsim-trajectories", "version": 1}\n{"id": "a", "rounds": [[1, 0, 0]]}\n')
+    with pytest.raises(TraceError, match="gen"):
+        load_workload({"source": "file", "path": str(p)})
