@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 SUBCOMMANDS = ("trace", "bound")
 
@@ -29,21 +30,34 @@ def main(argv: list[str] | None = None) -> int:
 
 def _app(cfg) -> None:
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
     from omegaconf import OmegaConf
 
     from .config import ConfigError
+    from .metrics.outputs import write_json
     from .runner import format_summary, run
     from .sim import SimulationError, SimulationStalled
     from .workload.trajectory import TraceError
 
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    out = HydraConfig.get().runtime.output_dir
-    progress = plain.get("output", {}).get("progress", True)
+    hc = HydraConfig.get()
+    out = Path(hc.runtime.output_dir)
+    overrides = {}
+    for o in hc.overrides.task:
+        k, _, v = o.partition("=")
+        overrides[k.lstrip("+~")] = v
+    multirun = hc.mode == RunMode.MULTIRUN
     try:
+        plain = OmegaConf.to_container(cfg, resolve=True)
+        progress = plain.get("output", {}).get("progress", True)
         summ, _sim = run(plain, out_dir=out, cfg_yaml=OmegaConf.to_yaml(cfg, resolve=True),
-                         progress=bool(progress) and sys.stderr.isatty())
+                         progress=bool(progress) and sys.stderr.isatty() and not multirun,
+                         extra={"overrides": overrides})
     except (ConfigError, TraceError, SimulationError, SimulationStalled, ValueError) as e:
         print(f"dpsim: error: {e}", file=sys.stderr)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "error.json", {"error": f"{type(e).__name__}: {e}", "overrides": overrides})
+        if multirun:
+            return  # the sweep goes on; the failed run is a row of the sweep table
         raise SystemExit(2)
     print(format_summary(summ))
     print(f"  outputs: {out}")

@@ -38,7 +38,7 @@ def build(cfg: dict, progress: bool = False):
 
 
 def run(cfg: dict, out_dir: str | Path | None = None, cfg_yaml: str | None = None,
-        progress: bool = False) -> tuple[dict, object]:
+        progress: bool = False, extra: dict | None = None) -> tuple[dict, object]:
     """Run ``cfg``; write outputs to ``out_dir`` (if given).  Returns (summary, sim)."""
     from .metrics.tables import request_table, summary, trajectory_table
 
@@ -74,6 +74,8 @@ def run(cfg: dict, out_dir: str | Path | None = None, cfg_yaml: str | None = Non
                                drv.stop_reason.startswith("agents exhausted")) and \
             (last == last and last <= slo_t) and (tpot is not None and tpot <= slo_p)
     summ["truncated"] = bool(not sim.done_event.triggered)
+    if extra:
+        summ.update(extra)
     if out_dir is not None:
         from .metrics.outputs import write_outputs
         files = write_outputs(Path(out_dir), sim, summ, req, traj, cfg_yaml, cfg.get("output", {}))
