@@ -80,6 +80,7 @@ class Simulation:
         self.cluster = Cluster(self.net, ccfg, compute.hbm_kv_bytes, ccfg["dram_buffer_bytes"],
                                oracle=self.oracle,
                                hbm_kv_bytes_prefill=getattr(compute, "hbm_kv_bytes_prefill", None))
+        self._ep_peers(compute)
         self.pes = [PrefillEngine(self, g, i) for i, g in
                     enumerate(g for n in self.cluster.prefill_nodes for g in n.gpus)]
         self.des = [DecodeEngine(self, g, i) for i, g in
@@ -91,6 +92,14 @@ class Simulation:
         self.cap_layer = (self._layer_block_bytes / sub["layer_block_s"]) if sub["layer_block_s"] > 0 else INF
         self.cap_full = (self._full_block_bytes / sub["full_block_s"]) if sub["full_block_s"] > 0 else INF
         self.cap_storage = (self._full_block_bytes / sub["storage_block_s"]) if sub["storage_block_s"] > 0 else INF
+        # Model-execution traffic (§S5): expert-parallel all-to-all bytes per token that leave
+        # the node, on the CNICs, in the high-priority class (the low class when isolation is off).
+        mt = bool(self.sys.get("model_traffic", True))
+        nmoe = getattr(compute, "n_moe_layers", 0)
+        self.ep_prefill_tok = (getattr(compute, "ep_cnic_bytes_per_token_layer_prefill", 0.0) * nmoe) if mt else 0.0
+        self.ep_decode_tok = (getattr(compute, "ep_cnic_bytes_per_token_layer_decode", 0.0) * nmoe) if mt else 0.0
+        from .net import HIGH, LOW
+        self.model_prio = HIGH if self.sys.get("isolation", True) else LOW
         self.storage_latency = float(ccfg["storage_latency_s"])
         self.net_latency = float(ccfg["net_latency_s"])
         self.agents = [Agent(i, t) for i, t in enumerate(agents)]
@@ -116,6 +125,33 @@ class Simulation:
         self._check_fit()
 
     # ------------------------------------------------------------------ helpers
+    def _ep_peers(self, compute) -> None:
+        """Each GPU's all-to-all partner on another node of its EP group: groups are runs of
+        ceil(ep_size / g) nodes of one role; traffic is modelled as a ring to the same local
+        GPU of the next node of the group (symmetric, so every CNIC sends and receives)."""
+        g = self.cfg["cluster"]["gpus_per_node"]
+        self.ep_peer = {}
+        for nodes, ep in ((self.cluster.prefill_nodes, getattr(compute, "ep_size_prefill", 1)),
+                          (self.cluster.decode_nodes, getattr(compute, "ep_size_decode", 1))):
+            per = max(1, min(len(nodes), -(-int(ep) // g)))
+            for i, n in enumerate(nodes):
+                base = (i // per) * per
+                size = min(per, len(nodes) - base)
+                if size <= 1:
+                    continue
+                peer = nodes[base + (i - base + 1) % size]
+                for gpu, pg in zip(n.gpus, peer.gpus):
+                    self.ep_peer[gpu.gid] = pg
+
+    def start_model_traffic(self, eng, nbytes: float, duration: float, cb) -> int:
+        """A prefill forward's EP all-to-all bytes leaving the node, paced over the forward."""
+        peer = self.ep_peer.get(eng.gpu.gid)
+        if peer is None or nbytes <= 0:
+            return 0
+        self.net.transfer(self.cluster.r_model_traffic(eng.gpu, peer), nbytes, cb, prio=self.model_prio,
+                          max_rate=nbytes / duration if duration > 0 else INF, tag=("ep", eng.idx))
+        return 1
+
     def timer(self, dt: float, cb) -> None:
         ev = self.env.timeout(dt if dt > 0.0 else 0.0)
         ev.callbacks.append(cb)

@@ -48,6 +48,10 @@ class DecodeEngine:
         t0, ts, tt = sim.compute.decode_coeffs()
         self.t0, self.ts, self.tt = t0, ts, tt
         self.cap = sim.compute.decode_ctx_cap
+        self.ep_peer = getattr(sim, "ep_peer", {}).get(gpu.gid) if gpu is not None else None
+        self.ep_tok = getattr(sim, "ep_decode_tok", 0.0) if self.ep_peer is not None else 0.0
+        self.ep_stream = None
+        self.slowdown = 1.0
 
     @property
     def name(self) -> str:
@@ -81,6 +85,26 @@ class DecodeEngine:
                     S += cap
         return self.t0 + self.ts * n + self.tt * S, self.tt * n_grow
 
+    def _model_traffic(self) -> None:
+        """Expert-parallel all-to-all of the decode batch (§S5) as a stream wanting
+        n x bytes/token per iteration.  If the last interval's stream got less than it wanted
+        (isolation off, or the CNIC full), iterations slow down by wanted / achieved."""
+        sim = self.sim
+        st = self.ep_stream
+        slow = 1.0
+        if st is not None and st.rate > 0.0 and st.max_rate > st.rate:
+            slow = st.max_rate / st.rate
+        self.slowdown = slow
+        demand = len(self.seqs) * self.ep_tok / self.a
+        if st is None:
+            self.ep_stream = sim.net.stream(sim.cluster.r_model_traffic(self.gpu, self.ep_peer), demand,
+                                            prio=sim.model_prio, tag=("ep", self.name))
+        else:
+            sim.net.set_max_rate(st, demand)
+        if slow > 1.0:
+            self.a *= slow
+            self.c *= slow
+
     def _time_for(self, k: float) -> float:
         return k * self.a + self.c * k * (k - 1) * 0.5
 
@@ -102,8 +126,13 @@ class DecodeEngine:
     def _reschedule(self) -> None:
         self.version += 1
         if not self.seqs:
+            if self.ep_stream is not None:
+                self.sim.net.stop(self.ep_stream)
+                self.ep_stream = None
             return
         self.a, self.c = self._iter_params()
+        if self.ep_tok > 0.0:
+            self._model_traffic()
         k = self.heap[0][0] - self.steps
         dt = self._time_for(k)
         v = self.version

@@ -88,7 +88,7 @@ class Batch:
     """One forward pass of a PE over ``items`` = [(request, new tokens this pass)]."""
 
     __slots__ = ("eng", "items", "t0", "T", "L", "pin", "pout", "t_in", "timer_fired",
-                 "compute_done", "out_started", "finished", "out_list", "layer")
+                 "compute_done", "out_started", "finished", "out_list", "layer", "ep")
 
     def __init__(self, eng: PrefillEngine, items: list):
         sim = eng.sim
@@ -135,10 +135,12 @@ class Batch:
             elif req.computed == 0 and req.path == "split":
                 outb += (req.hit - req.split_de) * sim.kvb
             self.out_list.append((req, outb))
+        self.ep = new_sum * sim.ep_prefill_tok  # model traffic leaving the node
         if sysc["layerwise"]:
             pace = self.T * (self.L - 1) / self.L if self.L > 1 else 0.0
             for req, inb in ins:
                 self.pin += sim.start_pe_input(req, eng, inb, pace, self._in_done)
+            self.pout += sim.start_model_traffic(eng, self.ep, self.T, self._out_done)
             sim.timer(self.T, self._timer)
             sim.timer(self.T / self.L, self._start_out)
             if self.pin == 0:
@@ -147,7 +149,7 @@ class Batch:
             for req, inb in ins:
                 self.pin += sim.start_pe_input(req, eng, inb, 0.0, self._in_done_basic)
             if self.pin == 0:
-                sim.timer(self.T, self._compute_done_basic)
+                self._compute_basic()
 
     # ---- layerwise, coarse
     def _in_done(self, _tr=None) -> None:
@@ -197,7 +199,12 @@ class Batch:
     def _in_done_basic(self, _tr=None) -> None:
         self.pin -= 1
         if self.pin == 0:
-            self.eng.sim.timer(self.T, self._compute_done_basic)
+            self._compute_basic()
+
+    def _compute_basic(self) -> None:
+        sim = self.eng.sim
+        self.pout += sim.start_model_traffic(self.eng, self.ep, self.T, self._out_done)
+        sim.timer(self.T, self._compute_done_basic)
 
     def _compute_done_basic(self, _ev=None) -> None:
         sim = self.eng.sim

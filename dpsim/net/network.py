@@ -110,8 +110,9 @@ class Network:
         """Start moving ``size`` bytes over ``route``; ``on_done(transfer)`` fires when the last
         byte arrives.  ``latency`` delays the first byte; ``max_rate`` caps the transfer (e.g. a
         submission-bound stream of small blocks)."""
-        if size < 0 or not math.isfinite(size):
-            raise ValueError(f"transfer size must be a finite number >= 0 (got {size!r})")
+        if not size >= 0 or (size == INF and max_rate == INF):
+            raise ValueError(f"transfer size must be a number >= 0, or infinite for a stream with "
+                             f"a max_rate (got {size!r})")
         if not max_rate > 0:
             raise ValueError(f"transfer max_rate must be > 0 (got {max_rate!r})")
         self._tid += 1
@@ -119,7 +120,8 @@ class Network:
         now = self.env.now
         tr.t_submit = now
         self.n_started += 1
-        self.bytes_requested += tr.size
+        if size != INF:
+            self.bytes_requested += tr.size
         if latency > 0.0:
             # The first byte leaves after ``latency``: a start entry in the network's own heap
             # (no SimPy event of its own).
@@ -133,6 +135,54 @@ class Network:
         else:
             self._begin(tr)
         return tr
+
+    def stream(self, route: Iterable[Link], rate: float, prio: int = HIGH, tag=None) -> Transfer:
+        """An open-ended flow that wants ``rate`` bytes/s until :meth:`stop` (e.g. a decode
+        engine's expert-parallel all-to-all); its achieved rate is ``transfer.rate``."""
+        return self.transfer(route, math.inf if rate > 0 else 0.0, None, prio=prio,
+                             max_rate=rate if rate > 0 else 1.0, tag=tag)
+
+    def set_max_rate(self, tr: Transfer, rate: float) -> None:
+        """Change a running transfer's cap (re-rated at the end of this instant)."""
+        if not rate > 0:
+            raise ValueError(f"transfer max_rate must be > 0 (got {rate!r})")
+        if tr.max_rate == rate or tr.t_end >= 0.0:
+            return
+        tr.max_rate = rate
+        if tr.t_start >= 0.0 and tr.route and self._flow_model:
+            self._new.append(tr)
+            self._schedule_rerate()
+
+    def stop(self, tr: Transfer) -> None:
+        """End a stream (or abandon a transfer) now; its bytes so far count as delivered."""
+        if tr.t_end >= 0.0:
+            return
+        now = self.env.now
+        self.n_completed += 1
+        if tr.t_start < 0.0:  # still in its latency: never started
+            tr.t_end = now
+            tr.version += 1
+            return
+        if tr.route:
+            self.active -= 1
+            high = tr.prio == HIGH
+            r = tr.rate
+            for l in tr.route:
+                l.acc_bytes += l.rate_sum * (now - l.acc_t)
+                l.acc_t = now
+                if self._flow_model and self._saturated(l):
+                    self._dirty.append(l)
+                l.rate_sum = max(0.0, l.rate_sum - r)
+                if high:
+                    l.high_rate = max(0.0, l.high_rate - r)
+                else:
+                    l.n_low -= 1
+                l.flows.pop(tr, None)
+            if self._dirty:
+                self._schedule_rerate()
+        tr.version += 1
+        tr.rate = 0.0
+        tr.t_end = now
 
     def _begin(self, tr: Transfer) -> None:
         now = self.env.now
@@ -386,7 +436,7 @@ class Network:
             r = f.rate
             if r != old:
                 f.version += 1
-                if r > 0.0:
+                if r > 0.0 and f.remaining != INF:
                     self._push(now + f.remaining / r, f)
         if self.check:
             self._verify(touched)
