@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# One-shot calibration run on a GPU machine (used for calibration/reports/h100).
+# Usage: bash calibration/device_run.sh OUTDIR [STAGES]
+#   STAGES: space-separated subset of
+#           "probe cuda_sizes cuda_launch cuda_conc compute cuda_blocks nccl cpu file verbs"
+#   SMOKE=1 in the environment: tiny sizes and few trials (a ~1 minute check that every stage works).
+# Every stage runs in its own process under `timeout`, so a failure or a hang
+# loses only that stage.  Raw results land in /tmp/dpsim_cal/run and are packed
+# into OUTDIR/run.tgz after every stage (a run cut short still returns what it did).
+set -u
+OUT=${1:?usage: device_run.sh OUTDIR [STAGES]}
+STAGES=${2:-"probe cuda_sizes cuda_launch cuda_conc compute cuda_blocks nccl cpu file verbs"}
+export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+R=/tmp/dpsim_cal/run
+[ "${KEEP:-0}" = 1 ] || rm -rf "$R"
+mkdir -p "$R" "$OUT"
+PY=${PYTHON:-python3}
+if [ "${SMOKE:-0}" = 1 ]; then
+  S="--max-bytes 4MiB --trials 3 --warmup 1 --conc-sizes 1MiB --levels 1,2,3 --block-counts 1,8,61 --block-sizes 16KiB --max-block-total 4MiB"
+  C="--quick"
+else
+  S=""; C=""
+fi
+stage() {  # name timeout_s cmd...
+  local name=$1 to=$2; shift 2
+  case " $STAGES " in *" $name "*) ;; *) return 0;; esac
+  echo "=== stage $name (timeout ${to}s) $(date -u +%T)"
+  local t0=$(date +%s)
+  timeout -k 10 "$to" "$@"
+  echo "=== stage $name rc=$? in $(( $(date +%s) - t0 )) s"
+  tar czf "$OUT/run.tgz" -C "$(dirname "$R")" run
+}
+stage probe 40 bash -c "nvidia-smi; nvidia-smi topo -m; $PY -c 'import torch,sys; print(sys.version); print(torch.__version__, torch.version.cuda, torch.cuda.device_count(), [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]); print(\"nccl\", torch.cuda.nccl.version())'; $PY -c 'import cuda.bindings; print(\"cuda-bindings\", cuda.bindings.__version__)'; df -h /tmp; free -g; nproc"
+stage cuda_sizes 120 $PY -m calibration run --transport cuda --suite sizes --out "$R" --name cuda_sizes $S
+stage cuda_launch 60 $PY -m calibration run --transport cuda --suite sizes --out "$R" --name cuda_sizes_launch --opt gate=false --max-bytes 64MiB --trials 7 $S
+stage cuda_conc 100 $PY -m calibration run --transport cuda --suite concurrency --out "$R" --name cuda_conc $S
+stage compute 120 $PY -m calibration compute --out "$R" $C
+stage cuda_blocks 120 $PY -m calibration run --transport cuda --suite blocks --out "$R" --name cuda_blocks --trials 7 $S
+stage nccl 120 $PY -m calibration run --transport nccl --suite all --out "$R" --trials 7 $S
+stage cpu 40 $PY -m calibration run --transport cpu --suite all --out "$R" --max-bytes 256MiB --trials 7 --config-budget 1 --max-block-total 64MiB $S
+stage file 60 $PY -m calibration run --transport file --suite all --out "$R" --file-dir /tmp --max-bytes 256MiB --trials 5 --config-budget 0.5 --conc-sizes 1MiB,16MiB,64MiB --max-block-total 64MiB --block-counts 1,8,61,256,1024 $S
+stage verbs 20 $PY -m calibration run --transport verbs --suite all --out "$R"
+ls -la "$R"

@@ -1,0 +1,44 @@
+"""Real transports: CPU memcpy, file reads (O_DIRECT), CUDA copies, NCCL, ibverbs.
+
+Each transport lives in its own module and is importable without the optional
+libraries of the others; heavy imports (torch, pyverbs) happen lazily inside
+``check()`` so that a missing library becomes one clear
+:class:`TransportUnavailable` message.
+
+    >>> from hw import get_transport
+    >>> t = get_transport("cpu"); t.check()
+"""
+from __future__ import annotations
+
+import importlib
+
+from .base import Route, TransferSpec, Transport, TransportUnavailable
+
+__all__ = [
+    "TransportUnavailable",
+    "Transport",
+    "TransferSpec",
+    "Route",
+    "TRANSPORTS",
+    "get_transport",
+]
+
+#: name -> "module:Class"
+TRANSPORTS = {
+    "cpu": "hw.cpu:CpuTransport",
+    "file": "hw.file:FileTransport",
+    "cuda": "hw.cuda:CudaTransport",
+    "nccl": "hw.nccl:NcclTransport",
+    "verbs": "hw.verbs:VerbsTransport",
+}
+
+
+def get_transport(name: str, **options) -> Transport:
+    """Build the transport called ``name`` (not yet checked: call ``check()``)."""
+    try:
+        target = TRANSPORTS[name]
+    except KeyError:
+        raise ValueError(f"unknown transport {name!r}; choose one of {sorted(TRANSPORTS)}") from None
+    mod_name, cls_name = target.split(":")
+    mod = importlib.import_module(mod_name)
+    return getattr(mod, cls_name)(**options)
