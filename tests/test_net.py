@@ -204,3 +204,29 @@ def test_bad_transfer_arguments():
         net.add_link("bad", 0.0)
     with pytest.raises(ValueError, match="high_share"):
         Network(env, high_share=0.0)
+
+
+def test_external_backend_completes_when_told():
+    from dpsim.net import ExternalBackend
+
+    class Later(ExternalBackend):
+        def __init__(self):
+            self.started = []
+
+        def start(self, net, tr):
+            self.started.append(tr)
+            # Pretend the hardware takes 2 s per transfer.
+            ev = net.env.timeout(2.0)
+            ev.callbacks.append(lambda _e: net.complete(tr))
+
+    env = simpy.Environment()
+    be = Later()
+    net = Network(env, backend=be)
+    l = net.add_link("l", 1.0)
+    done = []
+    net.transfer([l], 10.0, lambda t: done.append(env.now))
+    net.transfer([l], 10.0, lambda t: done.append(env.now), latency=1.0)
+    env.run()
+    assert done == [2.0, 3.0]
+    assert net.n_completed == 2 and net.bytes_delivered == 20.0
+    assert l.delivered(env.now) == 20.0

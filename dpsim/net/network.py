@@ -63,6 +63,21 @@ class FixedRateBackend(LinkBackend):
         return tr.size / bw if bw > 0 else 0.0
 
 
+class ExternalBackend(LinkBackend):
+    """Transfers run somewhere else (real hardware) and report back: ``start(net, tr)`` launches
+    the transfer and returns at once; whoever runs it later calls ``net.complete(tr)`` from the
+    simulation's thread at the simulated time it finished.  ``hw.replay`` drives this with a
+    real-time environment, so simulated time follows measured time."""
+
+    name = "external"
+
+    def duration(self, net, tr):
+        return None
+
+    def start(self, net: "Network", tr: Transfer) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
 class Network:
     def __init__(self, env, high_share: float = 0.99, backend: LinkBackend | None = None,
                  check: bool = False):
@@ -72,6 +87,7 @@ class Network:
         self.high_share = float(high_share)
         self.backend = backend or FlowBackend()
         self._flow_model = isinstance(self.backend, FlowBackend)
+        self._external = isinstance(self.backend, ExternalBackend)
         self.check = check
         self.links: list[Link] = []
         self._by_name: dict[str, Link] = {}
@@ -195,6 +211,11 @@ class Network:
             self._push(now, tr)
             return
         self.active += 1
+        if self._external:
+            for l in tr.route:
+                l.flows[tr] = None
+            self.backend.start(self, tr)
+            return
         if not self._flow_model:
             d = self.backend.duration(self, tr)
             if d is not None:
@@ -270,6 +291,28 @@ class Network:
         for tr in done:
             if tr.on_done is not None:
                 tr.on_done(tr)
+
+    def complete(self, tr: Transfer) -> None:
+        """An external backend reports that ``tr`` finished now: account its bytes on its links
+        (as if it had run at its mean rate) and fire its callback."""
+        now = self.env.now
+        if tr.t_end >= 0.0:
+            return
+        dur = now - tr.t_start
+        for l in tr.route:
+            l.acc_bytes += l.rate_sum * (now - l.acc_t) + tr.size
+            l.acc_t = now
+            l.flows.pop(tr, None)
+        tr.delivered_check = tr.size
+        tr.fixed_end = now
+        tr.rate = tr.size / dur if dur > 0 else 0.0
+        self.active -= 1
+        tr.remaining = 0.0
+        tr.t_end = now
+        self.n_completed += 1
+        self.bytes_delivered += tr.size
+        if tr.on_done is not None:
+            tr.on_done(tr)
 
     def _saturated(self, l: Link) -> bool:
         cap = l.capacity
@@ -493,5 +536,6 @@ class Network:
         return list({t.id: t for t in out}.values())
 
 
-__all__ = ["Network", "LinkBackend", "FlowBackend", "FixedRateBackend", "CapacityViolation",
+__all__ = ["Network", "LinkBackend", "FlowBackend", "FixedRateBackend", "ExternalBackend",
+           "CapacityViolation",
            "HIGH", "LOW", "INF"]
