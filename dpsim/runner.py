@@ -8,8 +8,9 @@ from pathlib import Path
 from .config import ConfigError, validate
 
 
-def build(cfg: dict, progress: bool = False):
-    """Validate ``cfg`` and return a ready :class:`~dpsim.sim.Simulation` (not yet run)."""
+def build(cfg: dict, progress: bool = False, backend=None, env=None):
+    """Validate ``cfg`` and return a ready :class:`~dpsim.sim.Simulation` (not yet run);
+    ``backend``/``env``: see :class:`~dpsim.sim.Simulation`."""
     from .drivers import DRIVERS
     from .engines.compute import ComputeModel
     from .sim import Simulation
@@ -28,7 +29,7 @@ def build(cfg: dict, progress: bool = False):
         total = sum(t.n_rounds for t in agents) if cfg["experiment"]["mode"] == "offline" else None
         bar = tqdm(total=total, unit="req", file=sys.stderr, delay=2.0, mininterval=0.5,
                    desc=f"dpsim {cfg['system']['name']}", leave=False)
-    sim = Simulation(cfg, agents, compute, progress=bar)
+    sim = Simulation(cfg, agents, compute, progress=bar, backend=backend, env=env)
     mode = cfg["experiment"]["mode"]
     ecfg = dict(cfg["experiment"])
     ecfg["aps"] = cfg["workload"].get("aps")
@@ -38,11 +39,11 @@ def build(cfg: dict, progress: bool = False):
 
 
 def run(cfg: dict, out_dir: str | Path | None = None, cfg_yaml: str | None = None,
-        progress: bool = False, extra: dict | None = None) -> tuple[dict, object]:
+        progress: bool = False, extra: dict | None = None, backend=None, env=None) -> tuple[dict, object]:
     """Run ``cfg``; write outputs to ``out_dir`` (if given).  Returns (summary, sim)."""
     from .metrics.tables import request_table, summary, trajectory_table
 
-    sim = build(cfg, progress=progress)
+    sim = build(cfg, progress=progress, backend=backend, env=env)
     try:
         sim.run()
     finally:

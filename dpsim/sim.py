@@ -62,14 +62,16 @@ class Agent:
 
 
 class Simulation:
-    def __init__(self, cfg: dict, agents: list, compute, progress=None):
+    def __init__(self, cfg: dict, agents: list, compute, progress=None, backend=None, env=None):
         """``cfg``: the validated config mapping (see dpsim.config); ``agents``: the list of
-        trajectories to replay, one per agent; ``compute``: a ComputeModel."""
+        trajectories to replay, one per agent; ``compute``: a ComputeModel; ``backend``: the
+        link backend (default: analytical flow sharing); ``env``: a SimPy environment (e.g. a
+        real-time one for hardware-in-the-loop replay)."""
         self.cfg = cfg
         self.sys = cfg["system"]
-        self.env = simpy.Environment()
+        self.env = env if env is not None else simpy.Environment()
         ccfg = cfg["cluster"]
-        self.net = Network(self.env, high_share=ccfg["high_priority_share"],
+        self.net = Network(self.env, high_share=ccfg["high_priority_share"], backend=backend,
                            check=bool(cfg.get("check_invariants", False)))
         self.compute = compute
         self.kvb = float(compute.kv_bytes_per_token)
