@@ -108,10 +108,24 @@ def allocate(flows: list, links: list, high_share: float, bg_high: dict | None =
     incremental re-rating passes it; a full recomputation passes nothing).  ``has_low``: per
     link, whether any low-class flow (inside or outside) crosses it -- it decides whether the
     high class is held to ``high_share``."""
-    high = []
-    low = []
+    high = None
     for f in flows:
-        (high if f.prio == HIGH else low).append(f)
+        if f.prio == HIGH:
+            high = [f for f in flows if f.prio == HIGH]
+            low = [f for f in flows if f.prio != HIGH]
+            break
+    if high is None:  # the common case: KV traffic only
+        if bg_low is None:
+            avail = {l: l.capacity for l in links}
+        elif bg_high is None:
+            avail = {l: l.capacity - bg_low[l] for l in links}
+        else:
+            avail = {l: l.capacity - bg_high[l] - bg_low[l] for l in links}
+        for l, a in avail.items():
+            if a < 0.0:
+                avail[l] = 0.0
+        fill(flows, avail)
+        return
     if has_low is None:
         hl = set()
         for f in low:
@@ -120,21 +134,19 @@ def allocate(flows: list, links: list, high_share: float, bg_high: dict | None =
         has_low = {l: (l in hl) for l in links}
     bgh = bg_high or {}
     bgl = bg_low or {}
-    if high:
-        avail = {}
-        for l in links:
-            cap_h = l.capacity * high_share if has_low[l] else l.capacity
-            avail[l] = cap_h - bgh.get(l, 0.0)
-        fill(high, avail)
+    avail = {}
+    for l in links:
+        cap_h = l.capacity * high_share if has_low[l] else l.capacity
+        avail[l] = cap_h - bgh.get(l, 0.0)
+    fill(high, avail)
     if low:
         avail = {}
         for l in links:
             avail[l] = l.capacity - bgh.get(l, 0.0) - bgl.get(l, 0.0)
-        if high:
-            for f in high:
-                r = f.rate
-                for l in f.route:
-                    avail[l] -= r
+        for f in high:
+            r = f.rate
+            for l in f.route:
+                avail[l] -= r
         for l in links:
             if avail[l] < 0.0:
                 avail[l] = 0.0

@@ -144,7 +144,7 @@ class Network:
             self._seq += 1
             t = now + latency
             heapq.heappush(self._heap, (t, self._seq, _START, tr))
-            if t < self._wake_at:
+            if t < self._wake_at and not self._in_wake:
                 self._wake_at = t
                 ev = self.env.timeout(latency)
                 ev.callbacks.append(self._wake)
@@ -230,6 +230,42 @@ class Network:
                 self._push(now + d, tr)
                 return
         low = tr.prio != HIGH
+        r = tr.max_rate
+        if r != INF and not self._new:
+            # Fast path: a capped flow that fits under every link of its route without
+            # saturating any of them changes nobody else's rate (no one is held by an
+            # unsaturated link): it runs at its cap at once, with no re-rating.
+            ok = True
+            share = self.high_share
+            for l in tr.route:
+                cap = l.capacity * (1.0 - 1e-9)
+                if l.rate_sum + r >= cap:
+                    ok = False
+                    break
+                if low:
+                    if l.high_rate > 0.0 and l.high_rate >= cap * share:
+                        ok = False
+                        break
+                elif l.high_rate + r >= (cap * share if l.n_low > 0 else cap):
+                    ok = False
+                    break
+            if ok:
+                for l in tr.route:
+                    l.acc_bytes += l.rate_sum * (now - l.acc_t)
+                    l.acc_t = now
+                    l.flows[tr] = None
+                    l.rate_sum += r
+                    if low:
+                        l.n_low += 1
+                    else:
+                        l.high_rate += r
+                tr.rate = r
+                tr.version += 1
+                if tr.remaining != INF:
+                    self._push(now + tr.remaining / r, tr)
+                if self.check:
+                    self._verify(list(tr.route))
+                return
         for l in tr.route:
             l.flows[tr] = None
             if low:
@@ -240,7 +276,7 @@ class Network:
     def _push(self, t: float, tr: Transfer) -> None:
         self._seq += 1
         heapq.heappush(self._heap, (t, self._seq, tr.version, tr))
-        if t < self._wake_at:
+        if t < self._wake_at and not self._in_wake:
             self._wake_at = t
             ev = self.env.timeout(t - self.env.now)
             ev.callbacks.append(self._wake)
@@ -255,31 +291,44 @@ class Network:
 
     # ------------------------------------------------------------------ completion
     def _wake(self, _ev=None) -> None:
-        """Start delayed transfers, complete finished ones, re-rate once, then run callbacks."""
+        """Start delayed transfers, complete finished ones, re-rate, run the callbacks; repeat
+        while the callbacks start or end transfers at this instant (one wake-up serves a whole
+        chain of same-time transfers)."""
         now = self.env.now
         heap = self._heap
         tol = now + 1e-12 * max(1.0, abs(now))
         if self._wake_at <= tol:  # this is (up to rounding) the wake-up that was scheduled
             self._wake_at = INF
-        self._in_wake = True  # starts and ends below are re-rated below, not by a new wake-up
-        done = []
-        while heap and heap[0][0] <= tol:
-            _t, _s, ver, tr = heapq.heappop(heap)
-            if ver == _START:
-                self._begin(tr)
-                continue
-            if ver != tr.version or tr.t_end >= 0.0:
-                continue
-            done.append(tr)
-        for tr in done:
-            self._finish(tr, now)
-        if self._dirty or self._new:
-            self._rerate()
-        self._in_wake = False
+        if self._in_wake:  # re-entered from a callback: the running wake-up covers it
+            return
+        self._in_wake = True
+        pop = heapq.heappop
+        try:
+            while True:
+                done = []
+                while heap and heap[0][0] <= tol:
+                    _t, _s, ver, tr = pop(heap)
+                    if ver == _START:
+                        self._begin(tr)
+                        continue
+                    if ver != tr.version or tr.t_end >= 0.0:
+                        continue
+                    done.append(tr)
+                for tr in done:
+                    self._finish(tr, now)
+                if self._dirty or self._new:
+                    self._rerate()
+                for tr in done:
+                    if tr.on_done is not None:
+                        tr.on_done(tr)
+                if not (self._dirty or self._new or (heap and heap[0][0] <= tol)):
+                    break
+        finally:
+            self._in_wake = False
         while heap:  # drop superseded completion entries so they cause no wake-ups
             _t, _s, ver, tr = heap[0]
             if ver != _START and (ver != tr.version or tr.t_end >= 0.0):
-                heapq.heappop(heap)
+                pop(heap)
             else:
                 break
         if heap:
@@ -288,9 +337,6 @@ class Network:
                 self._wake_at = t
                 ev = self.env.timeout(max(0.0, t - now))
                 ev.callbacks.append(self._wake)
-        for tr in done:
-            if tr.on_done is not None:
-                tr.on_done(tr)
 
     def complete(self, tr: Transfer) -> None:
         """An external backend reports that ``tr`` finished now: account its bytes on its links
@@ -388,6 +434,19 @@ class Network:
         for f in new:
             if f._mark != ep and f.t_end < 0.0:
                 take(f)
+                if f.max_rate == INF:
+                    # An uncapped flow will saturate its tightest link: take that link in now
+                    # rather than after a first allocation round.
+                    best = None
+                    room = INF
+                    for l2 in f.route:
+                        a = l2.capacity - l2.rate_sum
+                        if a < room:
+                            room = a
+                            best = l2
+                    if best is not None and best._mark != ep:
+                        best._mark = ep
+                        stack.append(best)
         for l in dirty:
             if l._mark != ep:
                 l._mark = ep
