@@ -109,11 +109,17 @@ class DualPathPolicy(Policy):
             self.sim.timer(nxt - now, self._tick)
 
     def _tick(self, _ev=None) -> None:
+        # Group leaders fetch asynchronously, each at its own phase of the period; one tick per
+        # period with the fetch order rotated emulates that without an event per group (the
+        # group that fetches first after an arrival gets it).
         self.fetches += 1
-        for gi in range(len(self.pe_groups)):
-            self._pe_fetch(gi)
-        for gi in range(len(self.de_groups)):
-            self._de_fetch(gi)
+        k = self.fetches
+        npg = len(self.pe_groups)
+        for j in range(npg):
+            self._pe_fetch((k + j) % npg)
+        ndg = len(self.de_groups)
+        for j in range(ndg):
+            self._de_fetch((k + j) % ndg)
         if self.waiting():
             self.sim.timer(self.period, self._tick)
         else:
