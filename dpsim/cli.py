@@ -3,14 +3,17 @@
 * ``dpsim [hydra overrides] [-m]`` -- run a simulation (Hydra app; no arguments = the embedded
   default scenario);
 * ``dpsim trace {stats,convert,validate,generate} ...`` -- trace tools;
-* ``dpsim bound ...`` -- the §S7 closed-form P/D range and aggregate read bandwidth.
+* ``dpsim bound ...`` -- the §S7 closed-form P/D range and aggregate read bandwidth;
+* ``dpsim validate [--quick] [--out DIR]`` -- calibration points and the paper's qualitative
+  claims, simulated vs paper;
+* ``dpsim report SWEEP_DIR`` -- standard comparison figures from a multirun's sweep table.
 """
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-SUBCOMMANDS = ("trace", "bound")
+SUBCOMMANDS = ("trace", "bound", "validate", "report")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +26,12 @@ def main(argv: list[str] | None = None) -> int:
         if cmd == "bound":
             from .analysis.bound import main as bound_main
             return int(bound_main(rest) or 0)
+        if cmd == "validate":
+            from .analysis.validate import main as validate_main
+            return int(validate_main(rest) or 0)
+        if cmd == "report":
+            from .report import main as report_main
+            return int(report_main(rest) or 0)
     sys.argv = [sys.argv[0]] + argv
     _hydra_main()
     return 0

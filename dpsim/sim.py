@@ -78,6 +78,7 @@ class Simulation:
         self.block = int(self.sys["block_size"])
         self.L = compute.n_layers
         self.fine_layers = self.sys.get("prefill_mode", "coarse") == "fine"
+        self.timeline = bool(cfg.get("output", {}).get("timeline", False))
         self.oracle = bool(self.sys.get("oracle", False))
         self.cluster = Cluster(self.net, ccfg, compute.hbm_kv_bytes, ccfg["dram_buffer_bytes"],
                                oracle=self.oracle,

@@ -181,10 +181,6 @@ def apply_profile(cfg: dict, profile: dict, mapping="cuda") -> dict:
     for k, v in cl.items():
         if isinstance(v, float) and not math.isfinite(v):
             raise ValueError(f"profile gave cluster.{k}={v}")
-    meta = profile.get("meta", {})
-    out.setdefault("calibration", {})
-    out["calibration"] = {"profile_source": meta.get("source"), "profile_gpu": meta.get("gpu"),
-                          "mapping": m.name}
     return out
 
 

@@ -52,6 +52,7 @@ class DecodeEngine:
         self.ep_tok = getattr(sim, "ep_decode_tok", 0.0) if self.ep_peer is not None else 0.0
         self.ep_stream = None
         self.slowdown = 1.0
+        self.size_log: list = []  # (time, sequences) when sim.timeline
 
     @property
     def name(self) -> str:
@@ -125,6 +126,11 @@ class DecodeEngine:
 
     def _reschedule(self) -> None:
         self.version += 1
+        if self.sim.timeline:
+            log = self.size_log
+            n = len(self.seqs)
+            if not log or log[-1][1] != n:
+                log.append((self.sim.env.now, n))
         if not self.seqs:
             if self.ep_stream is not None:
                 self.sim.net.stop(self.ep_stream)

@@ -33,6 +33,7 @@ class PrefillEngine:
         self.batches = 0
         self.busy_time = 0.0
         self.attn_times: list = []  # per-forward attention time (attention-time balance)
+        self.batch_log: list = []  # (start, end, requests, new tokens) when sim.timeline
         self.group = None
 
     @property
@@ -69,6 +70,8 @@ class PrefillEngine:
         now = sim.env.now
         self.batches += 1
         self.busy_time += now - batch.t0
+        if sim.timeline:
+            self.batch_log.append((batch.t0, now, len(batch.items), sum(b for _r, b in batch.items)))
         requeue = []
         for req, bsz in batch.items:
             req.computed += bsz

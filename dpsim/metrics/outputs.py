@@ -107,6 +107,10 @@ def write_outputs(out: Path, sim, summary: dict, req, traj, cfg_yaml: str | None
         files["tables"] = ["requests.parquet", "trajectories.parquet", "links.parquet", "queues.parquet"]
     if ocfg.get("plots", True):
         files["plots"] = write_plots(out, sim, req, links)
+    if ocfg.get("timeline", False):
+        from .timeline import write_timeline
+        write_timeline(out / "timeline.json", sim, int(ocfg.get("timeline_max_agents", 256)))
+        files["timeline"] = "timeline.json"
     if cfg_yaml is not None:
         tmp = out / "config.resolved.yaml.tmp"
         tmp.write_text(cfg_yaml)
