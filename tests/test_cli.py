@@ -73,6 +73,11 @@ def test_multirun_collects_one_table(tmp_path, launcher):
     assert len(ok) == 2 and len(bad) == 2
     assert bad.error.str.contains("workload.agents").all()
     assert set(ok["override.system"]) == {"pe_only", "dualpath"}
+    r = dpsim("report", str(d))
+    assert r.returncode == 0, r.stderr
+    for f in ("jct_vs_agents.png", "snic_by_role.png", "report.md"):
+        assert (d / f).stat().st_size > 0
+    assert "Failed runs" in (d / "report.md").read_text()
 
 
 def test_basic_and_joblib_sweeps_agree(tmp_path):
