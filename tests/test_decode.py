@@ -28,6 +28,8 @@ class _CM:
 
 
 class _Sim:
+    timeline = False
+
     def __init__(self, cm):
         self.env = simpy.Environment()
         self.compute = cm
