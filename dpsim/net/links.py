@@ -17,7 +17,8 @@ class Link:
     """
 
     __slots__ = ("name", "kind", "capacity", "flows", "rate_sum", "acc_bytes", "acc_t",
-                 "high_rate", "n_low", "node", "index", "_mark", "_cmark")
+                 "high_rate", "n_low", "node", "index", "_mark", "_cmark",
+                 "_bgh", "_bgl", "_load", "_hload", "_avail", "_cnt")
 
     def __init__(self, name: str, capacity: float, kind: str = "", node: int = -1, index: int = -1):
         if not capacity > 0:
@@ -30,6 +31,9 @@ class Link:
         self.high_rate = 0.0  # sum of the rates of high-class flows on this link
         self.n_low = 0  # low-class flows on this link
         self._cmark = 0
+        # Scratch space of the re-rating (background loads, new loads, filling state).
+        self._bgh = self._bgl = self._load = self._hload = self._avail = 0.0
+        self._cnt = 0
         self.acc_bytes = 0.0
         self.acc_t = 0.0
         self.node = node

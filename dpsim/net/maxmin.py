@@ -151,3 +151,92 @@ def allocate(flows: list, links: list, high_share: float, bg_high: dict | None =
             if avail[l] < 0.0:
                 avail[l] = 0.0
         fill(low, avail)
+
+
+def fill_scratch(flows: list, links: list) -> None:
+    """:func:`fill` with each link's available capacity in ``link._avail`` (consumed in place)
+    and its counter in ``link._cnt``: the re-rating's hot path, without dictionaries."""
+    for l in links:
+        l._cnt = 0
+    for f in flows:
+        for l in f.route:
+            l._cnt += 1
+    active = flows
+    while active:
+        share = INF
+        for l in links:
+            n = l._cnt
+            if n:
+                s = l._avail / n
+                if s < share:
+                    share = s
+        if share < 0.0:
+            share = 0.0
+        mcap = INF
+        for f in active:
+            if f.max_rate < mcap:
+                mcap = f.max_rate
+        keep = []
+        if mcap <= share:
+            for f in active:
+                r = f.max_rate
+                if r <= share:
+                    f.rate = r
+                    for l in f.route:
+                        l._avail -= r
+                        l._cnt -= 1
+                else:
+                    keep.append(f)
+            active = keep
+            continue
+        thr = share * (1.0 + 1e-9) + _EPS
+        for f in active:
+            hit = False
+            for l in f.route:
+                n = l._cnt
+                if n and l._avail <= thr * n:
+                    hit = True
+                    break
+            if not hit:
+                keep.append(f)
+        if len(keep) == len(active):  # numerical safety: freeze everything at share
+            keep = []
+        kept = set(keep) if keep else ()
+        for f in active:
+            if f not in kept:
+                f.rate = share
+                for l in f.route:
+                    l._avail -= share
+                    l._cnt -= 1
+        active = keep
+
+
+def allocate_scratch(flows: list, links: list, high_share: float) -> None:
+    """:func:`allocate` reading the fixed background loads from ``link._bgh`` / ``link._bgl``
+    and whether low-class flows cross a link from ``link.n_low``."""
+    high = None
+    for f in flows:
+        if f.prio == HIGH:
+            high = [f for f in flows if f.prio == HIGH]
+            low = [f for f in flows if f.prio != HIGH]
+            break
+    if high is None:
+        for l in links:
+            a = l.capacity - l._bgh - l._bgl
+            l._avail = a if a > 0.0 else 0.0
+        fill_scratch(flows, links)
+        return
+    for l in links:
+        l._avail = (l.capacity * high_share if l.n_low > 0 else l.capacity) - l._bgh
+    fill_scratch(high, links)
+    if low:
+        for l in links:
+            l._avail = l.capacity - l._bgh - l._bgl
+        for f in high:
+            r = f.rate
+            for l in f.route:
+                l._avail -= r
+        for l in links:
+            if l._avail < 0.0:
+                l._avail = 0.0
+        fill_scratch(low, links)

@@ -23,7 +23,7 @@ import math
 from typing import Callable, Iterable
 
 from .links import HIGH, INF, LOW, Link, Transfer
-from .maxmin import allocate
+from .maxmin import allocate, allocate_scratch
 
 
 _START = -1  # heap entry kind: a transfer whose latency has elapsed starts flowing
@@ -413,6 +413,7 @@ class Network:
         self._epoch += 1
         ep = self._epoch
         sat = self._saturated
+        share = self.high_share
         sub: list = []  # flows being re-allocated (flow._mark == ep)
         stack: list = []  # saturated links to take in whole (link._mark == ep)
         touched: list = []  # every link of every flow in sub (link._cmark == ep)
@@ -462,60 +463,61 @@ class Network:
                 for f in l.flows:
                     if f._mark != ep:
                         take(f)
-            # Background: the fixed load of flows outside ``sub`` on every touched link.
-            hs = {}
-            ls = {}
+            # Background: the fixed load of flows outside ``sub`` on every touched link (kept
+            # in the links' scratch slots: no dictionaries on this hot path).
+            for l in touched:
+                l._bgh = l.high_rate
+                l._bgl = l.rate_sum - l.high_rate
             for f in sub:
                 o = f._old
                 if o:
-                    d = hs if f.prio == HIGH else ls
-                    for l in f.route:
-                        d[l] = d.get(l, 0.0) + o
-            bgh = {}
-            bgl = {}
-            has_low = {}
+                    if f.prio == HIGH:
+                        for l in f.route:
+                            l._bgh -= o
+                    else:
+                        for l in f.route:
+                            l._bgl -= o
             for l in touched:
-                h = l.high_rate - hs.get(l, 0.0)
-                bgh[l] = h if h > 0.0 else 0.0
-                lo = l.rate_sum - l.high_rate - ls.get(l, 0.0)
-                bgl[l] = lo if lo > 0.0 else 0.0
-                has_low[l] = l.n_low > 0
+                if l._bgh < 0.0:
+                    l._bgh = 0.0
+                if l._bgl < 0.0:
+                    l._bgl = 0.0
+                l._load = 0.0
+                l._hload = 0.0
             if len(sub) == 1:  # the common case: one flow against fixed background load
                 f = sub[0]
                 r = f.max_rate
                 if f.prio == HIGH:
                     for l in f.route:
-                        a = (l.capacity * self.high_share if has_low[l] else l.capacity) - bgh[l]
+                        a = (l.capacity * share if l.n_low > 0 else l.capacity) - l._bgh
                         if a < r:
                             r = a
                 else:
                     for l in f.route:
-                        a = l.capacity - bgh[l] - bgl[l]
+                        a = l.capacity - l._bgh - l._bgl
                         if a < r:
                             r = a
                 f.rate = r if r > 0.0 else 0.0
             else:
-                allocate(sub, touched, self.high_share, bgh, bgl, has_low)
+                allocate_scratch(sub, touched, share)
             # A link outside the taken-in set that the new rates saturate holds flows that may
             # have to slow down: take it in and allocate again.
-            load = {}
-            hload = {}
             for f in sub:
                 r = f.rate
-                hi = f.prio == HIGH
-                for l in f.route:
-                    load[l] = load.get(l, 0.0) + r
-                    if hi:
-                        hload[l] = hload.get(l, 0.0) + r
+                if f.prio == HIGH:
+                    for l in f.route:
+                        l._load += r
+                        l._hload += r
+                else:
+                    for l in f.route:
+                        l._load += r
             grew = False
             for l in touched:
                 if l._mark == ep:
                     continue
-                tot = bgh[l] + bgl[l] + load.get(l, 0.0)
-                hr = bgh[l] + hload.get(l, 0.0)
-                cap = l.capacity
-                if tot >= cap * (1.0 - 1e-9) or (has_low[l] and hr > 0.0 and
-                                                  hr >= cap * self.high_share * (1.0 - 1e-9)):
+                cap = l.capacity * (1.0 - 1e-9)
+                hr = l._bgh + l._hload
+                if l._bgh + l._bgl + l._load >= cap or (l.n_low > 0 and hr > 0.0 and hr >= cap * share):
                     l._mark = ep
                     stack.append(l)
                     grew = True
@@ -523,8 +525,8 @@ class Network:
                 break
         # Commit: advance the flows to now at their old rates, then switch rates.
         for l in touched:
-            l.rate_sum = bgh[l] + bgl[l] + load.get(l, 0.0)
-            l.high_rate = bgh[l] + hload.get(l, 0.0)
+            l.rate_sum = l._bgh + l._bgl + l._load
+            l.high_rate = l._bgh + l._hload
         for f in sub:
             dt = now - f.last_t
             old = f._old
