@@ -16,7 +16,7 @@ class Link:
     counters are O(1) to sample, so time series need no per-transfer bookkeeping.
     """
 
-    __slots__ = ("name", "kind", "capacity", "flows", "rate_sum", "acc_bytes", "acc_t",
+    __slots__ = ("name", "kind", "capacity", "sat_cap", "flows", "rate_sum", "acc_bytes", "acc_t",
                  "high_rate", "n_low", "node", "index", "_mark", "_cmark",
                  "_bgh", "_bgl", "_load", "_hload", "_avail", "_cnt")
 
@@ -26,6 +26,7 @@ class Link:
         self.name = name
         self.kind = kind
         self.capacity = float(capacity)
+        self.sat_cap = self.capacity * (1.0 - 1e-9)  # at or above: saturated
         self.flows: dict = {}  # insertion-ordered (deterministic iteration), values unused
         self.rate_sum = 0.0
         self.high_rate = 0.0  # sum of the rates of high-class flows on this link

@@ -361,10 +361,9 @@ class Network:
             tr.on_done(tr)
 
     def _saturated(self, l: Link) -> bool:
-        cap = l.capacity
-        if l.rate_sum >= cap * (1.0 - 1e-9):
+        if l.rate_sum >= l.sat_cap:
             return True
-        return l.n_low > 0 and l.high_rate > 0.0 and l.high_rate >= cap * self.high_share * (1.0 - 1e-9)
+        return l.n_low > 0 and l.high_rate > 0.0 and l.high_rate >= l.sat_cap * self.high_share
 
     def _finish(self, tr: Transfer, now: float) -> None:
         if tr.route and tr.size > 0.0:
@@ -412,7 +411,6 @@ class Network:
         now = self.env.now
         self._epoch += 1
         ep = self._epoch
-        sat = self._saturated
         share = self.high_share
         sub: list = []  # flows being re-allocated (flow._mark == ep)
         stack: list = []  # saturated links to take in whole (link._mark == ep)
@@ -428,7 +426,8 @@ class Network:
                     touched.append(l2)
                     l2.acc_bytes += l2.rate_sum * (now - l2.acc_t)
                     l2.acc_t = now
-                if l2._mark != ep and sat(l2):
+                if l2._mark != ep and (l2.rate_sum >= l2.sat_cap or (
+                        l2.n_low > 0 and l2.high_rate > 0.0 and l2.high_rate >= l2.sat_cap * share)):
                     l2._mark = ep
                     stack.append(l2)
 
