@@ -31,10 +31,13 @@ def test_config_files_have_all_keys_and_commented_numbers(name):
 
 def test_bundled_default():
     cfg = _cfg("bundled")
-    assert cfg["source"] == "bundled" and cfg["agents"] is None and cfg["think"] == "zero"
+    assert cfg["source"] == "bundled" and cfg["agents"] == 64 and cfg["think"] == "zero"
     agents = load_workload(cfg)
     ref = read_trajectories(bundled_path())
-    assert [a.id for a in agents] == [t.id for t in ref]
+    assert len(agents) == 64
+    # The recorded trajectories first, in order; then sampled ones with a fresh first round.
+    assert [a.id for a in agents[:len(ref)]] == [t.id for t in ref]
+    assert all(a.hit[0] == 0 for a in agents[len(ref):])
     assert all((a.think_s == 0).all() for a in agents)
     assert any(t.think_s.sum() > 0 for t in ref)  # think: zero really zeroes the trace's gaps
 
