@@ -230,3 +230,29 @@ def test_external_backend_completes_when_told():
     assert done == [2.0, 3.0]
     assert net.n_completed == 2 and net.bytes_delivered == 20.0
     assert l.delivered(env.now) == 20.0
+
+
+def test_streams_and_stop():
+    """A stream wants a rate until stopped; stopping during its latency means it never flows;
+    stopping a transfer frees its share for the others at once."""
+    env = simpy.Environment()
+    net = Network(env, check=True)
+    l = net.add_link("l", 100.0)
+    st = net.stream([l], 30.0, prio=HIGH)
+    late = net.stream([l], 10.0, prio=HIGH)
+    late_delayed = net.transfer([l], 50.0, latency=1.0)
+    done = []
+    bulk = net.transfer([l], 140.0, lambda t: done.append(env.now))
+    net.stop(late_delayed)  # never starts flowing
+    env.run(until=1.0)
+    assert st.rate == pytest.approx(30.0) and late.rate == pytest.approx(10.0)
+    assert bulk.rate == pytest.approx(60.0)
+    net.stop(late)
+    net.set_max_rate(st, 20.0)
+    env.run(until=2.0)
+    assert bulk.rate == pytest.approx(80.0)
+    env.run()
+    assert done == [pytest.approx(2.0)]  # 60 B in the first second, 80 B in the second
+    assert late_delayed.t_start < 0 and late_delayed.done
+    net.stop(st)
+    assert l.rate_sum == pytest.approx(0.0) and not l.flows

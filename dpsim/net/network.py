@@ -180,22 +180,7 @@ class Network:
             tr.version += 1
             return
         if tr.route:
-            self.active -= 1
-            high = tr.prio == HIGH
-            r = tr.rate
-            for l in tr.route:
-                l.acc_bytes += l.rate_sum * (now - l.acc_t)
-                l.acc_t = now
-                if self._flow_model and self._saturated(l):
-                    self._dirty.append(l)
-                l.rate_sum = max(0.0, l.rate_sum - r)
-                if high:
-                    l.high_rate = max(0.0, l.high_rate - r)
-                else:
-                    l.n_low -= 1
-                l.flows.pop(tr, None)
-            if self._dirty:
-                self._schedule_rerate()
+            self._detach(tr, now)
         tr.version += 1
         tr.rate = 0.0
         tr.t_end = now
@@ -309,7 +294,8 @@ class Network:
                 while heap and heap[0][0] <= tol:
                     _t, _s, ver, tr = pop(heap)
                     if ver == _START:
-                        self._begin(tr)
+                        if tr.t_end < 0.0:  # not stopped during its latency
+                            self._begin(tr)
                         continue
                     if ver != tr.version or tr.t_end >= 0.0:
                         continue
@@ -365,30 +351,33 @@ class Network:
             return True
         return l.n_low > 0 and l.high_rate > 0.0 and l.high_rate >= l.sat_cap * self.high_share
 
+    def _detach(self, tr: Transfer, now: float) -> None:
+        """Take a flowing transfer off its links; links it saturated are re-rated."""
+        self.active -= 1
+        high = tr.prio == HIGH
+        r = tr.rate
+        for l in tr.route:
+            l.acc_bytes += l.rate_sum * (now - l.acc_t)
+            l.acc_t = now
+            if self._flow_model and self._saturated(l):
+                self._dirty.append(l)  # flows held by this link may speed up
+            l.rate_sum -= r
+            if l.rate_sum < 0.0:
+                l.rate_sum = 0.0
+            if high:
+                l.high_rate -= r
+                if l.high_rate < 0.0:
+                    l.high_rate = 0.0
+            else:
+                l.n_low -= 1
+            l.flows.pop(tr, None)
+        if self._dirty:
+            self._schedule_rerate()
+
     def _finish(self, tr: Transfer, now: float) -> None:
         if tr.route and tr.size > 0.0:
-            self.active -= 1
-            dt = now - tr.last_t
-            tr.delivered_check += tr.rate * dt
-            high = tr.prio == HIGH
-            r = tr.rate
-            for l in tr.route:
-                l.acc_bytes += l.rate_sum * (now - l.acc_t)
-                l.acc_t = now
-                if self._flow_model and self._saturated(l):
-                    self._dirty.append(l)  # flows held by this link may speed up
-                l.rate_sum -= r
-                if l.rate_sum < 0.0:
-                    l.rate_sum = 0.0
-                if high:
-                    l.high_rate -= r
-                    if l.high_rate < 0.0:
-                        l.high_rate = 0.0
-                else:
-                    l.n_low -= 1
-                l.flows.pop(tr, None)
-            if self._dirty:
-                self._schedule_rerate()
+            tr.delivered_check += tr.rate * (now - tr.last_t)
+            self._detach(tr, now)
         tr.rate = 0.0
         tr.remaining = 0.0
         tr.t_end = now
