@@ -32,17 +32,23 @@ def main(argv: list[str] | None = None) -> int:
         if cmd == "report":
             from .report import main as report_main
             return int(report_main(rest) or 0)
+    from .launchers import missing_plugin_message
+    msg = missing_plugin_message(argv)
+    if msg:  # an optional launcher/sweeper (Ray, submitit, Optuna) that is not installed
+        print(msg, file=sys.stderr)
+        return 2
     sys.argv = [sys.argv[0]] + argv
     _hydra_main()
     return 0
 
 
-def _app(cfg) -> None:
+def _app(cfg) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
     from omegaconf import OmegaConf
 
     from .config import ConfigError
+    from .launchers import objective_value
     from .metrics.outputs import write_json
     from .runner import format_summary, run
     from .sim import SimulationError, SimulationStalled
@@ -65,11 +71,12 @@ def _app(cfg) -> None:
         print(f"dpsim: error: {e}", file=sys.stderr)
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "error.json", {"error": f"{type(e).__name__}: {e}", "overrides": overrides})
-        if multirun:
-            return  # the sweep goes on; the failed run is a row of the sweep table
+        if multirun:  # the sweep goes on; the failed run is a row of the sweep table
+            return objective_value(cfg.get("objective"), None)  # an optimising sweeper's penalty
         raise SystemExit(2)
     print(format_summary(summ))
     print(f"  outputs: {out}")
+    return objective_value(plain.get("objective"), summ)  # None unless `objective` is configured
 
 
 def _hydra_main() -> None:
