@@ -16,6 +16,9 @@ def build(cfg: dict, progress: bool = False, backend=None, env=None):
     from .sim import Simulation
     from .workload.source import load_workload
 
+    if cfg.get("cluster", {}).get("link_profile"):
+        from .cluster.profile import link_profile
+        cfg = link_profile(cfg)  # cluster.link_mapping picks which profile link prices which route
     validate(cfg)
     compute = ComputeModel(cfg["model"], cfg["gpu"], cfg["model"].get("knobs", {}) or {})
     wl = dict(cfg["workload"])
@@ -79,6 +82,9 @@ def run(cfg: dict, out_dir: str | Path | None = None, cfg_yaml: str | None = Non
         summ.update(extra)
     if out_dir is not None:
         from .metrics.outputs import write_outputs
+        if cfg_yaml is not None and sim.cfg is not cfg:  # e.g. a link profile was applied
+            from omegaconf import OmegaConf
+            cfg_yaml = OmegaConf.to_yaml(OmegaConf.create(sim.cfg))
         files = write_outputs(Path(out_dir), sim, summ, req, traj, cfg_yaml, cfg.get("output", {}))
         summ["_files"] = files
     return summ, sim

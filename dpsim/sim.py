@@ -548,7 +548,12 @@ class Simulation:
             else:
                 env.run(until=until)
             if self.done_event.triggered and (self.driver is None or self.driver.name == "offline"):
-                env.run()  # drain: the last rounds' KV is still being persisted
+                # Drain: the last rounds' KV is still being persisted.  Step only while the
+                # network has work, so a pending max_sim_s guard (or, in a real-time
+                # environment, wall-clock waiting) does not stretch the run.
+                net = self.net
+                while env._queue and (net.active > 0 or net._heap or net._new or net._dirty):
+                    env.step()
         except RuntimeError as e:
             if "No scheduled events left" in str(e) or "until" in str(e):
                 self._stalled()

@@ -131,10 +131,13 @@ def apply_profile(cfg: dict, profile: dict, mapping="cuda") -> dict:
     cl["snic_Bps"] = float(rd["bandwidth_Bps"])            # links.<storage_read>.bandwidth_Bps (one read alone)
     cl["snic_efficiency"] = 1.0                            # the profile's bandwidth is already the achieved one
     if m.shared_storage:
-        # sharing.<group covering storage_read and storage_write>.total_Bps: reads and writes of
-        # every node share one device (the HIL host's one disk); else the tightest group of reads.
-        tot = _covering(profile, [m.storage_read, m.storage_write]) or _covering(profile, [m.storage_read])
-        cl["storage_Bps"] = float(tot) if tot else float(rd["bandwidth_Bps"])
+        # One device serves the reads and writes of every node (the HIL host's one disk): the
+        # aggregate `storage` link = sharing.<storage_read>_same.total_Bps (concurrent reads: most
+        # storage bytes are reads), else sharing.<group covering storage_read and
+        # storage_write>.total_Bps; never below one read alone (links.<storage_read>.bandwidth_Bps:
+        # a total fitted below it comes from small concurrent sizes, not from sharing).
+        tot = _sharing(profile, f"{m.storage_read}_same") or _covering(profile, [m.storage_read, m.storage_write])
+        cl["storage_Bps"] = max(float(tot or 0.0), float(rd["bandwidth_Bps"]))
     cl["storage_latency_s"] = float(rd["latency_s"])       # links.<storage_read>.latency_s (first byte of a read)
 
     # --- GPU side (CNIC / PCIe) ---------------------------------------------------------
@@ -145,8 +148,10 @@ def apply_profile(cfg: dict, profile: dict, mapping="cuda") -> dict:
         # CNIC = the GPU's PCIe: a loop-back route crosses cnic_rd and cnic_wr of one GPU, so the
         # CNIC capacity is the duplex total of one GPU's PCIe: sharing.<group of h2d and d2h>.total_Bps
         # (e.g. "h2d+d2h"), else h2d + d2h bandwidths.
+        # Never below pcie_Bps: a sharing total measured below one transfer's own bandwidth
+        # (CPU-bound memcpy threads) would slow a transfer that runs alone.
         duplex = _covering(profile, [m.h2d, m.d2h]) if m.h2d != m.d2h else _sharing(profile, f"{m.h2d}_same")
-        cl["cnic_Bps"] = float(duplex or (h2d["bandwidth_Bps"] + d2h["bandwidth_Bps"]))
+        cl["cnic_Bps"] = max(float(duplex or (h2d["bandwidth_Bps"] + d2h["bandwidth_Bps"])), cl["pcie_Bps"])
     else:
         cl["cnic_Bps"] = float(remote["bandwidth_Bps"])   # links.<remote_h2d>.bandwidth_Bps (e.g. p2p)
     cl["cnic_efficiency"] = 1.0                            # achieved bandwidth already
@@ -154,8 +159,9 @@ def apply_profile(cfg: dict, profile: dict, mapping="cuda") -> dict:
     # Host memory feeding both GPUs: sharing.h2d_2gpu.total_Bps (H2D into two GPUs at once) when
     # measured, else sharing.<h2d>_same / 2 x links.<h2d>.bandwidth_Bps; for memcpy mappings the
     # memcpy sharing total (sharing.memcpy_same.total_Bps).
+    # (never below pcie_Bps, as above).
     dram = _sharing(profile, f"{m.h2d}_2gpu") if m.h2d != "memcpy" else _sharing(profile, "memcpy_same")
-    cl["dram_Bps"] = float(dram or 2.0 * h2d["bandwidth_Bps"])
+    cl["dram_Bps"] = max(float(dram or 2.0 * h2d["bandwidth_Bps"]), cl["pcie_Bps"])
 
     # --- submission costs (system.submission, §S4) -------------------------------------------
     if m.submission == "chunked":
@@ -184,11 +190,16 @@ def apply_profile(cfg: dict, profile: dict, mapping="cuda") -> dict:
     return out
 
 
-def link_profile(cfg: dict, mapping="cuda") -> dict:
-    """``cfg`` with ``cluster.link_profile`` (a profile YAML path, or None) applied."""
+def link_profile(cfg: dict, mapping=None) -> dict:
+    """``cfg`` with ``cluster.link_profile`` (a profile YAML path, or None: ``cfg`` unchanged)
+    applied with ``mapping`` (default ``cluster.link_mapping`` if the config has one, else
+    ``cuda``).  A relative path is taken from the working directory, else from the repository
+    root (``calibration/profiles/...``)."""
     path = (cfg.get("cluster") or {}).get("link_profile")
     if not path:
         return cfg
+    if mapping is None:
+        mapping = cfg["cluster"].get("link_mapping") or "cuda"
     from calibration.profile import load_profile
 
     p = os.fspath(path)
