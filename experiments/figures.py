@@ -125,7 +125,16 @@ def large_scale(scale):
             for s in ("basic", "dualpath")]
 
 
+def headline(scale):
+    """Offline DS 660B, 2P4D, 64K, 1024 agents: Basic, DualPath and Oracle (issue #3's one-command
+    check: DualPath/Basic and Oracle/DualPath JCT ratios)."""
+    n = 1024 if scale == "paper" else 128
+    return [["experiment=offline", *_cluster("ds660b"), "workload.mal=64k", f"workload.agents={n}",
+             f"system={s}", *_small(scale)] for s in ("basic", "dualpath", "oracle")]
+
+
 FIGURES = {
+    "headline": headline,
     "offline_grid": offline_grid,
     "pd_ratio": pd_ratio,
     "scaling": scaling,
