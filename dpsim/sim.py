@@ -517,6 +517,7 @@ class Simulation:
             if req.de_buf > 0:
                 req.de.gpu.node.buffer.free(req.de_buf)
                 req.de_buf = 0.0
+        self.policy.on_request_done(req)  # it leaves the system: policies drop its load
         if self.driver is not None:
             self.driver.agent_done(agent)
         self._maybe_all_done()

@@ -34,6 +34,7 @@ attention or the forward's (§S10 leaves it open).
 """
 from __future__ import annotations
 
+import heapq
 import math
 from collections import deque
 
@@ -77,7 +78,10 @@ class DualPathPolicy(Policy):
                 e.group = len(self.de_groups)
             self.de_groups.append(g)
         self.de_private = [deque() for _ in self.de_groups]
+        # A DE group's total tok_e: its engines' tok_e plus its private queue (level 1 picks the
+        # least), with a lazy min-heap so the choice is O(log groups).
         self.de_group_tok = [0 for _ in self.de_groups]
+        self._gheap = [(0, j) for j in range(len(self.de_groups))]
         self._ticking = False
         self.fetches = 0
 
@@ -157,8 +161,8 @@ class DualPathPolicy(Policy):
         q = self.de_queue
         while q:
             req = q.popleft()
-            j = min(range(len(self.de_groups)), key=lambda k: (self.de_group_tok[k], k))
-            self.de_group_tok[j] += req.prompt + req.gen
+            j = self._least_loaded_group()
+            self._group_add(j, req.prompt + req.gen)
             self.de_private[j].append(req)
         # Level 2: place the group's private queue on its engines.
         pq = self.de_private[gi]
@@ -189,11 +193,27 @@ class DualPathPolicy(Policy):
             else:
                 de = min(fits, key=lambda e: (e.tok, e.idx))
             pq.popleft()
-            self.de_group_tok[gi] -= ln
             de.seq += 1
             de.tok += ln
             req.de = de
             self._maybe_assign(req)
+
+    def _least_loaded_group(self) -> int:
+        h = self._gheap
+        tok = self.de_group_tok
+        while True:
+            t, j = h[0]
+            if t == tok[j]:
+                return j
+            heapq.heappop(h)  # stale entry
+
+    def _group_add(self, j: int, tokens: int) -> None:
+        self.de_group_tok[j] += tokens
+        heapq.heappush(self._gheap, (self.de_group_tok[j], j))
+
+    def on_request_done(self, req) -> None:
+        if req.de is not None and req.de.group is not None:
+            self._group_add(req.de.group, -(req.prompt + req.gen))
 
     def _maybe_assign(self, req) -> None:
         if req.pe is None or req.de is None:
