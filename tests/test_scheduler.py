@@ -121,7 +121,7 @@ def test_de_level2_falls_back_to_least_tokens_and_stops_without_hbm():
     assert big.de is e1
     # No engine has the HBM: the request stays queued and the fetch ends.
     for e in (e0, e1):
-        e.tok = int(e.gpu.hbm_kv / kvb)
+        e.gpu.hbm_used = e.gpu.hbm_kv - 10 * kvb  # room for 10 tokens only
     r = _req(2)
     pol.de_private[0].append(r)
     pol._de_fetch(0)

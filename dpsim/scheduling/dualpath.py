@@ -25,7 +25,9 @@ read_q (``read_path: shorter_queue``; ``split`` splits it).
 
 Token accounting (§S6 uses tokens as the one load proxy): a PE's tok_e counts the tokens it
 must prefill (prompt - hit); a DE's tok_e counts prompt + generated tokens (the KV it will hold
-in HBM), and a DE's free HBM subtracts what its assigned requests will need.
+in HBM).  A DE's free HBM is what is not allocated now (§S4: a DE allocates a request's HBM only
+once its prompt KV is in the DE buffer), so a DE may be assigned more than fits at once; the
+excess waits for HBM after prefill.
 
 Intra-engine (PE): requests join a forward FIFO while the predicted attention time stays within
 ``quota_s`` (300 ms); the request that would overflow is chunk-prefilled with the largest new-
@@ -169,7 +171,7 @@ class DualPathPolicy(Policy):
         if not pq:
             return
         engs = self.de_groups[gi]
-        free = [e.gpu.hbm_kv - e.tok * kvb for e in engs]
+        free = [e.gpu.hbm_kv - e.gpu.hbm_used for e in engs]
         total_free = sum(f for f in free if f > 0)
         acc = 0.0
         lens = 0
@@ -184,7 +186,7 @@ class DualPathPolicy(Policy):
             req = pq[0]
             ln = req.prompt + req.gen
             need = ln * kvb
-            fits = [e for e in engs if e.gpu.hbm_kv - e.tok * kvb >= need]
+            fits = [e for e in engs if e.gpu.hbm_kv - e.gpu.hbm_used >= need]
             if not fits:
                 return
             under = [e for e in fits if e.tok + ln <= Z]
