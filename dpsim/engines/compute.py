@@ -43,7 +43,13 @@ context lengths)::
 * ``t_tok`` = per context key and all layers, the roofline max of reading its KV bytes and its
   attention FLOPs (MLA decode with 128 heads is compute-bound; GQA decode is memory-bound).
   For DSA models ``t_tok`` is the lightning indexer only (dense over the whole context: it
-  reads every indexer key).
+  reads every indexer key), plus ``L * decode_idx_key_layer_s``: a fixed cost per context key
+  per layer that the roofline misses.  In decode each sequence brings one query row per layer,
+  so the indexer's score materialisation and the top-k selection over the whole context are
+  long, thin, latency-bound reductions rather than bandwidth-bound kernels; the knob is an
+  effective cost fitted to C1 (``calibration/fit_c1.py``), not derived from kernel specs.  It
+  does not apply to prefill (thousands of query rows per forward amortise it) nor to dense
+  attention (no per-key selection).
 
 Sparse decode: the attention term of a DSA model is ``t_attn_key * min(ctx_i, topk)`` per
 sequence, which is not affine in ``S``.  ``decode_coeffs()`` folds it into ``t_seq`` as
@@ -94,6 +100,7 @@ KNOB_KEYS: dict[str, tuple[float, bool, float | None]] = {
     "decode_layer_overhead_s": (0.0, False, None),  # per layer per decode step (launch, norms)
     "decode_ep_layer_latency_s": (0.0, False, None),  # per MoE layer per step with EP>1
     "decode_seq_overhead_s": (0.0, False, None),  # per sequence per step (sampling, bookkeeping)
+    "decode_idx_key_layer_s": (0.0, False, None),  # DSA decode: per context key per layer per step (top-k select)
     "ep_overlap": (0.0, False, 1.0),  # fraction of EP all-to-all transfer time hidden by compute
     "ep_net_bw_bytes_per_s": (0.0, True, None),  # bandwidth for the exposed EP bytes (CNIC)
 }
@@ -252,7 +259,8 @@ class ComputeModel:
             shape.attn_dec_flops_key_layer / (p_attn * k["attn_decode_eff"] * ds),
         )
         t_key_idx = (
-            L * max(shape.kv_idx_bytes_layer / bw_eff, shape.idx_flops_pair_layer / (p_idx * k["indexer_eff"] * ds))
+            L * (max(shape.kv_idx_bytes_layer / bw_eff, shape.idx_flops_pair_layer / (p_idx * k["indexer_eff"] * ds))
+                 + k["decode_idx_key_layer_s"])
             if shape.topk is not None
             else 0.0
         )

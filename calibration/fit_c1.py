@@ -1,0 +1,468 @@
+"""Fit the compute model's free knobs to the C1 Oracle job completion times.
+
+    python -m calibration.fit_c1              # fit, print the C1 + C2 residual table, save the report
+    python -m calibration.fit_c1 --write      # ... and write the values into conf/model/*.yaml
+    python -m calibration.fit_c1 --quick      # only the 512/128-agent points (a check, ~1 min)
+    python -m calibration.fit_c1 --check      # no fit: the table for the values in the YAML files
+
+C1 (shared/spec/calibration-points.md): Oracle offline JCTs -- all I/O free, so they fix the
+compute model.  Each point is ``dpsim.runner.run`` of ``experiment=offline system=oracle`` with
+the model, P/D, MAL and agent count of the paper's Fig. 7.  C2 (motivation curve, DeepSeek's
+public V3 rates, low-load TPOT) must stay within ~10%: after every change of the C1 knobs the
+C2 knobs are refitted exactly as calibration/fit_compute_c2.py does (its ``fit_prefill`` and
+``fit_decode``, shared by the three models), so C2 stays at its own optimum.
+
+Which knobs, and why (what the C1 shapes say, from diagnostic runs of the unfitted model):
+
+* **DS 27B was ~2-3x too fast and is decode-bound.**  Its DEs are always busy and, from 2048
+  agents on, HBM-full (~100 sequences per GPU); its PEs are half idle.  The paper's 512-agent
+  JCT is the longest agent's chain (~34K generated tokens): it needs ~25-30 ms per decode step
+  at ~40 sequences per GPU, where C2 says 10 ms at one sequence.  So a step grows by ~0.4 ms per
+  sequence of ~33K context, ~10x the roofline's per-sequence cost (GEMMs, sparse attention
+  over the top-k keys, the indexer reading its keys).  A per-sequence cost of that size is
+  ruled out for the big DeepSeek models by C2 (V3 decodes ~92 sequences per GPU in a 50 ms
+  step: <= ~0.3 ms per sequence all included), but V3 has no DSA.  What grows with the context
+  only in DSA models is the lightning indexer: in decode each sequence brings one query row per
+  layer whose scores over the whole context are materialised and top-k selected -- long, thin,
+  latency-bound reductions, not the bandwidth-bound kernel the roofline assumes.  Knob:
+  ``decode_idx_key_layer_s`` (new term in compute.py), a fixed cost per context key per layer
+  per decode step for DSA models, shared by DS 660B and DS 27B (same kernels, same hardware).
+  It leaves V3 (C2 b2) alone; the 1-sequence TPOTs (C2 c) are held by the decode refit.
+* **DS 660B was 10-20% too fast and is prefill-bound at scale** (PEs ~93% busy from 2048
+  agents on, TTFT of tens of seconds, DEs at ~9 sequences per GPU).  Its prefill forwards are
+  small: the §S6 300 ms attention quota admits ~2-4 requests of 30K context (~700 new tokens),
+  below the ~2K-token GEMM floor.  For such forwards the C2 motivation curve pins the cost of a
+  forward to ~3x the marginal cost of one request (the curve saturates at 3.01x), and the
+  marginal cost is GEMM (pinned by C2 b1) plus DSA attention + indexer.  So the one prefill
+  quantity C1 can set without breaking C2 is the DSA attention cost: knob ``a``, a common
+  factor on ``attn_prefill_eff`` (FlashMLA sparse prefill, base 0.647 = 640/989 TFLOPS) and
+  ``indexer_eff`` (DeepGEMM FP8 MQA logits, base 0.5), shared by the DeepSeek models.  The V3
+  variant of C2 b1 has its own dense attention efficiency and no indexer, so b1 is unchanged.
+  (A per-layer or per-forward overhead instead breaks the motivation curve: a 2.7 ms/layer
+  overhead that fits the 512-agent points lifts its 20-request ratio to 4.0x.)
+  DS 660B's 512-agent point is the longest agent's chain (~60% of it decode), which
+  ``decode_idx_key_layer_s`` also moves.
+* **Qwen 32B is too slow and cannot be fitted by compute knobs.**  DP-only Qwen2.5-32B in BF16
+  leaves ~15-20 GB of an 80 GB GPU for KV = 3-4 sequences of the 32K dataset per DE, so its
+  decode is HBM-bound (~100-120 generated tokens/s/GPU at most; a DE's HBM is also held by
+  requests still in prefill, §S6).  The paper's 512-agent JCT needs >= ~160 tokens/s/GPU.  The
+  one physical knob is the HBM a GPU keeps for itself: ``hbm_reserved_bytes``, scanned within
+  [2 GiB, 8 GiB] (2 GiB: CUDA context, cuBLAS workspace, CUDA graphs and decode activations of a
+  dense model, no EP buffers).  Qwen's prefill floor and system factors are the DeepSeek C2
+  values (tests/engines pins them shared); a ~2K-token GEMM floor is a MoE effect and is
+  pessimistic for a dense model.
+
+Fit: ``(a, decode_idx_key_layer_s)`` by Gauss-Newton in log space on the 512-, 2048- and
+4096-agent points of both DS models (finite-difference Jacobian, Broyden updates, ``--steps``
+steps, default 1, from a start near a previous run's optimum), then every C1 point once at the
+result; Qwen's reserve by a coarse
+scan on its three cheap points.  Simulation results are cached in
+``calibration/reports/c1/cache.json`` keyed by the values, the point and a hash of the
+simulator's sources and configs.  The report goes to ``calibration/reports/c1/c1_fit.{md,csv}``.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import hashlib
+import json
+import math
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import yaml
+
+from calibration import fit_compute_c2 as C2
+from dpsim.analysis.validate import C1_POINTS, QUICK_AGENTS, C1Point, c2_compute_rows, run_jct, scenario_cfg
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "dpsim" / "conf"
+REPORTS = ROOT / "calibration" / "reports" / "c1"
+CACHE = REPORTS / "cache.json"
+FIT_COMMENT = "# fitted to C1 by calibration/fit_c1.py"
+C2_COMMENT = "# fitted to C2 by calibration/fit_compute_c2.py (refitted by calibration/fit_c1.py with the C1 knobs)"
+
+MODELS = ("ds660b", "ds27b", "qwen32b")
+DS_MODELS = ("ds660b", "ds27b")
+# DSA prefill attention efficiencies before the C1 factor (documented assumptions, see the YAML):
+ATTN_BASE = {"attn_prefill_eff": 0.647, "indexer_eff": 0.5}
+# Gauss-Newton start, bounds (see the module docstring).
+DS_START = {"a": 0.86, "decode_idx_key_layer_s": 0.41e-9}  # near a previous fit's optimum
+DS_BOUNDS = {"a": (0.2, 1.5), "decode_idx_key_layer_s": (1e-12, 5e-9)}
+FIT_AGENTS = (512, 2048, 4096)  # DS points in the Gauss-Newton loss (1024 is checked after)
+QWEN_RESERVE_GRID = [2 * 2**30, 3 * 2**30, 5 * 2**30, 8 * 2**30]  # bytes
+C2_PREFILL = C2.PREFILL_KNOBS  # shared by all three models
+C2_DECODE = ("decode_sys_eff", "decode_ep_layer_latency_s")  # ep latency: DeepSeek models only
+NOTES = {
+    "attn_prefill_eff": "DSA sparse prefill attention efficiency = {a:.4g} x 0.647 (FlashMLA 640 TFLOPS / 989.4); C1 factor a on the DSA prefill attention cost",
+    "indexer_eff": "DSA lightning-indexer efficiency = {a:.4g} x 0.5 (DeepGEMM FP8 MQA logits at half the FP8 peak); same C1 factor a",
+    "decode_idx_key_layer_s": "DSA decode: per context key per layer per step beyond the indexer roofline (score materialisation + top-k select)",
+    "hbm_reserved_bytes": "per-GPU HBM not given to KV (CUDA context, cuBLAS workspace, CUDA graphs, activations; no EP buffers); the scan ends at its 2 GiB physical floor",
+    "prefill_sys_eff": "system factor on all prefill compute efficiencies (b1)",
+    "prefill_sat_tokens": "GEMM floor: new tokens/forward below which a forward costs the same (a)",
+    "prefill_sat_sharpness": "p of the smooth max between the floor and the per-token GEMM time (a)",
+    "decode_sys_eff": "system factor on decode compute efficiencies (b2)",
+    "decode_ep_layer_latency_s": "EP dispatch+combine latency per MoE layer per decode step (c)",
+}
+
+
+# ====================================================================== the knob sets
+def load_models() -> dict:
+    return {n: yaml.safe_load((CONF / "model" / f"{n}.yaml").read_text()) for n in MODELS}
+
+
+_DERIVED: dict = {}
+
+
+def derive(a: float, k: float, reserve: float | None = None) -> dict:
+    """Per-model overrides for C1 factor ``a`` and indexer cost ``k``, with the C2 knobs refitted
+    (fit_compute_c2.fit_prefill / fit_decode on the models carrying a and k).  Returns
+    {model: {"knobs.<name>" or top-level key: value}}."""
+    key = (round(a, 12), float(f"{k:.12g}"))
+    if key not in _DERIVED:
+        models = load_models()
+        gpu = C2.load("gpu", "h800")
+        for n in DS_MODELS:
+            models[n]["knobs"].update(attn_prefill_eff=ATTN_BASE["attn_prefill_eff"] * a,
+                                      indexer_eff=ATTN_BASE["indexer_eff"] * a, decode_idx_key_layer_s=k)
+        models["v3"] = C2.v3_variant(models["ds660b"])
+        pk, _ = C2.fit_prefill(models, gpu, "ds660b", 4096.0)
+        dk, _ = C2.fit_decode(models, gpu, 4096.0)
+        out = {}
+        for n in MODELS:
+            s = {f"knobs.{kk}": float(v) for kk, v in pk.items()}
+            s["knobs.decode_sys_eff"] = float(dk["decode_sys_eff"])
+            if n in DS_MODELS:
+                s["knobs.decode_ep_layer_latency_s"] = float(dk["decode_ep_layer_latency_s"])
+                s["knobs.attn_prefill_eff"] = ATTN_BASE["attn_prefill_eff"] * a
+                s["knobs.indexer_eff"] = ATTN_BASE["indexer_eff"] * a
+                s["knobs.decode_idx_key_layer_s"] = float(k)
+            out[n] = s
+        _DERIVED[key] = out
+    out = copy.deepcopy(_DERIVED[key])
+    if reserve is not None:
+        out["qwen32b"]["hbm_reserved_bytes"] = float(reserve)
+    return out
+
+
+def apply_sets(models: dict, sets: dict) -> dict:
+    ms = copy.deepcopy(models)
+    for n, s in sets.items():
+        for k, v in s.items():
+            if k.startswith("knobs."):
+                ms[n]["knobs"][k[6:]] = v
+            else:
+                ms[n][k] = v
+    return ms
+
+
+# ====================================================================== simulation cache
+FITTED_KEYS = set(C2_PREFILL + C2_DECODE) | {"attn_prefill_eff", "indexer_eff", "decode_idx_key_layer_s"}
+
+
+def _source_hash() -> str:
+    """Hash of the simulator's sources and configs.  The model YAMLs are hashed as parsed data
+    without the values this script sets (every simulation passes them explicitly), so writing
+    the fit does not invalidate the cache."""
+    h = hashlib.sha256()
+    for p in sorted((ROOT / "dpsim").rglob("*")):
+        if not (p.is_file() and p.suffix in (".py", ".yaml")) or "analysis" in p.parts:
+            continue
+        h.update(str(p.relative_to(ROOT)).encode())
+        if p.parent == CONF / "model":
+            d = yaml.safe_load(p.read_text())
+            d["knobs"] = {k: v for k, v in d["knobs"].items() if k not in FITTED_KEYS}
+            if d.get("name") == "qwen32b":
+                d.pop("hbm_reserved_bytes", None)
+            h.update(json.dumps(d, sort_keys=True).encode())
+        else:
+            h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+class Sims:
+    """Runs C1 points with model overrides; caches JCTs on disk."""
+
+    def __init__(self, use_cache: bool = True, extra: Sequence[str] = (), verbose: bool = True):
+        self.src = _source_hash()
+        self.extra = list(extra)
+        self.verbose = verbose
+        self.use_cache = use_cache
+        self.db = {}
+        if use_cache and CACHE.exists():
+            try:
+                self.db = json.loads(CACHE.read_text())
+            except ValueError:
+                self.db = {}
+        self.n_runs = 0
+        self.wall = 0.0
+
+    def _key(self, p: C1Point, mset: dict) -> str:
+        return json.dumps([self.src, p.key, self.extra, sorted((k, float(f"{v:.10g}")) for k, v in mset.items())])
+
+    def jct(self, p: C1Point, mset: dict, label: str = "") -> float:
+        k = self._key(p, mset)
+        if k in self.db:
+            return self.db[k]["jct"]
+        cfg = scenario_cfg(p.model, p.P, p.D, p.mal, p.agents, extra=self.extra, model_set=mset)
+        j, wall = run_jct(cfg)
+        self.n_runs += 1
+        self.wall += wall
+        if self.verbose:
+            print(f"    sim {p.name:<34} {label:<34} JCT {j:8.1f} s (paper {p.paper_jct_s:.0f}, "
+                  f"{100 * (j / p.paper_jct_s - 1):+6.1f}%)  [{wall:.0f} s wall]", flush=True)
+        self.db[k] = {"jct": j, "wall": wall}
+        if self.use_cache:
+            CACHE.parent.mkdir(parents=True, exist_ok=True)
+            CACHE.write_text(json.dumps(self.db, indent=0))
+        return j
+
+
+# ====================================================================== fits
+def fit_ds(sims: Sims, points: list[C1Point], start: dict, steps: int = 2) -> dict:
+    """Gauss-Newton on log(sim/paper) over ``points`` in log space of (a, k)."""
+    names = list(start)
+    x = np.log([start[n] for n in names])
+    lo = np.log([DS_BOUNDS[n][0] for n in names])
+    hi = np.log([DS_BOUNDS[n][1] for n in names])
+
+    def resid(xv):
+        a, k = (float(math.exp(v)) for v in xv)
+        sets = derive(a, k)
+        lab = f"a={a:.4g} k={k:.4g}"
+        return np.array([math.log(sims.jct(p, sets[p.model], lab) / p.paper_jct_s) for p in points])
+
+    def show(tag, xv, r):
+        print(f"  {tag}: a={math.exp(xv[0]):.5g} k={math.exp(xv[1]):.5g} s: rms log-residual "
+              f"{np.sqrt(np.mean(r ** 2)):.4f}, worst {100 * np.max(np.abs(np.expm1(r))):.1f}%", flush=True)
+
+    r = resid(x)
+    show("start", x, r)
+    J = None
+    for it in range(steps):
+        if np.max(np.abs(r)) < 0.02:
+            break
+        if J is None:
+            J = np.zeros((len(points), len(names)))
+            for j in range(len(names)):
+                h = 0.15
+                xp = x.copy()
+                xp[j] += h
+                J[:, j] = (resid(xp) - r) / h
+        dx, *_ = np.linalg.lstsq(J, -r, rcond=None)
+        dx = np.clip(dx, -1.0, 1.0)  # at most a factor e per step
+        accepted = False
+        for damp in (1.0, 0.5):
+            xn = np.clip(x + damp * dx, lo, hi)
+            rn = resid(xn)
+            if np.sum(rn ** 2) < np.sum(r ** 2):
+                s = xn - x
+                J = J + np.outer((rn - r) - J @ s, s) / float(np.dot(s, s))  # Broyden
+                x, r = xn, rn
+                accepted = True
+                break
+        show(f"step {it + 1}" + ("" if accepted else " (no improvement: stop)"), x, r)
+        if not accepted:
+            break
+    return {n: float(math.exp(v)) for n, v in zip(names, x)}
+
+
+def fit_qwen(sims: Sims, points: list[C1Point], a: float, k: float) -> float:
+    best = None
+    for b in QWEN_RESERVE_GRID:
+        ms = derive(a, k, reserve=b)["qwen32b"]
+        loss = sum(math.log(sims.jct(p, ms, f"reserve={b / 2**30:.0f} GiB") / p.paper_jct_s) ** 2 for p in points)
+        if best is None or loss < best[0]:
+            best = (loss, float(b))
+    return best[1]
+
+
+# ====================================================================== table
+def residual_rows(sims: Sims, points: list[C1Point], sets: dict) -> list[dict]:
+    rows = []
+    for p in points:
+        j = sims.jct(p, sets[p.model], "final")
+        rows.append({"group": "C1", "point": f"Oracle JCT {p.name}", "sim": j, "paper": p.paper_jct_s,
+                     "unit": "s", "rel_err": j / p.paper_jct_s - 1})
+    for r in c2_compute_rows(apply_sets(load_models(), sets)):
+        rows.append({k: r[k] for k in ("group", "point", "sim", "paper", "unit", "rel_err")})
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    out = [f"{'grp':<4}{'point':<66}{'simulated':>12}{'paper':>10}{'resid':>9}"]
+    for r in rows:
+        ok = "" if abs(r["rel_err"]) <= 0.10 else "  > 10%"
+        out.append(f"{r['group']:<4}{r['point']:<66}{r['sim']:>12.5g}{r['paper']:>10.5g}"
+                   f"{100 * r['rel_err']:>+8.1f}%{ok}")
+    c1 = [abs(r["rel_err"]) for r in rows if r["group"] == "C1"]
+    c2 = [abs(r["rel_err"]) for r in rows if r["group"] == "C2"]
+    out.append(f"worst |C1 residual| = {100 * max(c1):.1f}%; worst |C2 residual| = {100 * max(c2):.1f}%")
+    return "\n".join(out)
+
+
+def save_report(rows: list[dict], values: dict, sets: dict, meta: dict, table: str, tag: str = "") -> Path:
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    stem = "c1_fit" + (f"_{tag}" if tag else "")
+    with (REPORTS / f"{stem}.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["group", "point", "sim", "paper", "unit", "rel_err"])
+        for r in rows:
+            w.writerow([r["group"], r["point"], f"{r['sim']:.6g}", f"{r['paper']:.6g}", r["unit"],
+                        f"{r['rel_err']:.5f}"])
+    md = ["# C1 fit (calibration/fit_c1.py)" + (f" -- what-if `{tag}`" if tag else ""), "",
+          f"Extra overrides: `{' '.join(meta['extra'])}`." if meta.get("extra") else "Simulator as configured.", "",
+          f"Run: {meta['when']}, mode `{meta['mode']}`, {meta['runs']} new simulations "
+          f"({meta['sim_wall']:.0f} s of simulation, {meta['total']:.0f} s in all).", "",
+          "## Fitted values", "",
+          f"* DeepSeek models (ds660b, ds27b): DSA prefill attention factor a = {values['a']:.5g} "
+          f"(attn_prefill_eff = {ATTN_BASE['attn_prefill_eff'] * values['a']:.5g}, "
+          f"indexer_eff = {ATTN_BASE['indexer_eff'] * values['a']:.5g}); "
+          f"decode_idx_key_layer_s = {values['decode_idx_key_layer_s']:.5g} s",
+          f"* qwen32b: hbm_reserved_bytes = {values['hbm_reserved_bytes']:.0f} "
+          f"({values['hbm_reserved_bytes'] / 2**30:.2f} GiB)",
+          "* C2 knobs refitted with them (shared): " + ", ".join(
+              f"{k[6:]} = {v:.6g}" for k, v in sets["ds660b"].items()
+              if k[6:] in C2_PREFILL + C2_DECODE), "",
+          "## Residuals (C1 and C2 together)", "", "| group | point | simulated | paper | residual |",
+          "|---|---|---|---|---|"]
+    for r in rows:
+        flag = "" if abs(r["rel_err"]) <= 0.10 else " **(>10%)**"
+        md.append(f"| {r['group']} | {r['point']} | {r['sim']:.5g} | {r['paper']:.5g} | "
+                  f"{100 * r['rel_err']:+.1f}%{flag} |")
+    md += ["", "```", table, "```", "",
+           "Why these knobs, and why Qwen 32B cannot be fitted (HBM-bound decode): see the module "
+           "docstring of calibration/fit_c1.py.", ""]
+    (REPORTS / f"{stem}.md").write_text("\n".join(md))
+    return REPORTS / f"{stem}.md"
+
+
+# ====================================================================== YAML
+def _fmt(v: float) -> str:
+    if v == 0:
+        return "0.0"
+    if 1e-3 <= abs(v) < 1e5:
+        s = f"{v:.6g}"
+        return s if ("." in s or "e" in s) else s + ".0"
+    return f"{v:.6e}".replace("e-0", "e-").replace("e+0", "e+")
+
+
+def write_values(model: str, sets: dict, a: float) -> None:
+    path = CONF / "model" / f"{model}.yaml"
+    text = path.read_text()
+    for key, val in sets.items():
+        name, indent = (key[6:], "  ") if key.startswith("knobs.") else (key, "")
+        sval = str(int(round(val))) if name == "hbm_reserved_bytes" else _fmt(val)
+        head = C2_COMMENT if name in C2_PREFILL + C2_DECODE else FIT_COMMENT
+        if model == "qwen32b" and name in C2_PREFILL + C2_DECODE:
+            head = C2_COMMENT.replace("(refitted", "(DeepSeek fit, transferred; refitted")
+        note = NOTES[name].format(a=a)
+        pat = re.compile(rf"^({indent}{re.escape(name)}:[ \t]*)([^#\n]*?)([ \t]*#[^\n]*)?$", re.M)
+        if not pat.search(text):
+            raise SystemExit(f"{path}: key '{key}' not found")
+        text = pat.sub(lambda mo: f"{mo.group(1)}{sval}  {head}: {note}", text, count=1)
+        if name == "hbm_reserved_bytes":  # the derived-capacity comment line that follows it
+            text = re.sub(r"^# -> hbm_kv_bytes = .*$", lambda mo: _capacity_comment(model, val), text,
+                          count=1, flags=re.M)
+    path.write_text(text)
+    got = yaml.safe_load(path.read_text())
+    for key, val in sets.items():
+        v = got["knobs"][key[6:]] if key.startswith("knobs.") else got[key]
+        if not math.isclose(float(v), val, rel_tol=1e-5, abs_tol=1e-15):
+            raise SystemExit(f"{path}: '{key}' did not round-trip ({v!r} vs {val!r})")
+
+
+def _capacity_comment(model: str, reserve: float) -> str:
+    from dpsim.engines.compute import ComputeModel
+
+    m = load_models()[model]
+    m["hbm_reserved_bytes"] = reserve
+    cm = ComputeModel(m, C2.load("gpu", "h800"), m["knobs"])
+    return (f"# -> hbm_kv_bytes = {cm.hbm_bytes / 1e9:.2f} - {cm.weight_bytes_per_gpu_decode / 1e9:.2f} - "
+            f"{reserve / 1e9:.2f} = {cm.hbm_kv_bytes / 1e9:.2f} GB = "
+            f"{cm.hbm_kv_bytes / cm.kv_bytes_per_token / 1e3:.1f}K tokens/GPU (PE and DE alike).")
+
+
+def current_values() -> dict:
+    m = load_models()
+    return {"a": float(m["ds660b"]["knobs"]["attn_prefill_eff"]) / ATTN_BASE["attn_prefill_eff"],
+            "decode_idx_key_layer_s": float(m["ds660b"]["knobs"]["decode_idx_key_layer_s"]),
+            "hbm_reserved_bytes": float(m["qwen32b"]["hbm_reserved_bytes"])}
+
+
+def current_sets() -> dict:
+    """The values in the YAML files, as override sets (for --check)."""
+    m = load_models()
+    keys = set(C2_PREFILL + C2_DECODE) | {"attn_prefill_eff", "indexer_eff", "decode_idx_key_layer_s"}
+    out = {}
+    for n in MODELS:
+        out[n] = {f"knobs.{k}": float(v) for k, v in m[n]["knobs"].items() if k in keys}
+    out["qwen32b"]["hbm_reserved_bytes"] = float(m["qwen32b"]["hbm_reserved_bytes"])
+    return out
+
+
+# ====================================================================== main
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--write", action="store_true", help="write the fitted values into conf/model/*.yaml")
+    ap.add_argument("--quick", action="store_true", help="only the 512/128-agent points (a check)")
+    ap.add_argument("--check", action="store_true", help="no fit: evaluate the values in the YAML files")
+    ap.add_argument("--steps", type=int, default=1, help="Gauss-Newton steps for the DS knobs (default 1)")
+    ap.add_argument("--no-cache", action="store_true", help="ignore and do not write the simulation cache")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra Hydra override for every simulation (e.g. cluster.dram_buffer_bytes=1e15)")
+    ap.add_argument("--tag", default="", help="report as c1_fit_TAG.{md,csv} (for what-if fits with --set)")
+    args = ap.parse_args(list(argv) if argv is not None else None)
+    if args.quick and args.write:
+        ap.error("--write needs the full fit (drop --quick)")
+    if args.check and args.write:
+        ap.error("--check does not fit: nothing to write")
+    if args.sets and args.write:
+        ap.error("--write with --set would write values fitted to another configuration")
+    t0 = time.perf_counter()
+    sims = Sims(use_cache=not args.no_cache, extra=args.sets)
+    pts = [p for p in C1_POINTS if not args.quick or p.agents == QUICK_AGENTS[p.model]]
+    mode = "check" if args.check else ("quick" if args.quick else "full")
+    if args.check:
+        values, sets = current_values(), current_sets()
+    else:
+        ds_pts = [p for p in pts if p.model in DS_MODELS and (args.quick or p.agents in FIT_AGENTS)]
+        print(f"DeepSeek knobs (a, decode_idx_key_layer_s; shared by ds660b and ds27b; C2 refitted at "
+              f"every point), Gauss-Newton on {len(ds_pts)} points:", flush=True)
+        v = fit_ds(sims, ds_pts, DS_START, steps=args.steps)
+        q_pts = [p for p in pts if p.model == "qwen32b"]
+        print(f"Qwen 32B hbm_reserved_bytes, scan over {[b / 2**30 for b in QWEN_RESERVE_GRID]} GiB on "
+              f"{len(q_pts)} point(s):", flush=True)
+        res = fit_qwen(sims, q_pts, v["a"], v["decode_idx_key_layer_s"])
+        values = {**v, "hbm_reserved_bytes": res}
+        sets = derive(v["a"], v["decode_idx_key_layer_s"], reserve=res)
+    print(f"\nvalues ({mode}):")
+    for k, val in values.items():
+        print(f"  {k:28s} {val:.6g}")
+    for k, val in sets["ds660b"].items():
+        print(f"  {k[6:]:28s} {val:.6g}  (ds660b, ds27b{'' if k[6:] not in C2_PREFILL + ('decode_sys_eff',) else ', qwen32b'})")
+    print("\nresiduals, C1 and C2:", flush=True)
+    rows = residual_rows(sims, pts, sets)
+    table = format_table(rows)
+    print(table)
+    total = time.perf_counter() - t0
+    print(f"\n{sims.n_runs} new simulations ({sims.wall:.0f} s), {total:.0f} s in all")
+    if not args.quick:
+        f = save_report(rows, values, sets, {"when": time.strftime("%Y-%m-%d %H:%M"), "mode": mode,
+                                             "runs": sims.n_runs, "sim_wall": sims.wall, "total": total,
+                                             "extra": args.sets}, table, tag=args.tag)
+        print(f"wrote {f} and .csv")
+    if args.write:
+        for m in MODELS:
+            write_values(m, sets[m], values["a"])
+        print("wrote the values into dpsim/conf/model/{ds660b,ds27b,qwen32b}.yaml")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

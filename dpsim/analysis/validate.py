@@ -1,0 +1,451 @@
+"""``dpsim validate``: the public calibration points (C1, C2) and the paper's qualitative claims,
+simulated beside the paper's numbers.
+
+    python -m dpsim.analysis.validate [--quick] [--out DIR] [--set KEY=VALUE ...]
+
+What it runs (shared/spec/calibration-points.md; §S7 for the bound):
+
+* **C1** -- the 11 Oracle offline JCTs (DS 660B 2P4D 64K 512..4096 agents, DS 27B 1P1D 64K
+  512..4096, Qwen 32B 1P2D 32K 128..512).  ``--quick``: only the 512/128-agent points.
+* **C2** -- the motivation curve (PE throughput vs batch size for 30K + 300-token requests,
+  from the compute model of DS 660B), DeepSeek's public V3 prefill/decode rates per H800 node
+  (compute model, V3 variant of ds660b: see calibration/fit_compute_c2.py for the
+  assumptions), the low-load TPOT from a 1-agent offline simulation (DualPath, DS 660B 2P4D and
+  DS 27B 1P1D, 64K), and the headline 1.87x DualPath/Basic offline throughput (DS 660B 2P4D,
+  64K, 4096 agents; throughput ratio = JCT_basic / JCT_dualpath).
+* **Qualitative** (pass/fail, no paper number): (a) the DualPath/Basic gain grows with the
+  number of agents and with the MAL (DS 660B); (b) DualPath is within 15% of Oracle for DS
+  660B at the largest agent count; (c) the §S7 closed form gives 1/7 <= P/D <= 7/2 for
+  g=8, s=1, M=500 GB/s, B=50 GB/s, and a storage-bound simulation at a P/D inside the range
+  reads at (P+D) x SNIC.
+
+Every quantitative row has the simulated value, the paper's value, the relative error and a
+pass/fail at 10%.  ``--quick`` shrinks agent counts so the whole run takes well under two
+minutes; its rows are marked ``quick`` (they are not the paper's conditions, so their errors
+are only a smoke test).  ``--out DIR`` writes ``report.md``, ``report.csv`` and
+``report.png`` (simulated vs paper, one bar pair per point).
+
+The point tables and the simulation helpers here are shared with ``calibration/fit_c1.py`` and
+``calibration/fit_snic.py``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+TOL = 0.10  # pass/fail threshold on |relative error|
+
+
+# ====================================================================== calibration points
+@dataclass(frozen=True)
+class C1Point:
+    """One Oracle JCT of C1 (read from the paper's Fig. 7 bars, +-3%)."""
+
+    model: str
+    P: int
+    D: int
+    mal: str
+    agents: int
+    paper_jct_s: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.model} {self.P}P{self.D}D {self.mal.upper()} {self.agents} agents"
+
+    @property
+    def key(self) -> str:
+        return f"{self.model}-{self.P}P{self.D}D-{self.mal}-{self.agents}"
+
+
+C1_POINTS: tuple[C1Point, ...] = (
+    C1Point("ds660b", 2, 4, "64k", 512, 1974.0),
+    C1Point("ds660b", 2, 4, "64k", 1024, 2701.0),
+    C1Point("ds660b", 2, 4, "64k", 2048, 4935.0),
+    C1Point("ds660b", 2, 4, "64k", 4096, 9351.0),
+    C1Point("ds27b", 1, 1, "64k", 512, 868.0),
+    C1Point("ds27b", 1, 1, "64k", 1024, 1460.0),
+    C1Point("ds27b", 1, 1, "64k", 2048, 2406.0),
+    C1Point("ds27b", 1, 1, "64k", 4096, 5247.0),
+    C1Point("qwen32b", 1, 2, "32k", 128, 524.0),
+    C1Point("qwen32b", 1, 2, "32k", 256, 778.0),
+    C1Point("qwen32b", 1, 2, "32k", 512, 1175.0),
+)
+QUICK_AGENTS = {"ds660b": 512, "ds27b": 512, "qwen32b": 128}  # the cheapest point per model
+
+# C2 headline: DualPath over Basic offline throughput, DS 660B 2P4D 64K at the largest agent count.
+HEADLINE_RATIO = 1.87
+HEADLINE = dict(model="ds660b", P=2, D=4, mal="64k", agents=4096)
+TPOT_LOW_LOAD = {"ds660b": (2, 4, 0.030), "ds27b": (1, 1, 0.010)}  # model -> (P, D, TPOT s)
+QUICK_HEADLINE_AGENTS = 128  # --quick: DualPath/Basic and the qualitative claims at small scale
+QUICK_SMALL_AGENTS = 32
+
+
+# ====================================================================== config and runs
+def make_cfg(*overrides: str) -> dict:
+    """The resolved config dict that ``dpsim <overrides>`` would run (Hydra compose)."""
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    with initialize_config_module(config_module="dpsim.conf", version_base=None):
+        cfg = compose(config_name="config", overrides=list(overrides))
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def scenario_cfg(model: str, P: int, D: int, mal: str, agents: int, system: str = "oracle",
+                 extra: Sequence[str] = (), model_set: dict | None = None) -> dict:
+    """An offline scenario's config.  ``model_set``: values put into ``cfg['model']`` after
+    composition (``knobs.<name>`` or a top-level model key such as ``hbm_reserved_bytes``)."""
+    cfg = make_cfg("experiment=offline", f"system={system}", f"model={model}",
+                   f"cluster.prefill_nodes={P}", f"cluster.decode_nodes={D}",
+                   f"workload.mal={mal}", f"workload.agents={agents}", *extra)
+    cfg.setdefault("output", {})["progress"] = False
+    for k, v in (model_set or {}).items():
+        if k.startswith("knobs."):
+            cfg["model"]["knobs"][k[len("knobs."):]] = v
+        else:
+            cfg["model"][k] = v
+    return cfg
+
+
+def run_summary(cfg: dict) -> tuple[dict, float]:
+    """Run ``cfg`` (no outputs written); returns (summary, wall seconds)."""
+    from ..runner import run
+
+    t = time.perf_counter()
+    summ, _sim = run(cfg)
+    return summ, time.perf_counter() - t
+
+
+def run_jct(cfg: dict) -> tuple[float, float]:
+    """(JCT seconds, wall seconds) of an offline run; raises if the run did not finish."""
+    summ, wall = run_summary(cfg)
+    if summ.get("truncated") or summ["requests_completed"] != summ["requests_total"]:
+        raise RuntimeError(f"run did not complete ({summ['requests_completed']}/"
+                           f"{summ['requests_total']} requests)")
+    return float(summ["jct_s"]), wall
+
+
+def rel_err(sim: float, paper: float) -> float:
+    return sim / paper - 1.0 if paper and math.isfinite(sim) else math.nan
+
+
+# ====================================================================== C2 (compute model)
+def c2_compute_rows(model_cfgs: dict | None = None, gpu: str = "h800") -> list[dict]:
+    """C2 points that come from the compute model alone: motivation curve (DS 660B), DeepSeek's
+    public V3 prefill/decode rates per node.  ``model_cfgs``: {name: model dict} (default: the
+    YAML files).  Assumptions as in calibration/fit_compute_c2.py."""
+    from calibration import fit_compute_c2 as F
+    from ..engines.compute import ComputeModel
+
+    g = F.load("gpu", gpu)
+    ms = dict(model_cfgs or {})
+    for n in ("ds660b", "ds27b", "qwen32b"):
+        ms.setdefault(n, F.load("model", n))
+    cm = ComputeModel(ms["ds660b"], g, ms["ds660b"]["knobs"])
+    v3m = F.v3_variant(ms["ds660b"])
+    v3 = ComputeModel(v3m, g, v3m["knobs"])
+    rows = []
+    for b, want in F.MOTIVATION.items():
+        rows.append(_row("C2", f"motivation: PE throughput @{b} reqs / @1 (30K+300, ds660b)",
+                         F.motivation_ratios(cm)[b], want, "x"))
+    rows.append(_row("C2", "DeepSeek V3 prefill input tok/s per H800 node (incl. hits)",
+                     F.prod_prefill_node(v3, 4096.0), F.DS_PREFILL_INPUT_TOK_S_NODE, "tok/s"))
+    rows.append(_row("C2", "DeepSeek V3 decode output tok/s per H800 node",
+                     F.prod_decode_node(v3, 4096.0), F.DS_DECODE_TOK_S_NODE, "tok/s"))
+    for n, want in F.TPOT_LOW_LOAD.items():
+        c = ComputeModel(ms[n], g, ms[n]["knobs"])
+        rows.append(_row("C2", f"low-load TPOT, compute model (1 seq, 32.7K ctx) [{n}]",
+                         F.tpot_low_load(c), want, "s"))
+    return rows
+
+
+def _row(group: str, name: str, sim: float, paper: float | None, unit: str, note: str = "",
+         wall: float = 0.0) -> dict:
+    err = rel_err(sim, paper) if paper is not None else math.nan
+    ok = (abs(err) <= TOL) if paper is not None and math.isfinite(err) else None
+    return {"group": group, "point": name, "sim": float(sim), "paper": paper, "unit": unit,
+            "rel_err": err, "pass": ok, "note": note, "wall_s": wall}
+
+
+# ====================================================================== simulations
+def tpot_low_load_sim(model: str, P: int, D: int, system: str = "dualpath",
+                      extra: Sequence[str] = ()) -> tuple[float, float]:
+    """Mean TPOT (s) of a 1-agent offline run (64K dataset): decode at the lowest load."""
+    cfg = scenario_cfg(model, P, D, "64k", 1, system=system, extra=extra)
+    summ, wall = run_summary(cfg)
+    return float(summ["tpot_s"]["mean"]), wall
+
+
+def ratio_basic_dualpath(agents: int, mal: str = "64k", model: str = "ds660b", P: int = 2, D: int = 4,
+                         extra: Sequence[str] = (), runner: Callable | None = None) -> dict:
+    """JCT of Basic and DualPath (and their ratio, = DualPath's throughput gain)."""
+    rj = runner or (lambda cfg: run_jct(cfg))
+    out = {}
+    for s in ("basic", "dualpath"):
+        out[s], out[f"wall_{s}"] = rj(scenario_cfg(model, P, D, mal, agents, system=s, extra=extra))
+    out["ratio"] = out["basic"] / out["dualpath"]
+    return out
+
+
+# ---------------------------------------------------------------- §S7 storage-bound check
+class _FastCompute:
+    """A compute model so fast that storage is the bottleneck (for the §S7 read check)."""
+
+    def __init__(self, n_layers=30, kvb=20000, hbm=40e9):
+        self.n_layers = n_layers
+        self.kv_bytes_per_token = kvb
+        self.hbm_kv_bytes = hbm
+        self.ep_bytes_per_token_layer = 0.0
+        self.decode_ctx_cap = None
+
+    def attn_work(self, c, n):
+        return n * (c + n / 2)
+
+    def prefill_time(self, n, w, r):
+        return 1e-4 + n * 1e-7
+
+    def attention_time_forward(self, n, w, r):
+        return n * 1e-8
+
+    def attention_time_layer(self, n, w, r):
+        return n * 1e-8 / self.n_layers
+
+    def decode_coeffs(self):
+        return (1e-3, 1e-6, 0.0)
+
+
+def storage_bound_read(P: int, D: int, agents: int = 384, rounds: int = 10, seed: int = 0) -> tuple[float, float, float]:
+    """Aggregate steady-state SNIC read rate of a storage-bound DualPath run (tiny compute,
+    30K-token contexts, short appends and outputs).  Returns (measured B/s, (P+D) x SNIC B/s,
+    wall s)."""
+    import numpy as np
+
+    from ..drivers import OfflineDriver
+    from ..sim import Simulation
+    from ..workload.trajectory import Trajectory
+
+    t0w = time.perf_counter()
+    cfg = make_cfg("system=dualpath", f"cluster.prefill_nodes={P}", f"cluster.decode_nodes={D}",
+                   "metrics.sample_dt=0.05")
+    cfg.setdefault("output", {})["progress"] = False
+    rng = np.random.default_rng(seed)
+    trajs = []
+    for i in range(agents):
+        rs = [[int(rng.integers(50, 200)), int(rng.integers(2, 8)), 0] for _ in range(rounds)]
+        rs[0][0] = 30000
+        trajs.append(Trajectory.from_rounds(f"t{i}", rs))
+    sim = Simulation(cfg, trajs, _FastCompute())
+    sim.driver = OfflineDriver(sim, {})
+    sim.run()
+    reqs = [r for r in sim.requests if r.hit > 0]
+    t0 = min(r.t_read0 for r in reqs)
+    t1 = max(r.t_read1 for r in reqs)
+    m = sim.metrics
+    t = np.asarray(m.times)
+    idx = [i for i, c in enumerate(m.columns) if c.startswith("snic_rx[")]
+    b = np.vstack(m.rows)[:, idx].sum(axis=1)
+    lo, hi = t0 + 0.2 * (t1 - t0), t1 - 0.2 * (t1 - t0)
+    i0 = int(np.searchsorted(t, lo))
+    i1 = int(np.searchsorted(t, hi)) - 1
+    got = (b[i1] - b[i0]) / (t[i1] - t[i0]) if i1 > i0 else math.nan
+    snic = cfg["cluster"]["snic_Bps"] * cfg["cluster"]["snic_efficiency"]
+    from .bound import aggregate_read_bw
+    return float(got), aggregate_read_bw(P, D, snic, "dualpath"), time.perf_counter() - t0w
+
+
+# ====================================================================== the report
+@dataclass
+class Report:
+    rows: list = field(default_factory=list)
+    claims: list = field(default_factory=list)  # {"claim", "detail", "pass"}
+    log: Callable = print
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        self.log(_fmt_row(row))
+
+    def claim(self, name: str, ok: bool, detail: str) -> None:
+        self.claims.append({"claim": name, "detail": detail, "pass": bool(ok)})
+        self.log(f"  [{'PASS' if ok else 'FAIL'}] {name}: {detail}")
+
+
+def _fmt_num(v: float | None, unit: str) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    if unit == "s" and abs(v) < 1:
+        return f"{v * 1e3:.2f} ms"
+    if unit == "x":
+        return f"{v:.3f}x"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}" + (f" {unit}" if unit not in ("", "x") else "")
+    return f"{v:.4g}" + (f" {unit}" if unit else "")
+
+
+def _fmt_row(r: dict) -> str:
+    ok = "-" if r["pass"] is None else ("pass" if r["pass"] else "FAIL")
+    err = "-" if not math.isfinite(r["rel_err"]) else f"{100 * r['rel_err']:+.1f}%"
+    note = f"  ({r['note']})" if r["note"] else ""
+    return (f"  {r['group']:<3} {r['point']:<62} sim {_fmt_num(r['sim'], r['unit']):>14}  "
+            f"paper {_fmt_num(r['paper'], r['unit']):>14}  {err:>7}  {ok}{note}")
+
+
+def write_outputs(rep: Report, out: Path, title: str) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    # CSV
+    p = out / "report.csv"
+    with p.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["group", "point", "sim", "paper", "unit", "rel_err", "pass", "note", "wall_s"])
+        for r in rep.rows:
+            w.writerow([r["group"], r["point"], f"{r['sim']:.6g}",
+                        "" if r["paper"] is None else f"{r['paper']:.6g}", r["unit"],
+                        "" if not math.isfinite(r["rel_err"]) else f"{r['rel_err']:.5f}",
+                        "" if r["pass"] is None else ("pass" if r["pass"] else "fail"), r["note"],
+                        f"{r['wall_s']:.1f}"])
+        for c in rep.claims:
+            w.writerow(["claim", c["claim"], "", "", "", "", "pass" if c["pass"] else "fail",
+                        c["detail"], ""])
+    files.append(p)
+    # Markdown
+    p = out / "report.md"
+    lines = [f"# {title}", "", "| group | point | simulated | paper | rel. error | 10% |",
+             "|---|---|---|---|---|---|"]
+    for r in rep.rows:
+        err = "-" if not math.isfinite(r["rel_err"]) else f"{100 * r['rel_err']:+.1f}%"
+        ok = "-" if r["pass"] is None else ("pass" if r["pass"] else "**fail**")
+        note = f" ({r['note']})" if r["note"] else ""
+        lines.append(f"| {r['group']} | {r['point']}{note} | {_fmt_num(r['sim'], r['unit'])} | "
+                     f"{_fmt_num(r['paper'], r['unit'])} | {err} | {ok} |")
+    lines += ["", "## Qualitative claims", "", "| claim | result | detail |", "|---|---|---|"]
+    for c in rep.claims:
+        lines.append(f"| {c['claim']} | {'pass' if c['pass'] else '**fail**'} | {c['detail']} |")
+    n_ok = sum(1 for r in rep.rows if r["pass"])
+    n_q = sum(1 for r in rep.rows if r["pass"] is not None)
+    lines += ["", f"{n_ok}/{n_q} calibration points within {TOL:.0%}; "
+              f"{sum(c['pass'] for c in rep.claims)}/{len(rep.claims)} claims hold.", ""]
+    p.write_text("\n".join(lines))
+    files.append(p)
+    # Figure: simulated / paper per point (log scale bars of both)
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        rows = [r for r in rep.rows if r["paper"] is not None and math.isfinite(r["sim"])]
+        fig, ax = plt.subplots(figsize=(max(8, 0.55 * len(rows) + 2), 5))
+        xs = range(len(rows))
+        ax.bar([x - 0.2 for x in xs], [r["sim"] / r["paper"] for r in rows], 0.4, label="simulated / paper")
+        ax.bar([x + 0.2 for x in xs], [1.0] * len(rows), 0.4, label="paper (= 1)", color="0.75")
+        ax.axhspan(1 - TOL, 1 + TOL, color="tab:green", alpha=0.12, label=f"±{TOL:.0%}")
+        ax.set_xticks(list(xs))
+        ax.set_xticklabels([f"{r['group']}: {r['point'][:38]}" for r in rows], rotation=75, ha="right",
+                           fontsize=7)
+        ax.set_ylabel("value relative to the paper")
+        ax.set_title(title)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        p = out / "report.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        files.append(p)
+    except Exception as e:  # pragma: no cover - plotting is optional
+        print(f"validate: figure skipped ({type(e).__name__}: {e})", file=sys.stderr)
+    return files
+
+
+def validate(quick: bool = False, extra: Sequence[str] = (), log: Callable = print) -> Report:
+    rep = Report(log=log)
+    tq = " [quick]" if quick else ""
+
+    # ---------------------------------------------------------------- C1
+    log(f"C1: Oracle offline JCT{tq}")
+    for p in C1_POINTS:
+        if quick and p.agents != QUICK_AGENTS[p.model]:
+            continue
+        cfg = scenario_cfg(p.model, p.P, p.D, p.mal, p.agents, extra=extra)
+        jct, wall = run_jct(cfg)
+        rep.add(_row("C1", f"Oracle JCT {p.name}", jct, p.paper_jct_s, "s", wall=wall))
+
+    # ---------------------------------------------------------------- C2
+    log("C2: compute model vs published rates")
+    for r in c2_compute_rows():
+        rep.add(r)
+    log("C2: low-load TPOT, 1-agent offline simulation (DualPath, 64K)")
+    for m, (P, D, want) in TPOT_LOW_LOAD.items():
+        tp, wall = tpot_low_load_sim(m, P, D, extra=extra)
+        rep.add(_row("C2", f"low-load TPOT, 1-agent sim [{m} {P}P{D}D]", tp, want, "s", wall=wall))
+
+    h = dict(HEADLINE)
+    n_head = QUICK_HEADLINE_AGENTS if quick else h["agents"]
+    log(f"C2: DualPath/Basic offline throughput, ds660b 2P4D 64K, {n_head} agents{tq}")
+    big = ratio_basic_dualpath(n_head, extra=extra)
+    rep.add(_row("C2", f"DualPath/Basic throughput ds660b 2P4D 64K {n_head} agents", big["ratio"],
+                 HEADLINE_RATIO, "x", note="quick: not the paper's 4096 agents" if quick else
+                 f"JCT basic {big['basic']:.0f} s, dualpath {big['dualpath']:.0f} s",
+                 wall=big["wall_basic"] + big["wall_dualpath"]))
+
+    # ---------------------------------------------------------------- qualitative
+    log("Qualitative claims")
+    n_small = QUICK_SMALL_AGENTS if quick else 512
+    n_mid = n_head if quick else 2048
+    small = ratio_basic_dualpath(n_small, extra=extra)
+    mid = big if n_mid == n_head else ratio_basic_dualpath(n_mid, extra=extra)
+    seq = [(n_small, small["ratio"]), (n_mid, mid["ratio"])]
+    if n_mid != n_head:
+        seq.append((n_head, big["ratio"]))
+    grows = all(b[1] > a[1] for a, b in zip(seq, seq[1:]))
+    rep.claim("(a) DualPath/Basic gain grows with the number of agents (ds660b 2P4D 64K)", grows,
+              ", ".join(f"{n} agents: {r:.3f}x" for n, r in seq))
+    mal_lo = ratio_basic_dualpath(n_mid, mal="32k", extra=extra)
+    rep.claim("(a) DualPath/Basic gain grows with the MAL (ds660b 2P4D)", mid["ratio"] > mal_lo["ratio"],
+              f"{n_mid} agents: 32K {mal_lo['ratio']:.3f}x vs 64K {mid['ratio']:.3f}x")
+    orc, wall = run_jct(scenario_cfg("ds660b", 2, 4, "64k", n_head, system="oracle", extra=extra))
+    gap = big["dualpath"] / orc - 1.0
+    rep.claim(f"(b) DualPath within 15% of Oracle (ds660b 2P4D 64K {n_head} agents)", abs(gap) <= 0.15,
+              f"DualPath {big['dualpath']:.0f} s vs Oracle {orc:.0f} s ({100 * gap:+.1f}%)")
+    from .bound import pd_range
+    b = pd_range(8, 1, 500e9, 50e9)
+    rep.claim("(c) §S7 closed form: g=8, s=1, M=500 GB/s, B=50 GB/s gives 1/7 <= P/D <= 7/2",
+              math.isclose(b.lo, 1 / 7, rel_tol=1e-9) and math.isclose(b.hi, 7 / 2, rel_tol=1e-9),
+              f"lo={b.lo:.4f} (1/7={1 / 7:.4f}), hi={b.hi:.4f} (7/2=3.5)")
+    P, D = 1, 2
+    got, want, wall = storage_bound_read(P, D, agents=128 if quick else 384)
+    inside = b.contains(P / D)
+    err = got / want - 1.0
+    rep.claim(f"(c) storage-bound DualPath sim at P/D={P}/{D} (inside the range) reads at (P+D) x SNIC",
+              inside and abs(err) <= 0.05,
+              f"{got / 1e9:.1f} GB/s vs (P+D) x SNIC = {want / 1e9:.1f} GB/s ({100 * err:+.1f}%)")
+    return rep
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="dpsim validate", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="small agent counts only (a smoke test, < 2 minutes)")
+    ap.add_argument("--out", type=Path, default=None, help="write report.md, report.csv, report.png here")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra Hydra override for every simulation (repeatable)")
+    args = ap.parse_args(list(argv) if argv is not None else None)
+    t0 = time.perf_counter()
+    title = "dpsim validation" + (" (quick)" if args.quick else "")
+    print(title)
+    rep = validate(quick=args.quick, extra=args.sets)
+    n_ok = sum(1 for r in rep.rows if r["pass"])
+    n_q = sum(1 for r in rep.rows if r["pass"] is not None)
+    print(f"\n{n_ok}/{n_q} calibration points within {TOL:.0%}; "
+          f"{sum(c['pass'] for c in rep.claims)}/{len(rep.claims)} qualitative claims hold "
+          f"({time.perf_counter() - t0:.0f} s)")
+    if args.out is not None:
+        for f in write_outputs(rep, args.out, title):
+            print(f"  wrote {f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

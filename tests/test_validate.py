@@ -1,0 +1,53 @@
+"""`dpsim validate --quick`: the report's structure (every calibration point present with a finite
+relative error, every claim with a verdict) -- not its values."""
+import csv
+import math
+import subprocess
+import sys
+import time
+
+from dpsim.analysis.validate import C1_POINTS, QUICK_AGENTS
+
+# C2 rows the report must carry (substrings of the point names)
+C2_ROWS = ["motivation: PE throughput @2 reqs", "@3 reqs", "@5 reqs", "@10 reqs", "@20 reqs",
+           "DeepSeek V3 prefill", "DeepSeek V3 decode", "low-load TPOT, 1-agent sim [ds660b",
+           "low-load TPOT, 1-agent sim [ds27b", "DualPath/Basic throughput"]
+CLAIMS = ["(a) DualPath/Basic gain grows with the number of agents", "(a) DualPath/Basic gain grows with the MAL",
+          "(b) DualPath within 15% of Oracle", "(c) §S7 closed form", "(c) storage-bound DualPath sim"]
+
+
+def test_validate_quick_report_structure(tmp_path):
+    out = tmp_path / "val"
+    t = time.perf_counter()
+    p = subprocess.run([sys.executable, "-m", "dpsim.analysis.validate", "--quick", "--out", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    wall = time.perf_counter() - t
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert wall < 90, f"--quick took {wall:.0f} s"
+    for f in ("report.md", "report.csv", "report.png"):
+        assert (out / f).stat().st_size > 0, f
+    rows = list(csv.DictReader((out / "report.csv").open()))
+    points = [r for r in rows if r["group"] in ("C1", "C2")]
+    claims = [r for r in rows if r["group"] == "claim"]
+    # C1: the quick points, each with a finite relative error and a verdict
+    want_c1 = [q for q in C1_POINTS if q.agents == QUICK_AGENTS[q.model]]
+    c1 = [r for r in points if r["group"] == "C1"]
+    assert len(c1) == len(want_c1) == 3
+    for q in want_c1:
+        assert any(q.name in r["point"] for r in c1), q.name
+    for name in C2_ROWS:
+        assert any(name in r["point"] for r in points if r["group"] == "C2"), name
+    for r in points:
+        assert math.isfinite(float(r["sim"])) and float(r["sim"]) > 0, r
+        assert math.isfinite(float(r["paper"])) and float(r["paper"]) > 0, r
+        assert math.isfinite(float(r["rel_err"])), r
+        assert math.isclose(float(r["rel_err"]), float(r["sim"]) / float(r["paper"]) - 1, rel_tol=1e-3,
+                            abs_tol=1e-4), r
+        assert r["pass"] in ("pass", "fail"), r
+        assert (r["pass"] == "pass") == (abs(float(r["rel_err"])) <= 0.10), r
+    for name in CLAIMS:
+        assert any(r["point"].startswith(name) and r["pass"] in ("pass", "fail") for r in claims), name
+    md = (out / "report.md").read_text()
+    assert "Qualitative claims" in md and all(q.name in md for q in want_c1)
+    # the printed report carries the same rows
+    assert "C1" in p.stdout and "claims hold" in p.stdout
