@@ -45,7 +45,14 @@ def measure(name: str, overrides: list[str]) -> dict:
     q = ctx.Queue()
     p = ctx.Process(target=_one, args=(overrides, q))
     p.start()
-    res = q.get()
+    import queue
+    while True:  # never hang on a child that died before reporting
+        try:
+            res = q.get(timeout=5)
+            break
+        except queue.Empty:
+            if not p.is_alive():
+                raise RuntimeError(f"benchmark scenario {name!r} died (exit code {p.exitcode})")
     p.join()
     res["name"] = name
     res["req_per_s"] = res["requests"] / res["sim_wall_s"]
@@ -71,7 +78,7 @@ def main(argv=None) -> int:
                                                          "workload.mal=64k", "workload.agents=1024"]))
         ladder = [(1, 1, 64), (4, 8, 768), (12, 24, 2304), (48, 96, 9216)]
     for P, D, n in ladder:
-        scen.append((f"ladder {P}P{D}D, {n} agents (64/node... synthetic 32K)",
+        scen.append((f"ladder {P}P{D}D, {n} agents (DS 27B, 32K)",
                      ["experiment=offline", "model=ds27b", f"cluster.prefill_nodes={P}",
                       f"cluster.decode_nodes={D}", "workload.mal=32k", f"workload.agents={n}",
                       "workload.n_trajectories=500"]))
