@@ -52,10 +52,10 @@ Which knobs, and why (what the C1 shapes say, from diagnostic runs of the unfitt
   values (tests/engines pins them shared); a ~2K-token GEMM floor is a MoE effect and is
   pessimistic for a dense model.
 
-Fit: ``(a, decode_idx_key_layer_s)`` by Gauss-Newton in log space on the 512-, 2048- and
-4096-agent points of both DS models (finite-difference Jacobian, Broyden updates, ``--steps``
-steps, default 1, from a start near a previous run's optimum), then every C1 point once at the
-result; Qwen's reserve by a coarse
+Fit: ``(a, decode_idx_key_layer_s)`` by Gauss-Newton in log space on the eight DS points
+(finite-difference Jacobian, Broyden updates, ``--steps`` steps, default 1, starting from the
+values in the YAML files -- the previous fit -- or, with ``--fresh`` or none there, from
+a = 0.86, 0.41 ns), then every C1 point once at the result; Qwen's reserve by a coarse
 scan on its three cheap points.  Simulation results are cached in
 ``calibration/reports/c1/cache.json`` keyed by the values, the point and a hash of the
 simulator's sources and configs.  The report goes to ``calibration/reports/c1/c1_fit.{md,csv}``.
@@ -92,9 +92,9 @@ DS_MODELS = ("ds660b", "ds27b")
 # DSA prefill attention efficiencies before the C1 factor (documented assumptions, see the YAML):
 ATTN_BASE = {"attn_prefill_eff": 0.647, "indexer_eff": 0.5}
 # Gauss-Newton start, bounds (see the module docstring).
-DS_START = {"a": 0.86, "decode_idx_key_layer_s": 0.41e-9}  # near a previous fit's optimum
+DS_START = {"a": 0.86, "decode_idx_key_layer_s": 0.41e-9}  # used when the YAML has no C1 values yet
 DS_BOUNDS = {"a": (0.2, 1.5), "decode_idx_key_layer_s": (1e-12, 5e-9)}
-FIT_AGENTS = (512, 2048, 4096)  # DS points in the Gauss-Newton loss (1024 is checked after)
+FIT_AGENTS = (512, 1024, 2048, 4096)  # DS points in the Gauss-Newton loss
 QWEN_RESERVE_GRID = [2 * 2**30, 3 * 2**30, 5 * 2**30, 8 * 2**30]  # bytes
 C2_PREFILL = C2.PREFILL_KNOBS  # shared by all three models
 C2_DECODE = ("decode_sys_eff", "decode_ep_layer_latency_s")  # ep latency: DeepSeek models only
@@ -414,6 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true", help="no fit: evaluate the values in the YAML files")
     ap.add_argument("--steps", type=int, default=1, help="Gauss-Newton steps for the DS knobs (default 1)")
     ap.add_argument("--no-cache", action="store_true", help="ignore and do not write the simulation cache")
+    ap.add_argument("--fresh", action="store_true", help="start from the built-in start, not the YAML values")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="extra Hydra override for every simulation (e.g. cluster.dram_buffer_bytes=1e15)")
     ap.add_argument("--tag", default="", help="report as c1_fit_TAG.{md,csv} (for what-if fits with --set)")
@@ -434,7 +435,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         ds_pts = [p for p in pts if p.model in DS_MODELS and (args.quick or p.agents in FIT_AGENTS)]
         print(f"DeepSeek knobs (a, decode_idx_key_layer_s; shared by ds660b and ds27b; C2 refitted at "
               f"every point), Gauss-Newton on {len(ds_pts)} points:", flush=True)
-        v = fit_ds(sims, ds_pts, DS_START, steps=args.steps)
+        cur = current_values()
+        start = ({"a": cur["a"], "decode_idx_key_layer_s": cur["decode_idx_key_layer_s"]}
+                 if cur["decode_idx_key_layer_s"] > 0 and not args.fresh else DS_START)
+        v = fit_ds(sims, ds_pts, start, steps=args.steps)
         q_pts = [p for p in pts if p.model == "qwen32b"]
         print(f"Qwen 32B hbm_reserved_bytes, scan over {[b / 2**30 for b in QWEN_RESERVE_GRID]} GiB on "
               f"{len(q_pts)} point(s):", flush=True)
