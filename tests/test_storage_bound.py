@@ -2,7 +2,7 @@
 reads D SNICs, DualPath's shorter-queue choice all P + D."""
 import pytest
 
-from dpsim.analysis.bound import aggregate_read_bw, link_loads, pd_range
+from dpsim.analysis.bound import aggregate_read_bw, link_loads, pd_range, steady_read_throughput
 from dpsim.drivers import OfflineDriver
 from dpsim.sim import Simulation
 
@@ -10,21 +10,9 @@ from helpers import FastCompute, make_cfg, trajectories
 
 
 def _read_throughput(sim):
-    """Aggregate SNIC read rate in the steady state: the mean over the middle 60% of the time
-    between the first read's start and the last read's end (ramp-up and tail excluded)."""
-    import numpy as np
-    reqs = [r for r in sim.requests if r.hit > 0]
-    t0 = min(r.t_read0 for r in reqs)
-    t1 = max(r.t_read1 for r in reqs)
-    m = sim.metrics
-    t = np.asarray(m.times)
-    idx = [i for i, c in enumerate(m.columns) if c.startswith("snic_rx[")]
-    b = np.vstack(m.rows)[:, idx].sum(axis=1)
-    lo, hi = t0 + 0.2 * (t1 - t0), t1 - 0.2 * (t1 - t0)
-    i0 = int(np.searchsorted(t, lo))
-    i1 = int(np.searchsorted(t, hi)) - 1
-    assert i1 - i0 >= 10, "too few samples in the steady window"
-    return (b[i1] - b[i0]) / (t[i1] - t[i0])
+    got, n = steady_read_throughput(sim)
+    assert n >= 10, "too few samples in the steady window"
+    return got
 
 
 def _run(system, P, D, agents=256, rounds=10, **over):

@@ -66,6 +66,28 @@ def aggregate_read_bw(P: int, D: int, snic_Bps: float, policy: str) -> float:
     raise ValueError(f"policy {policy!r} must be pe, de or dualpath")
 
 
+def steady_read_throughput(sim, trim: float = 0.2) -> tuple[float, int]:
+    """Aggregate SNIC read rate of a finished simulation in its steady state: the mean over the
+    middle of the span from the first storage read's start to the last one's end (``trim`` of
+    it cut at each end: ramp-up and tail).  Returns (bytes/s, samples in the window)."""
+    import numpy as np
+
+    reqs = [r for r in sim.requests if r.hit > 0]
+    if not reqs:
+        return math.nan, 0
+    t0 = min(r.t_read0 for r in reqs)
+    t1 = max(r.t_read1 for r in reqs)
+    m = sim.metrics
+    t = np.asarray(m.times)
+    idx = [i for i, c in enumerate(m.columns) if c.startswith("snic_rx[")]
+    b = np.vstack(m.rows)[:, idx].sum(axis=1)
+    i0 = int(np.searchsorted(t, t0 + trim * (t1 - t0)))
+    i1 = int(np.searchsorted(t, t1 - trim * (t1 - t0))) - 1
+    if i1 <= i0:
+        return math.nan, max(0, i1 - i0)
+    return float((b[i1] - b[i0]) / (t[i1] - t[i0])), i1 - i0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="dpsim bound", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

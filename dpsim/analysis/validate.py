@@ -243,17 +243,8 @@ def storage_bound_read(P: int, D: int, agents: int = 384, rounds: int = 10, seed
     sim = Simulation(cfg, trajs, _FastCompute())
     sim.driver = OfflineDriver(sim, {})
     sim.run()
-    reqs = [r for r in sim.requests if r.hit > 0]
-    t0 = min(r.t_read0 for r in reqs)
-    t1 = max(r.t_read1 for r in reqs)
-    m = sim.metrics
-    t = np.asarray(m.times)
-    idx = [i for i, c in enumerate(m.columns) if c.startswith("snic_rx[")]
-    b = np.vstack(m.rows)[:, idx].sum(axis=1)
-    lo, hi = t0 + 0.2 * (t1 - t0), t1 - 0.2 * (t1 - t0)
-    i0 = int(np.searchsorted(t, lo))
-    i1 = int(np.searchsorted(t, hi)) - 1
-    got = (b[i1] - b[i0]) / (t[i1] - t[i0]) if i1 > i0 else math.nan
+    from .bound import steady_read_throughput
+    got, _n = steady_read_throughput(sim)
     snic = cfg["cluster"]["snic_Bps"] * cfg["cluster"]["snic_efficiency"]
     from .bound import aggregate_read_bw
     return float(got), aggregate_read_bw(P, D, snic, "dualpath"), time.perf_counter() - t0w
