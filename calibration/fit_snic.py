@@ -138,8 +138,7 @@ def fit(pairs: Pairs, start: float, tol: float, max_evals: int) -> tuple[float, 
     """Simulate until a simulated ratio is within ``tol`` of the target or ``max_evals`` new
     efficiencies were tried; return the interpolated efficiency at the target."""
     target = HEADLINE_RATIO
-    if not pairs.curve:
-        pairs.run(start)
+    pairs.run(start)  # the current value is always on the curve (cached after the first time)
     for _ in range(max_evals):
         best = min(pairs.curve.values(), key=lambda r: abs(math.log(r["ratio"] / target)))
         if abs(best["ratio"] / target - 1) <= tol:
