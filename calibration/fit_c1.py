@@ -44,8 +44,8 @@ Which knobs, and why (what the C1 shapes say, from diagnostic runs of the unfitt
   ``decode_idx_key_layer_s`` also moves.
 * **Qwen 32B is too slow and cannot be fitted by compute knobs.**  DP-only Qwen2.5-32B in BF16
   leaves ~15-20 GB of an 80 GB GPU for KV = 3-4 sequences of the 32K dataset per DE, so its
-  decode is HBM-bound (~100-120 generated tokens/s/GPU at most; a DE's HBM is also held by
-  requests still in prefill, §S6).  The paper's 512-agent JCT needs >= ~160 tokens/s/GPU.  The
+  decode is HBM-bound (~100-120 generated tokens/s/GPU at most).  The paper's 512-agent JCT
+  needs >= ~160 tokens/s/GPU.  The
   one physical knob is the HBM a GPU keeps for itself: ``hbm_reserved_bytes``, scanned within
   [2 GiB, 8 GiB] (2 GiB: CUDA context, cuBLAS workspace, CUDA graphs and decode activations of a
   dense model, no EP buffers).  Qwen's prefill floor and system factors are the DeepSeek C2

@@ -62,6 +62,7 @@ def _source_hash() -> str:
 
 class Pairs:
     def __init__(self, agents: int, extra: Sequence[str] = (), use_cache: bool = True):
+        agents_ = agents
         self.agents = agents
         self.extra = list(extra)
         self.src = _source_hash()
@@ -70,6 +71,18 @@ class Pairs:
         self.n_runs = 0
         self.wall = 0.0
         self.curve: dict[float, dict] = {}
+        # Efficiencies simulated before for this source, agent count and overrides join the curve.
+        seen: dict[float, dict] = {}
+        for key, v in self.db.items():
+            try:
+                src, system, agents, eff, extra = json.loads(key)
+            except ValueError:
+                continue
+            if src == self.src and agents == agents_ and extra == self.extra:
+                seen.setdefault(float(eff), {})[system] = v["jct"]
+        for eff, d in seen.items():
+            if "basic" in d and "dualpath" in d:
+                self.curve[eff] = dict(d, ratio=d["basic"] / d["dualpath"])
 
     def run(self, eff: float) -> dict:
         eff = float(f"{eff:.6g}")
@@ -176,7 +189,7 @@ def save_report(pairs: Pairs, eff: float, how: str, meta: dict) -> None:
           f"node's 400 Gbps SNIC.", "",
           "| snic_efficiency | GB/s per SNIC | JCT Basic (s) | JCT DualPath (s) | ratio |", "|---|---|---|---|---|"]
     for e, r in sorted(pairs.curve.items()):
-        md.append(f"| {e:.4g} | {e * line_Bps / 1e9:.1f} | {r['basic']:.0f} | {r['dualpath']:.0f} | {r['ratio']:.4f} |")
+        md.append(f"| {e:.6g} | {e * line_Bps / 1e9:.1f} | {r['basic']:.0f} | {r['dualpath']:.0f} | {r['ratio']:.4f} |")
     md += ["", "Everything else the efficiency influences (Basic and DualPath JCTs elsewhere, online capacity, "
            "SNIC balance, ...) is a prediction.", ""]
     (REPORTS / "snic_fit.md").write_text("\n".join(md))
@@ -205,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     total = time.perf_counter() - t0
     print(f"\nratio curve ({args.agents} agents):")
     for e, r in sorted(pairs.curve.items()):
-        print(f"  snic_efficiency {e:6.4g}: basic {r['basic']:8.0f} s  dualpath {r['dualpath']:8.0f} s  ratio {r['ratio']:.4f}")
+        print(f"  snic_efficiency {e:8.6g}: basic {r['basic']:8.0f} s  dualpath {r['dualpath']:8.0f} s  ratio {r['ratio']:.4f}")
     print(f"\nfitted snic_efficiency = {eff:.4g} ({how}); {pairs.n_runs} new simulations "
           f"({pairs.wall:.0f} s), {total:.0f} s in all")
     save_report(pairs, eff, how, {"when": time.strftime("%Y-%m-%d %H:%M"), "total": total})
