@@ -42,23 +42,30 @@ Which knobs, and why (what the C1 shapes say, from diagnostic runs of the unfitt
   overhead that fits the 512-agent points lifts its 20-request ratio to 4.0x.)
   DS 660B's 512-agent point is the longest agent's chain (~60% of it decode), which
   ``decode_idx_key_layer_s`` also moves.
-* **Qwen 32B is too slow and cannot be fitted by compute knobs.**  DP-only Qwen2.5-32B in BF16
-  leaves ~15-20 GB of an 80 GB GPU for KV = 3-4 sequences of the 32K dataset per DE, so its
-  decode is HBM-bound (~100-120 generated tokens/s/GPU at most).  The paper's 512-agent JCT
-  needs >= ~160 tokens/s/GPU.  The
-  one physical knob is the HBM a GPU keeps for itself: ``hbm_reserved_bytes``, scanned within
-  [2 GiB, 8 GiB] (2 GiB: CUDA context, cuBLAS workspace, CUDA graphs and decode activations of a
-  dense model, no EP buffers).  Qwen's prefill floor and system factors are the DeepSeek C2
-  values (tests/engines pins them shared); a ~2K-token GEMM floor is a MoE effect and is
-  pessimistic for a dense model.
+* **Qwen 32B** (dense, DP only, 256 KiB/token KV).  With BF16 weights its C1 cannot be met at
+  all: ~18 GB of HBM per GPU for KV = 3-4 sequences of the 32K dataset, so decode is HBM-bound
+  and even at the 2 GiB reserve floor the JCTs come out +18% / +37% / +98% (with the §S2 320 GB
+  host buffers; an earlier version had left Qwen at the DeepSeek 80 GB and was worse).  The
+  weight precision is not stated (§S9 gives only the FP16 KV); the framework's GEMM library is
+  DeepGEMM (FP8), so Qwen's linear weights are FP8 (a documented assumption in qwen32b.yaml):
+  ~49 GB for KV per GPU.  Then Qwen is *too fast* at low load (the longest agent's chain of
+  ~60-190 turns: TTFT + ~90 tokens x TPOT) and about right at 512 agents.  Nothing of C2 pins
+  a dense model's per-step costs, so two Qwen-only knobs are fitted to its three points:
+  ``decode_fwd_overhead_s`` (fixed per decode step) and ``prefill_fwd_overhead_s`` (fixed per
+  prefill forward) -- both raise the per-turn latency the low-load chain is made of, and the
+  prefill one is amortised by the bigger batches of high load.  Search: a grid, then a finer
+  grid around its best, minimising the worst |log residual| (the acceptance is "each point
+  within 10%"), ties broken by the sum of squares.  Qwen's prefill floor and system factors are
+  the DeepSeek C2 values (tests/engines pins them shared).
 
 Fit: ``(a, decode_idx_key_layer_s)`` by Gauss-Newton in log space on the eight DS points
 (finite-difference Jacobian, Broyden updates, ``--steps`` steps, default 1, starting from the
 values in the YAML files -- the previous fit -- or, with ``--fresh`` or none there, from
-a = 0.86, 0.41 ns), then every C1 point once at the result; Qwen's reserve by a coarse
-scan on its three cheap points.  Simulation results are cached in
+a = 0.86, 0.41 ns), then every C1 point once at the result; Qwen's two overheads by the grid above on its three cheap
+points.  Simulation results are cached in
 ``calibration/reports/c1/cache.json`` keyed by the values, the point and a hash of the
-simulator's sources and configs.  The report goes to ``calibration/reports/c1/c1_fit.{md,csv}``.
+simulator's sources, its non-model configs and the point's own model YAML (without the values
+this script sets), so a ``--write`` or a change to another model keeps the cache.  The report goes to ``calibration/reports/c1/c1_fit.{md,csv}``.
 """
 from __future__ import annotations
 
@@ -95,14 +102,17 @@ ATTN_BASE = {"attn_prefill_eff": 0.647, "indexer_eff": 0.5}
 DS_START = {"a": 0.86, "decode_idx_key_layer_s": 0.41e-9}  # used when the YAML has no C1 values yet
 DS_BOUNDS = {"a": (0.2, 1.5), "decode_idx_key_layer_s": (1e-12, 5e-9)}
 FIT_AGENTS = (512, 1024, 2048, 4096)  # DS points in the Gauss-Newton loss
-QWEN_RESERVE_GRID = [2 * 2**30, 3 * 2**30, 5 * 2**30, 8 * 2**30]  # bytes
+QWEN_KNOBS = ("decode_fwd_overhead_s", "prefill_fwd_overhead_s")  # fitted on Qwen's C1 points only
+QWEN_GRID = {"decode_fwd_overhead_s": [0.004 * i for i in range(0, 9)],   # 0 .. 32 ms
+             "prefill_fwd_overhead_s": [0.05 * i for i in range(0, 9)]}   # 0 .. 400 ms
 C2_PREFILL = C2.PREFILL_KNOBS  # shared by all three models
 C2_DECODE = ("decode_sys_eff", "decode_ep_layer_latency_s")  # ep latency: DeepSeek models only
 NOTES = {
     "attn_prefill_eff": "DSA sparse prefill attention efficiency = {a:.4g} x 0.647 (FlashMLA 640 TFLOPS / 989.4); C1 factor a on the DSA prefill attention cost",
     "indexer_eff": "DSA lightning-indexer efficiency = {a:.4g} x 0.5 (DeepGEMM FP8 MQA logits at half the FP8 peak); same C1 factor a",
     "decode_idx_key_layer_s": "DSA decode: per context key per layer per step beyond the indexer roofline (score materialisation + top-k select)",
-    "hbm_reserved_bytes": "per-GPU HBM not given to KV (CUDA context, cuBLAS workspace, CUDA graphs, activations; no EP buffers); the scan ends at its 2 GiB physical floor",
+    "decode_fwd_overhead_s": "Qwen only: fixed cost per decode step (launch, scheduling, sampling of a dense DP replica); no C2 point covers Qwen",
+    "prefill_fwd_overhead_s": "Qwen only: fixed cost per prefill forward; no C2 point covers Qwen",
     "prefill_sys_eff": "system factor on all prefill compute efficiencies (b1)",
     "prefill_sat_tokens": "GEMM floor: new tokens/forward below which a forward costs the same (a)",
     "prefill_sat_sharpness": "p of the smooth max between the floor and the per-token GEMM time (a)",
@@ -119,7 +129,7 @@ def load_models() -> dict:
 _DERIVED: dict = {}
 
 
-def derive(a: float, k: float, reserve: float | None = None) -> dict:
+def derive(a: float, k: float, qwen: dict | None = None) -> dict:
     """Per-model overrides for C1 factor ``a`` and indexer cost ``k``, with the C2 knobs refitted
     (fit_compute_c2.fit_prefill / fit_decode on the models carrying a and k).  Returns
     {model: {"knobs.<name>" or top-level key: value}}."""
@@ -145,8 +155,8 @@ def derive(a: float, k: float, reserve: float | None = None) -> dict:
             out[n] = s
         _DERIVED[key] = out
     out = copy.deepcopy(_DERIVED[key])
-    if reserve is not None:
-        out["qwen32b"]["hbm_reserved_bytes"] = float(reserve)
+    for kk, v in (qwen or {}).items():
+        out["qwen32b"][f"knobs.{kk}"] = float(v)
     return out
 
 
@@ -165,22 +175,24 @@ def apply_sets(models: dict, sets: dict) -> dict:
 FITTED_KEYS = set(C2_PREFILL + C2_DECODE) | {"attn_prefill_eff", "indexer_eff", "decode_idx_key_layer_s"}
 
 
-def _source_hash() -> str:
-    """Hash of the simulator's sources and configs.  The model YAMLs are hashed as parsed data
-    without the values this script sets (every simulation passes them explicitly), so writing
-    the fit does not invalidate the cache."""
+def _source_hash(model: str) -> str:
+    """Hash of the simulator's sources, its non-model configs and ``model``'s YAML.  The model
+    YAML is hashed as parsed data without the values this script sets (every simulation passes
+    them explicitly), so writing the fit -- or editing another model -- keeps the cache."""
     h = hashlib.sha256()
     for p in sorted((ROOT / "dpsim").rglob("*")):
         if not (p.is_file() and p.suffix in (".py", ".yaml")) or "analysis" in p.parts:
             continue
-        h.update(str(p.relative_to(ROOT)).encode())
         if p.parent == CONF / "model":
+            if p.stem != model:
+                continue
+            h.update(str(p.relative_to(ROOT)).encode())
             d = yaml.safe_load(p.read_text())
-            d["knobs"] = {k: v for k, v in d["knobs"].items() if k not in FITTED_KEYS}
-            if d.get("name") == "qwen32b":
-                d.pop("hbm_reserved_bytes", None)
+            fitted = FITTED_KEYS | (set(QWEN_KNOBS) if model == "qwen32b" else set())
+            d["knobs"] = {k: v for k, v in d["knobs"].items() if k not in fitted}
             h.update(json.dumps(d, sort_keys=True).encode())
         else:
+            h.update(str(p.relative_to(ROOT)).encode())
             h.update(p.read_bytes())
     return h.hexdigest()[:16]
 
@@ -189,7 +201,7 @@ class Sims:
     """Runs C1 points with model overrides; caches JCTs on disk."""
 
     def __init__(self, use_cache: bool = True, extra: Sequence[str] = (), verbose: bool = True):
-        self.src = _source_hash()
+        self.src = {m: _source_hash(m) for m in MODELS}
         self.extra = list(extra)
         self.verbose = verbose
         self.use_cache = use_cache
@@ -203,7 +215,7 @@ class Sims:
         self.wall = 0.0
 
     def _key(self, p: C1Point, mset: dict) -> str:
-        return json.dumps([self.src, p.key, self.extra, sorted((k, float(f"{v:.10g}")) for k, v in mset.items())])
+        return json.dumps([self.src[p.model], p.key, self.extra, sorted((k, float(f"{v:.10g}")) for k, v in mset.items())])
 
     def jct(self, p: C1Point, mset: dict, label: str = "") -> float:
         k = self._key(p, mset)
@@ -272,14 +284,34 @@ def fit_ds(sims: Sims, points: list[C1Point], start: dict, steps: int = 2) -> di
     return {n: float(math.exp(v)) for n, v in zip(names, x)}
 
 
-def fit_qwen(sims: Sims, points: list[C1Point], a: float, k: float) -> float:
-    best = None
-    for b in QWEN_RESERVE_GRID:
-        ms = derive(a, k, reserve=b)["qwen32b"]
-        loss = sum(math.log(sims.jct(p, ms, f"reserve={b / 2**30:.0f} GiB") / p.paper_jct_s) ** 2 for p in points)
-        if best is None or loss < best[0]:
-            best = (loss, float(b))
-    return best[1]
+def fit_qwen(sims: Sims, points: list[C1Point], a: float, k: float) -> dict:
+    """Qwen's two overheads: a grid, then a grid of half the step around its best; minimise the
+    worst |log residual| over ``points``, ties broken by the sum of squares."""
+    def loss(vals: dict) -> tuple[float, float]:
+        ms = derive(a, k, qwen=vals)["qwen32b"]
+        lab = " ".join(f"{n[:7]}={v * 1e3:.1f}ms" for n, v in vals.items())
+        r = [math.log(sims.jct(p, ms, lab) / p.paper_jct_s) for p in points]
+        return max(abs(x) for x in r), sum(x * x for x in r)
+
+    def search(grid: dict) -> tuple[tuple, dict]:
+        best = None
+        for d in grid[QWEN_KNOBS[0]]:
+            for pf in grid[QWEN_KNOBS[1]]:
+                vals = {QWEN_KNOBS[0]: d, QWEN_KNOBS[1]: pf}
+                lv = loss(vals)
+                if best is None or lv < best[0]:
+                    best = (lv, vals)
+        return best
+
+    (lv, vals) = search(QWEN_GRID)
+    fine = {}
+    for n in QWEN_KNOBS:
+        step = QWEN_GRID[n][1] - QWEN_GRID[n][0]
+        fine[n] = [max(0.0, vals[n] + step * f) for f in (-0.5, -0.25, 0.0, 0.25, 0.5)]
+    (lv, vals) = search(fine)
+    print(f"  best: " + ", ".join(f"{n} = {v:.4g} s" for n, v in vals.items())
+          + f": worst |residual| {100 * math.expm1(lv[0]):.1f}%", flush=True)
+    return {n: float(f"{v:.6g}") for n, v in vals.items()}
 
 
 # ====================================================================== table
@@ -324,8 +356,8 @@ def save_report(rows: list[dict], values: dict, sets: dict, meta: dict, table: s
           f"(attn_prefill_eff = {ATTN_BASE['attn_prefill_eff'] * values['a']:.5g}, "
           f"indexer_eff = {ATTN_BASE['indexer_eff'] * values['a']:.5g}); "
           f"decode_idx_key_layer_s = {values['decode_idx_key_layer_s']:.5g} s",
-          f"* qwen32b: hbm_reserved_bytes = {values['hbm_reserved_bytes']:.0f} "
-          f"({values['hbm_reserved_bytes'] / 2**30:.2f} GiB)",
+          "* qwen32b (FP8 weights, 320 GB host buffers; its own knobs): " + ", ".join(
+              f"{n} = {values[n] * 1e3:.4g} ms" for n in QWEN_KNOBS),
           "* C2 knobs refitted with them (shared): " + ", ".join(
               f"{k[6:]} = {v:.6g}" for k, v in sets["ds660b"].items()
               if k[6:] in C2_PREFILL + C2_DECODE), "",
@@ -336,8 +368,8 @@ def save_report(rows: list[dict], values: dict, sets: dict, meta: dict, table: s
         md.append(f"| {r['group']} | {r['point']} | {r['sim']:.5g} | {r['paper']:.5g} | "
                   f"{100 * r['rel_err']:+.1f}%{flag} |")
     md += ["", "```", table, "```", "",
-           "Why these knobs, and why Qwen 32B cannot be fitted (HBM-bound decode): see the module "
-           "docstring of calibration/fit_c1.py.", ""]
+           "Why these knobs (and Qwen's FP8 weights): see the module docstring of "
+           "calibration/fit_c1.py.", ""]
     (REPORTS / f"{stem}.md").write_text("\n".join(md))
     return REPORTS / f"{stem}.md"
 
@@ -357,7 +389,7 @@ def write_values(model: str, sets: dict, a: float) -> None:
     text = path.read_text()
     for key, val in sets.items():
         name, indent = (key[6:], "  ") if key.startswith("knobs.") else (key, "")
-        sval = str(int(round(val))) if name == "hbm_reserved_bytes" else _fmt(val)
+        sval = _fmt(val)
         head = C2_COMMENT if name in C2_PREFILL + C2_DECODE else FIT_COMMENT
         if model == "qwen32b" and name in C2_PREFILL + C2_DECODE:
             head = C2_COMMENT.replace("(refitted", "(DeepSeek fit, transferred; refitted")
@@ -366,9 +398,6 @@ def write_values(model: str, sets: dict, a: float) -> None:
         if not pat.search(text):
             raise SystemExit(f"{path}: key '{key}' not found")
         text = pat.sub(lambda mo: f"{mo.group(1)}{sval}  {head}: {note}", text, count=1)
-        if name == "hbm_reserved_bytes":  # the derived-capacity comment line that follows it
-            text = re.sub(r"^# -> hbm_kv_bytes = .*$", lambda mo: _capacity_comment(model, val), text,
-                          count=1, flags=re.M)
     path.write_text(text)
     got = yaml.safe_load(path.read_text())
     for key, val in sets.items():
@@ -377,22 +406,11 @@ def write_values(model: str, sets: dict, a: float) -> None:
             raise SystemExit(f"{path}: '{key}' did not round-trip ({v!r} vs {val!r})")
 
 
-def _capacity_comment(model: str, reserve: float) -> str:
-    from dpsim.engines.compute import ComputeModel
-
-    m = load_models()[model]
-    m["hbm_reserved_bytes"] = reserve
-    cm = ComputeModel(m, C2.load("gpu", "h800"), m["knobs"])
-    return (f"# -> hbm_kv_bytes = {cm.hbm_bytes / 1e9:.2f} - {cm.weight_bytes_per_gpu_decode / 1e9:.2f} - "
-            f"{reserve / 1e9:.2f} = {cm.hbm_kv_bytes / 1e9:.2f} GB = "
-            f"{cm.hbm_kv_bytes / cm.kv_bytes_per_token / 1e3:.1f}K tokens/GPU (PE and DE alike).")
-
-
 def current_values() -> dict:
     m = load_models()
     return {"a": float(m["ds660b"]["knobs"]["attn_prefill_eff"]) / ATTN_BASE["attn_prefill_eff"],
             "decode_idx_key_layer_s": float(m["ds660b"]["knobs"]["decode_idx_key_layer_s"]),
-            "hbm_reserved_bytes": float(m["qwen32b"]["hbm_reserved_bytes"])}
+            **{n: float(m["qwen32b"]["knobs"][n]) for n in QWEN_KNOBS}}
 
 
 def current_sets() -> dict:
@@ -402,7 +420,8 @@ def current_sets() -> dict:
     out = {}
     for n in MODELS:
         out[n] = {f"knobs.{k}": float(v) for k, v in m[n]["knobs"].items() if k in keys}
-    out["qwen32b"]["hbm_reserved_bytes"] = float(m["qwen32b"]["hbm_reserved_bytes"])
+    for n in QWEN_KNOBS:
+        out["qwen32b"][f"knobs.{n}"] = float(m["qwen32b"]["knobs"][n])
     return out
 
 
@@ -440,11 +459,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                  if cur["decode_idx_key_layer_s"] > 0 and not args.fresh else DS_START)
         v = fit_ds(sims, ds_pts, start, steps=args.steps)
         q_pts = [p for p in pts if p.model == "qwen32b"]
-        print(f"Qwen 32B hbm_reserved_bytes, scan over {[b / 2**30 for b in QWEN_RESERVE_GRID]} GiB on "
-              f"{len(q_pts)} point(s):", flush=True)
-        res = fit_qwen(sims, q_pts, v["a"], v["decode_idx_key_layer_s"])
-        values = {**v, "hbm_reserved_bytes": res}
-        sets = derive(v["a"], v["decode_idx_key_layer_s"], reserve=res)
+        print(f"Qwen 32B {' and '.join(QWEN_KNOBS)}: grid search on {len(q_pts)} point(s):", flush=True)
+        qv = fit_qwen(sims, q_pts, v["a"], v["decode_idx_key_layer_s"])
+        values = {**v, **qv}
+        sets = derive(v["a"], v["decode_idx_key_layer_s"], qwen=qv)
     print(f"\nvalues ({mode}):")
     for k, val in values.items():
         print(f"  {k:28s} {val:.6g}")

@@ -184,3 +184,10 @@ def test_online_run_reports_slo():
     assert isinstance(summ["slo_met"], bool)
     assert set(summ["ttft_breakdown_s"]) == {"scheduling", "allocation", "reading", "prefill"}
     assert summ["stop_reason"]
+
+
+@pytest.mark.parametrize("model,buffer", [("ds660b", 80e9), ("ds27b", 80e9), ("qwen32b", 320e9)])
+def test_host_buffer_per_model(model, buffer):
+    """§S2: host DRAM per node used as KV buffers is 80 GB for the DeepSeek models, 320 GB for Qwen."""
+    cfg = make_cfg(f"model={model}")
+    assert float(cfg["cluster"]["dram_buffer_bytes"]) == buffer

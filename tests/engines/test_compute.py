@@ -72,8 +72,11 @@ def test_hbm_and_ep_accounting(cms, gpu):
     assert cms["ds27b"].ep_cnic_bytes_per_token_layer_decode == 0.0  # EP inside one node
     ds = cms["ds660b"]
     assert ds.ep_cnic_bytes_per_token_layer_decode == pytest.approx(ds.ep_bytes_per_token_layer * (1 - 8 / 32))
-    # Qwen: BF16 weights ~65.5 GB leave ~10-20 GB for KV
-    assert 10e9 < cms["qwen32b"].hbm_kv_bytes < 20e9
+    # Qwen: FP8 linear weights (31.2 GB) + BF16 embeddings (3.1 GB) and a 2 GiB reserve leave
+    # 85.52 - 34.32 - 2.15 = 49.05 GB for KV
+    q = cms["qwen32b"]
+    assert q.weight_bytes_per_gpu_decode == pytest.approx(34.32e9, rel=0.01)
+    assert q.hbm_kv_bytes == pytest.approx(85.52e9 - q.weight_bytes_per_gpu_decode - 2 * 2**30, rel=1e-6)
 
 
 # ------------------------------------------------------------------ attention work
