@@ -54,15 +54,20 @@ Which knobs, and why (what the C1 shapes say, from diagnostic runs of the unfitt
   ``decode_fwd_overhead_s`` (fixed per decode step) and ``prefill_fwd_overhead_s`` (fixed per
   prefill forward) -- both raise the per-turn latency the low-load chain is made of, and the
   prefill one is amortised by the bigger batches of high load.  Search: a grid, then a finer
-  grid around its best, minimising the worst |log residual| (the acceptance is "each point
-  within 10%"), ties broken by the sum of squares.  Qwen's prefill floor and system factors are
+  grid around its best, minimising the worst |sim/paper - 1| (the acceptance is "each point
+  within 10%"), ties broken by the sum of squared log residuals.  Qwen's prefill floor and system factors are
   the DeepSeek C2 values (tests/engines pins them shared).
 
-Fit: ``(a, decode_idx_key_layer_s)`` by Gauss-Newton in log space on the eight DS points
-(finite-difference Jacobian, Broyden updates, ``--steps`` steps, default 1, starting from the
-values in the YAML files -- the previous fit -- or, with ``--fresh`` or none there, from
-a = 0.86, 0.41 ns), then every C1 point once at the result; Qwen's two overheads by the grid above on its three cheap
-points.  Simulation results are cached in
+Fit: ``a`` (shared) and each DeepSeek model's ``decode_idx_key_layer_s`` (``k_ds660b``,
+``k_ds27b``: the two indexers differ, 64 heads x 128 vs 32 x 64, so one constant per key need not
+fit both -- with one shared value DS 660B's 512-agent chain came out 13% short) by Gauss-Newton in
+log space on the eight DS points, stepping on sum |log residual|^8 (iteratively reweighted) and
+accepting a step only if it lowers the worst point ("each within 10%" is the acceptance), finite-difference Jacobian, Broyden
+updates, ``--steps`` steps (default 1), starting from the values in the YAML files -- the previous
+fit -- or, with ``--fresh`` or none there, from a = 0.86, 0.41 ns; then every C1 point once at the
+result; Qwen's two overheads by the grid above on its three cheap points.  ``--jobs N`` runs
+independent simulations in N processes.
+Simulation results are cached in
 ``calibration/reports/c1/cache.json`` keyed by the values, the point and a hash of the
 simulator's sources, its non-model configs and the point's own model YAML (without the values
 this script sets), so a ``--write`` or a change to another model keeps the cache.  The report goes to ``calibration/reports/c1/c1_fit.{md,csv}``.
@@ -99,8 +104,10 @@ DS_MODELS = ("ds660b", "ds27b")
 # DSA prefill attention efficiencies before the C1 factor (documented assumptions, see the YAML):
 ATTN_BASE = {"attn_prefill_eff": 0.647, "indexer_eff": 0.5}
 # Gauss-Newton start, bounds (see the module docstring).
-DS_START = {"a": 0.86, "decode_idx_key_layer_s": 0.41e-9}  # used when the YAML has no C1 values yet
-DS_BOUNDS = {"a": (0.2, 1.5), "decode_idx_key_layer_s": (1e-12, 5e-9)}
+# k_<model> = that model's decode_idx_key_layer_s (the indexers differ: 64 heads x 128 vs 32 x 64).
+DS_START = {"a": 0.86, "k_ds660b": 0.41e-9, "k_ds27b": 0.41e-9}  # used when the YAML has no C1 values yet
+DS_BOUNDS = {"a": (0.2, 1.5), "k_ds660b": (1e-12, 5e-9), "k_ds27b": (1e-12, 5e-9)}
+LP_NORM = 8  # the DS fit minimises sum |log residual|^p: p = 8 is close to the worst point (the acceptance)
 FIT_AGENTS = (512, 1024, 2048, 4096)  # DS points in the Gauss-Newton loss
 QWEN_KNOBS = ("decode_fwd_overhead_s", "prefill_fwd_overhead_s")  # fitted on Qwen's C1 points only
 QWEN_GRID = {"decode_fwd_overhead_s": [0.004 * i for i in range(0, 9)],   # 0 .. 32 ms
@@ -110,7 +117,7 @@ C2_DECODE = ("decode_sys_eff", "decode_ep_layer_latency_s")  # ep latency: DeepS
 NOTES = {
     "attn_prefill_eff": "DSA sparse prefill attention efficiency = {a:.4g} x 0.647 (FlashMLA 640 TFLOPS / 989.4); C1 factor a on the DSA prefill attention cost",
     "indexer_eff": "DSA lightning-indexer efficiency = {a:.4g} x 0.5 (DeepGEMM FP8 MQA logits at half the FP8 peak); same C1 factor a",
-    "decode_idx_key_layer_s": "DSA decode: per context key per layer per step beyond the indexer roofline (score materialisation + top-k select)",
+    "decode_idx_key_layer_s": "DSA decode: per context key per layer per step beyond the indexer roofline (score materialisation + top-k select); per model",
     "decode_fwd_overhead_s": "Qwen only: fixed cost per decode step (launch, scheduling, sampling of a dense DP replica); no C2 point covers Qwen",
     "prefill_fwd_overhead_s": "Qwen only: fixed cost per prefill forward; no C2 point covers Qwen",
     "prefill_sys_eff": "system factor on all prefill compute efficiencies (b1)",
@@ -129,17 +136,19 @@ def load_models() -> dict:
 _DERIVED: dict = {}
 
 
-def derive(a: float, k: float, qwen: dict | None = None) -> dict:
+def derive(a: float, k: float | dict, qwen: dict | None = None) -> dict:
     """Per-model overrides for C1 factor ``a`` and indexer cost ``k``, with the C2 knobs refitted
     (fit_compute_c2.fit_prefill / fit_decode on the models carrying a and k).  Returns
-    {model: {"knobs.<name>" or top-level key: value}}."""
-    key = (round(a, 12), float(f"{k:.12g}"))
+    {model: {"knobs.<name>" or top-level key: value}}.  ``k``: one value for both DeepSeek models
+    or {model: value}."""
+    ks = {n: float(k[n] if isinstance(k, dict) else k) for n in DS_MODELS}
+    key = (round(a, 12),) + tuple(float(f"{ks[n]:.12g}") for n in DS_MODELS)
     if key not in _DERIVED:
         models = load_models()
         gpu = C2.load("gpu", "h800")
         for n in DS_MODELS:
             models[n]["knobs"].update(attn_prefill_eff=ATTN_BASE["attn_prefill_eff"] * a,
-                                      indexer_eff=ATTN_BASE["indexer_eff"] * a, decode_idx_key_layer_s=k)
+                                      indexer_eff=ATTN_BASE["indexer_eff"] * a, decode_idx_key_layer_s=ks[n])
         models["v3"] = C2.v3_variant(models["ds660b"])
         pk, _ = C2.fit_prefill(models, gpu, "ds660b", 4096.0)
         dk, _ = C2.fit_decode(models, gpu, 4096.0)
@@ -151,7 +160,7 @@ def derive(a: float, k: float, qwen: dict | None = None) -> dict:
                 s["knobs.decode_ep_layer_latency_s"] = float(dk["decode_ep_layer_latency_s"])
                 s["knobs.attn_prefill_eff"] = ATTN_BASE["attn_prefill_eff"] * a
                 s["knobs.indexer_eff"] = ATTN_BASE["indexer_eff"] * a
-                s["knobs.decode_idx_key_layer_s"] = float(k)
+                s["knobs.decode_idx_key_layer_s"] = ks[n]
             out[n] = s
         _DERIVED[key] = out
     out = copy.deepcopy(_DERIVED[key])
@@ -197,10 +206,15 @@ def _source_hash(model: str) -> str:
     return h.hexdigest()[:16]
 
 
+def _run_point(p: C1Point, mset: dict, extra: Sequence[str]) -> tuple[float, float]:
+    return run_jct(scenario_cfg(p.model, p.P, p.D, p.mal, p.agents, extra=list(extra), model_set=mset))
+
+
 class Sims:
     """Runs C1 points with model overrides; caches JCTs on disk."""
 
-    def __init__(self, use_cache: bool = True, extra: Sequence[str] = (), verbose: bool = True):
+    def __init__(self, use_cache: bool = True, extra: Sequence[str] = (), verbose: bool = True, jobs: int = 1):
+        self.jobs = jobs
         self.src = {m: _source_hash(m) for m in MODELS}
         self.extra = list(extra)
         self.verbose = verbose
@@ -217,41 +231,63 @@ class Sims:
     def _key(self, p: C1Point, mset: dict) -> str:
         return json.dumps([self.src[p.model], p.key, self.extra, sorted((k, float(f"{v:.10g}")) for k, v in mset.items())])
 
-    def jct(self, p: C1Point, mset: dict, label: str = "") -> float:
-        k = self._key(p, mset)
-        if k in self.db:
-            return self.db[k]["jct"]
-        cfg = scenario_cfg(p.model, p.P, p.D, p.mal, p.agents, extra=self.extra, model_set=mset)
-        j, wall = run_jct(cfg)
+    def prefetch(self, items: list[tuple[C1Point, dict]]) -> None:
+        """Run the uncached (point, overrides) pairs in parallel (``self.jobs`` processes)."""
+        todo = [(p, m) for p, m in items if self._key(p, m) not in self.db]
+        if self.jobs <= 1 or len(todo) < 2:
+            return
+        from joblib import Parallel, delayed
+        res = Parallel(n_jobs=self.jobs)(delayed(_run_point)(p, m, self.extra) for p, m in todo)
+        for (p, m), (j, wall) in zip(todo, res):
+            self._store(p, m, j, wall, "(parallel)")
+
+    def _store(self, p: C1Point, mset: dict, j: float, wall: float, label: str) -> None:
         self.n_runs += 1
         self.wall += wall
         if self.verbose:
             print(f"    sim {p.name:<34} {label:<34} JCT {j:8.1f} s (paper {p.paper_jct_s:.0f}, "
                   f"{100 * (j / p.paper_jct_s - 1):+6.1f}%)  [{wall:.0f} s wall]", flush=True)
-        self.db[k] = {"jct": j, "wall": wall}
+        self.db[self._key(p, mset)] = {"jct": j, "wall": wall}
         if self.use_cache:
             CACHE.parent.mkdir(parents=True, exist_ok=True)
             CACHE.write_text(json.dumps(self.db, indent=0))
+
+    def jct(self, p: C1Point, mset: dict, label: str = "") -> float:
+        k = self._key(p, mset)
+        if k in self.db:
+            return self.db[k]["jct"]
+        j, wall = _run_point(p, mset, self.extra)
+        self._store(p, mset, j, wall, label)
         return j
 
 
 # ====================================================================== fits
-def fit_ds(sims: Sims, points: list[C1Point], start: dict, steps: int = 2) -> dict:
-    """Gauss-Newton on log(sim/paper) over ``points`` in log space of (a, k)."""
+def _ks(v: dict) -> dict:
+    return {n: v[f"k_{n}"] for n in DS_MODELS}
+
+
+def fit_ds(sims: Sims, points: list[C1Point], start: dict, steps: int = 2, p_norm: int = LP_NORM) -> dict:
+    """Gauss-Newton in log space of the knobs on r = log(sim/paper) over ``points``, minimising
+    sum |r|^p (iteratively reweighted: row weights |r|^((p-2)/2)); Broyden Jacobian updates."""
     names = list(start)
     x = np.log([start[n] for n in names])
     lo = np.log([DS_BOUNDS[n][0] for n in names])
     hi = np.log([DS_BOUNDS[n][1] for n in names])
 
     def resid(xv):
-        a, k = (float(math.exp(v)) for v in xv)
-        sets = derive(a, k)
-        lab = f"a={a:.4g} k={k:.4g}"
+        v = {n: float(math.exp(val)) for n, val in zip(names, xv)}
+        sets = derive(v["a"], _ks(v))
+        lab = " ".join(f"{n}={val:.4g}" for n, val in v.items())
+        sims.prefetch([(p, sets[p.model]) for p in points])
         return np.array([math.log(sims.jct(p, sets[p.model], lab) / p.paper_jct_s) for p in points])
 
+    def loss(r):  # a step must lower the worst relative error (the acceptance); the L_p sum breaks ties
+        return (round(float(np.max(np.abs(np.expm1(r)))), 4), float(np.sum(np.abs(r) ** p_norm)))
+
     def show(tag, xv, r):
-        print(f"  {tag}: a={math.exp(xv[0]):.5g} k={math.exp(xv[1]):.5g} s: rms log-residual "
-              f"{np.sqrt(np.mean(r ** 2)):.4f}, worst {100 * np.max(np.abs(np.expm1(r))):.1f}%", flush=True)
+        vals = " ".join(f"{n}={math.exp(val):.5g}" for n, val in zip(names, xv))
+        print(f"  {tag}: {vals}: rms log-residual {np.sqrt(np.mean(r ** 2)):.4f}, "
+              f"worst {100 * np.max(np.abs(np.expm1(r))):.1f}%", flush=True)
 
     r = resid(x)
     show("start", x, r)
@@ -261,18 +297,26 @@ def fit_ds(sims: Sims, points: list[C1Point], start: dict, steps: int = 2) -> di
             break
         if J is None:
             J = np.zeros((len(points), len(names)))
+            h = 0.15
+            cols = []
             for j in range(len(names)):
-                h = 0.15
                 xp = x.copy()
                 xp[j] += h
+                cols.append(xp)
+            for xp in cols:  # fetch every column's runs at once (parallel), then read them
+                vv = {n: float(math.exp(val)) for n, val in zip(names, xp)}
+                st = derive(vv["a"], _ks(vv))
+                sims.prefetch([(p, st[p.model]) for p in points])
+            for j, xp in enumerate(cols):
                 J[:, j] = (resid(xp) - r) / h
-        dx, *_ = np.linalg.lstsq(J, -r, rcond=None)
-        dx = np.clip(dx, -1.0, 1.0)  # at most a factor e per step
+        w = np.sqrt(np.maximum(np.abs(r), 1e-3) ** (p_norm - 2))
+        dx, *_ = np.linalg.lstsq(J * w[:, None], -r * w, rcond=None)
+        dx = np.clip(dx, -0.3, 0.3)  # trust region: at most a factor 1.35 per knob per step
         accepted = False
-        for damp in (1.0, 0.5):
+        for damp in (1.0, 0.5, 0.25):
             xn = np.clip(x + damp * dx, lo, hi)
             rn = resid(xn)
-            if np.sum(rn ** 2) < np.sum(r ** 2):
+            if loss(rn) < loss(r):
                 s = xn - x
                 J = J + np.outer((rn - r) - J @ s, s) / float(np.dot(s, s))  # Broyden
                 x, r = xn, rn
@@ -291,9 +335,11 @@ def fit_qwen(sims: Sims, points: list[C1Point], a: float, k: float) -> dict:
         ms = derive(a, k, qwen=vals)["qwen32b"]
         lab = " ".join(f"{n[:7]}={v * 1e3:.1f}ms" for n, v in vals.items())
         r = [math.log(sims.jct(p, ms, lab) / p.paper_jct_s) for p in points]
-        return max(abs(x) for x in r), sum(x * x for x in r)
+        return max(abs(math.expm1(x)) for x in r), sum(x * x for x in r)
 
     def search(grid: dict) -> tuple[tuple, dict]:
+        combos = [{QWEN_KNOBS[0]: d, QWEN_KNOBS[1]: pf} for d in grid[QWEN_KNOBS[0]] for pf in grid[QWEN_KNOBS[1]]]
+        sims.prefetch([(p, derive(a, k, qwen=c)["qwen32b"]) for c in combos for p in points])
         best = None
         for d in grid[QWEN_KNOBS[0]]:
             for pf in grid[QWEN_KNOBS[1]]:
@@ -310,13 +356,14 @@ def fit_qwen(sims: Sims, points: list[C1Point], a: float, k: float) -> dict:
         fine[n] = [max(0.0, vals[n] + step * f) for f in (-0.5, -0.25, 0.0, 0.25, 0.5)]
     (lv, vals) = search(fine)
     print(f"  best: " + ", ".join(f"{n} = {v:.4g} s" for n, v in vals.items())
-          + f": worst |residual| {100 * math.expm1(lv[0]):.1f}%", flush=True)
+          + f": worst |residual| {100 * lv[0]:.1f}%", flush=True)
     return {n: float(f"{v:.6g}") for n, v in vals.items()}
 
 
 # ====================================================================== table
 def residual_rows(sims: Sims, points: list[C1Point], sets: dict) -> list[dict]:
     rows = []
+    sims.prefetch([(p, sets[p.model]) for p in points])
     for p in points:
         j = sims.jct(p, sets[p.model], "final")
         rows.append({"group": "C1", "point": f"Oracle JCT {p.name}", "sim": j, "paper": p.paper_jct_s,
@@ -355,7 +402,7 @@ def save_report(rows: list[dict], values: dict, sets: dict, meta: dict, table: s
           f"* DeepSeek models (ds660b, ds27b): DSA prefill attention factor a = {values['a']:.5g} "
           f"(attn_prefill_eff = {ATTN_BASE['attn_prefill_eff'] * values['a']:.5g}, "
           f"indexer_eff = {ATTN_BASE['indexer_eff'] * values['a']:.5g}); "
-          f"decode_idx_key_layer_s = {values['decode_idx_key_layer_s']:.5g} s",
+          f"decode_idx_key_layer_s = {values['k_ds660b']:.5g} s (ds660b), {values['k_ds27b']:.5g} s (ds27b)",
           "* qwen32b (FP8 weights, 320 GB host buffers; its own knobs): " + ", ".join(
               f"{n} = {values[n] * 1e3:.4g} ms" for n in QWEN_KNOBS),
           "* C2 knobs refitted with them (shared): " + ", ".join(
@@ -409,7 +456,7 @@ def write_values(model: str, sets: dict, a: float) -> None:
 def current_values() -> dict:
     m = load_models()
     return {"a": float(m["ds660b"]["knobs"]["attn_prefill_eff"]) / ATTN_BASE["attn_prefill_eff"],
-            "decode_idx_key_layer_s": float(m["ds660b"]["knobs"]["decode_idx_key_layer_s"]),
+            **{f"k_{n}": float(m[n]["knobs"]["decode_idx_key_layer_s"]) for n in DS_MODELS},
             **{n: float(m["qwen32b"]["knobs"][n]) for n in QWEN_KNOBS}}
 
 
@@ -436,6 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--fresh", action="store_true", help="start from the built-in start, not the YAML values")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="extra Hydra override for every simulation (e.g. cluster.dram_buffer_bytes=1e15)")
+    ap.add_argument("--jobs", type=int, default=1, help="simulations in parallel (processes)")
     ap.add_argument("--tag", default="", help="report as c1_fit_TAG.{md,csv} (for what-if fits with --set)")
     args = ap.parse_args(list(argv) if argv is not None else None)
     if args.quick and args.write:
@@ -445,24 +493,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.sets and args.write:
         ap.error("--write with --set would write values fitted to another configuration")
     t0 = time.perf_counter()
-    sims = Sims(use_cache=not args.no_cache, extra=args.sets)
+    sims = Sims(use_cache=not args.no_cache, extra=args.sets, jobs=args.jobs)
     pts = [p for p in C1_POINTS if not args.quick or p.agents == QUICK_AGENTS[p.model]]
     mode = "check" if args.check else ("quick" if args.quick else "full")
     if args.check:
         values, sets = current_values(), current_sets()
     else:
         ds_pts = [p for p in pts if p.model in DS_MODELS and (args.quick or p.agents in FIT_AGENTS)]
-        print(f"DeepSeek knobs (a, decode_idx_key_layer_s; shared by ds660b and ds27b; C2 refitted at "
+        print(f"DeepSeek knobs (a shared; decode_idx_key_layer_s per model; C2 refitted at "
               f"every point), Gauss-Newton on {len(ds_pts)} points:", flush=True)
         cur = current_values()
-        start = ({"a": cur["a"], "decode_idx_key_layer_s": cur["decode_idx_key_layer_s"]}
-                 if cur["decode_idx_key_layer_s"] > 0 and not args.fresh else DS_START)
+        start = ({n: cur[n] for n in DS_START} if min(cur[n] for n in DS_START) > 0 and not args.fresh
+                 else DS_START)
         v = fit_ds(sims, ds_pts, start, steps=args.steps)
         q_pts = [p for p in pts if p.model == "qwen32b"]
         print(f"Qwen 32B {' and '.join(QWEN_KNOBS)}: grid search on {len(q_pts)} point(s):", flush=True)
-        qv = fit_qwen(sims, q_pts, v["a"], v["decode_idx_key_layer_s"])
+        qv = fit_qwen(sims, q_pts, v["a"], _ks(v))
         values = {**v, **qv}
-        sets = derive(v["a"], v["decode_idx_key_layer_s"], qwen=qv)
+        sets = derive(v["a"], _ks(v), qwen=qv)
     print(f"\nvalues ({mode}):")
     for k, val in values.items():
         print(f"  {k:28s} {val:.6g}")

@@ -2,6 +2,7 @@
 
     python experiments/run.py offline_grid --scale small --out results/offline_grid
     python experiments/run.py online --scale paper --jobs 2
+    python experiments/run.py capacity --scale paper --jobs 2   # online capacity by search
     python experiments/run.py --list
 
 Each run is composed from dpsim's Hydra config with the figure's overrides (as ``dpsim
@@ -241,16 +242,27 @@ PLOTS = {"headline": _plot_headline, "offline_grid": _plot_offline_grid, "pd_rat
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("figure", nargs="?", help=f"one of {sorted(FIGURES)}")
+    ap.add_argument("figure", nargs="?", help=f"one of {sorted(FIGURES) + ['capacity']}")
     ap.add_argument("--scale", default="small", choices=["small", "paper"])
     ap.add_argument("--out", default=None, help="output directory (default results/<figure>-<scale>)")
     ap.add_argument("--jobs", type=int, default=1, help="parallel runs (joblib)")
     ap.add_argument("--list", action="store_true", help="list figures and their run counts")
     ap.add_argument("--dry-run", action="store_true", help="print the runs' dpsim commands")
+    ap.add_argument("--tol", type=float, default=0.05, help="capacity: relative bracket width to stop at")
+    ap.add_argument("--seeds", type=int, default=1, help="capacity: searches per model and system (seeds 0..n-1)")
+    ap.add_argument("--models", default="", help="capacity: comma-separated subset of models")
     a = ap.parse_args(argv)
     if a.list or not a.figure:
         for f in FIGURES:
             print(f"{f:<14} small: {len(runs_for(f, 'small')):>3} runs   paper: {len(runs_for(f, 'paper')):>3} runs")
+        print(f"{'capacity':<14} adaptive: bracket + bisection of APS per model and system (experiments/capacity.py)")
+        return 0
+    if a.figure == "capacity":
+        from experiments.capacity import run_capacity
+        if a.dry_run:
+            ap.error("capacity is adaptive: its runs depend on earlier results (no --dry-run)")
+        models = [m for m in a.models.split(",") if m] or None
+        run_capacity(a.scale, Path(a.out or f"results/capacity-{a.scale}"), a.jobs, a.tol, a.seeds, models)
         return 0
     if a.dry_run:
         for r in runs_for(a.figure, a.scale):

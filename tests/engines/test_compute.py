@@ -76,7 +76,8 @@ def test_hbm_and_ep_accounting(cms, gpu):
     # 85.52 - 34.32 - 2.15 = 49.05 GB for KV
     q = cms["qwen32b"]
     assert q.weight_bytes_per_gpu_decode == pytest.approx(34.32e9, rel=0.01)
-    assert q.hbm_kv_bytes == pytest.approx(85.52e9 - q.weight_bytes_per_gpu_decode - 2 * 2**30, rel=1e-6)
+    assert q.hbm_kv_bytes == pytest.approx(q.hbm_bytes - q.weight_bytes_per_gpu_decode - 2 * 2**30, rel=1e-9)
+    assert q.hbm_bytes == pytest.approx(85.52e9, rel=1e-3)
 
 
 # ------------------------------------------------------------------ attention work
