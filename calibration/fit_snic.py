@@ -88,23 +88,30 @@ class Pairs:
         eff = float(f"{eff:.6g}")
         out = {}
         h = HEADLINE
+        todo = []
         for system in ("basic", "dualpath"):
             key = json.dumps([self.src, system, self.agents, eff, self.extra])
             if key in self.db:
                 out[system] = self.db[key]["jct"]
-                continue
-            cfg = scenario_cfg(h["model"], h["P"], h["D"], h["mal"], self.agents, system=system,
-                               extra=[*self.extra, f"cluster.snic_efficiency={eff}"])
-            j, wall = run_jct(cfg)
+            else:
+                todo.append((system, key, scenario_cfg(h["model"], h["P"], h["D"], h["mal"], self.agents,
+                                                       system=system,
+                                                       extra=[*self.extra, f"cluster.snic_efficiency={eff}"])))
+        if len(todo) > 1:  # Basic and DualPath in two processes
+            from joblib import Parallel, delayed
+            res = Parallel(n_jobs=len(todo))(delayed(run_jct)(cfg) for _s, _k, cfg in todo)
+        else:
+            res = [run_jct(cfg) for _s, _k, cfg in todo]
+        for (system, key, _cfg), (j, wall) in zip(todo, res):
             self.n_runs += 1
             self.wall += wall
             print(f"    sim {system:<8} snic_efficiency={eff:<8.4g} {self.agents} agents: JCT {j:8.1f} s  "
                   f"[{wall:.0f} s wall]", flush=True)
             self.db[key] = {"jct": j, "wall": wall}
-            if self.use_cache:
-                CACHE.parent.mkdir(parents=True, exist_ok=True)
-                CACHE.write_text(json.dumps(self.db, indent=0))
             out[system] = j
+        if todo and self.use_cache:
+            CACHE.parent.mkdir(parents=True, exist_ok=True)
+            CACHE.write_text(json.dumps(self.db, indent=0))
         out["ratio"] = out["basic"] / out["dualpath"]
         self.curve[eff] = out
         print(f"  snic_efficiency {eff:.4g}: basic {out['basic']:.0f} s, dualpath {out['dualpath']:.0f} s, "
