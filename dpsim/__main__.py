@@ -1,0 +1,6 @@
+"""python -m dpsim ... == dpsim ..."""
+import sys
+
+from .cli import main
+
+sys.exit(main())
