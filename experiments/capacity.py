@@ -122,22 +122,12 @@ def run_capacity(scale: str, out: Path, jobs: int = 1, tol: float = 0.05, seeds:
 
 
 def _plot(piv, probes, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from experiments.run import plot_capacity
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    if len(piv):
-        piv.plot.bar(ax=axes[0], rot=0)
-    axes[0].set_ylabel("max APS within SLO")
-    axes[0].set_title("online capacity (TTFT <= 4 s, TPOT <= 50 ms)")
-    parts = ["ttft_scheduling_s", "ttft_allocation_s", "ttft_reading_s", "ttft_prefill_s"]
-    if len(probes) and set(parts) <= set(probes.columns):
+    best = probes.iloc[0:0]
+    if len(probes) and "slo_met" in probes:
         ok = probes[probes.slo_met == True]  # noqa: E712
         best = ok.sort_values("aps_probe").groupby(["search_model", "search_system"]).tail(1)
-        if len(best):
-            best.set_index(best.search_model + "/" + best.search_system)[parts].plot.bar(stacked=True, ax=axes[1], rot=30)
-    axes[1].set_ylabel("TTFT breakdown at capacity (s)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        best = best.set_index(best.search_model + "/" + best.search_system)
+    plot_capacity(piv, best, path, "TTFT breakdown at capacity (s)",
+                  title="online capacity (TTFT <= 4 s, TPOT <= 50 ms)")

@@ -195,7 +195,6 @@ def _plot_balance(df, path):
 
 def _plot_online(df, path):
     import pandas as pd
-    plt = _plt()
     d = df[df.error == ""].copy()
     d["aps"] = d["workload.aps"].astype(float)
     cap = []
@@ -203,18 +202,31 @@ def _plot_online(df, path):
         ok = g[g.slo_met == True]  # noqa: E712
         cap.append({"model": m, "system": s, "max_aps_within_slo": float(ok.aps.max()) if len(ok) else 0.0})
     cap = pd.DataFrame(cap)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    if len(cap):
-        cap.pivot(index="model", columns="system", values="max_aps_within_slo").plot.bar(ax=axes[0], rot=0)
-    axes[0].set_ylabel("max APS within SLO")
-    parts = ["ttft_scheduling_s", "ttft_allocation_s", "ttft_reading_s", "ttft_prefill_s"]
+    piv = cap.pivot(index="model", columns="system", values="max_aps_within_slo") if len(cap) else cap
     best = d.sort_values("aps").groupby(["model", "system"]).tail(1)
-    if len(best):
-        best.set_index(best.model + "/" + best.system)[parts].plot.bar(stacked=True, ax=axes[1], rot=30)
-    axes[1].set_ylabel("TTFT breakdown (s)")
+    plot_capacity(piv, best.set_index(best.model + "/" + best.system), path, "TTFT breakdown (s)")
+    return cap
+
+
+TTFT_PARTS = ["ttft_scheduling_s", "ttft_allocation_s", "ttft_reading_s", "ttft_prefill_s"]
+
+
+def plot_capacity(piv, best, path, breakdown_label, title=""):
+    """Left: max APS within the SLO per model (rows of ``piv``) and system (columns).  Right: the
+    TTFT breakdown of ``best`` (one run per bar, indexed by its label)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    if len(piv):
+        piv.plot.bar(ax=axes[0], rot=0)
+    axes[0].set_ylabel("max APS within SLO")
+    if title:
+        axes[0].set_title(title)
+    if len(best) and set(TTFT_PARTS) <= set(best.columns):
+        best[TTFT_PARTS].plot.bar(stacked=True, ax=axes[1], rot=30)
+    axes[1].set_ylabel(breakdown_label)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    return cap
+    plt.close(fig)
 
 
 def _plot_generic(df, path):
