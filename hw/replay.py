@@ -15,15 +15,15 @@ simulation with ``cluster.gpus_per_node=1``, ``prefill_nodes=1``, ``decode_nodes
 GPU ``g`` -> ``devices[g % len(devices)]``, node ``n`` -> host region ``n % 2``):
 
 =====================================  =====================  ==============================
-simulated route (tag)                  ``cuda`` mapping       ``cpu`` mapping (CI)
+route kind (tag)                       ``cuda`` mapping       ``cpu`` mapping (CI)
 =====================================  =====================  ==============================
-r_storage_read (``read``)              O_DIRECT file read into the node's pinned host region
-r_storage_write (``persist[_gen]``)    O_DIRECT file write from the node's host region
-r_h2d (``pe_in`` PE path, ``de_h2d``)  pinned H2D            memcpy host -> "GPU" buffer
-r_d2h (``d2h``)                        pinned D2H            memcpy "GPU" buffer -> host
-r_remote_h2d (``pe_in`` DE path)       pinned H2D from the DE's host region into the PE GPU
-r_gpu_to_remote_dram (``pe_out``)      pinned D2H from the PE GPU into the DE's host region
-model traffic (``ep``)                 not supported: run with ``system.model_traffic=false``
+storage_read (``read``)                O_DIRECT file read into the node's pinned host region
+storage_write (``persist[_gen]``)      O_DIRECT file write from the node's host region
+h2d (``pe_in`` PE path, ``de_h2d``)    pinned H2D            memcpy host -> "GPU" buffer
+d2h (``d2h``)                          pinned D2H            memcpy "GPU" buffer -> host
+remote_h2d (``pe_in`` DE path)         pinned H2D from the DE's host region into the PE GPU
+gpu_to_remote (``pe_out``)             pinned D2H from the PE GPU into the DE's host region
+model (``ep``)                         not supported: run with ``system.model_traffic=false``
 =====================================  =====================  ==============================
 
 The cross-node (CNIC) routes start or end in a host-DRAM buffer, so on one host they are an
@@ -62,7 +62,6 @@ import math
 import mmap
 import os
 import queue
-import re
 import shutil
 import tempfile
 import threading
@@ -70,6 +69,7 @@ import time
 
 import numpy as np
 
+from dpsim.cluster.routes import RouteKind
 from dpsim.net import ExternalBackend
 
 from .base import PAGE, TransportUnavailable
@@ -77,7 +77,6 @@ from .base import PAGE, TransportUnavailable
 __all__ = ["HardwareBackend", "HardwareReplayError", "make_env", "record_transfers", "resolve", "Op"]
 
 INF = math.inf
-_GID = re.compile(r"\[(\d+)\]")
 
 
 class HardwareReplayError(RuntimeError):
@@ -124,41 +123,39 @@ class Op:
         return f"Op({self.label}: {self.kind} node={self.node} gpu={self.gpu})"
 
 
-def _gid(link) -> int:
-    m = _GID.search(link.name)
-    if not m:
-        raise HardwareReplayError(f"cannot tell the GPU of link {link.name!r}")
-    return int(m.group(1))
+def _node(x) -> int:
+    """The host node of a route endpoint (a Node or a GPU)."""
+    return x.nid if hasattr(x, "nid") else x.node.nid
+
+
+# Route kind -> (hardware operation, the endpoint whose node hosts it, the endpoint whose GPU
+# it uses or None): the one table that maps simulated routes onto real operations.
+_OPS = {
+    RouteKind.STORAGE_READ: ("file_read", "src", None),
+    RouteKind.STORAGE_WRITE: ("file_write", "src", None),
+    RouteKind.H2D: ("h2d", "src", "dst"),           # node DRAM -> own GPU
+    RouteKind.REMOTE_H2D: ("h2d", "src", "dst"),    # DE node DRAM -> PE GPU
+    RouteKind.D2H: ("d2h", "dst", "src"),           # GPU -> own node DRAM
+    RouteKind.GPU_TO_REMOTE: ("d2h", "dst", "src"), # PE GPU -> DE node DRAM
+}
 
 
 def resolve(tr) -> tuple:
-    """``(route class, operation, host node, global GPU id or None)`` of a simulated transfer.
-
-    Route classes: ``storage_read``, ``storage_write``, ``h2d``, ``d2h``, ``remote_h2d``
-    (DRAM of one node -> GPU of another), ``gpu_to_remote`` (GPU -> DRAM of another node)."""
-    tag0 = tr.tag[0] if tr.tag else ""
+    """``(route kind, operation, host node, global GPU id or None)`` of a simulated transfer,
+    read from its route's kind and endpoints (dpsim.cluster.routes)."""
     route = tr.route
-    kinds = [l.kind for l in route]
-    if tag0 == "ep" or not (tr.size < INF):
+    kind = getattr(route, "kind", None)
+    if kind == RouteKind.MODEL or not (tr.size < INF):
         raise HardwareReplayError(
             f"transfer {tr.tag}: model-traffic streams (infinite size) cannot be replayed on "
             f"hardware -- run with system.model_traffic=false")
-    if tag0 == "read" or (tag0 not in ("persist", "persist_gen") and "snic_rx" in kinds):
-        l = next(l for l in route if l.kind == "snic_rx")
-        return "storage_read", "file_read", l.node, None
-    if tag0 in ("persist", "persist_gen") or "snic_tx" in kinds:
-        l = next(l for l in route if l.kind in ("snic_tx", "snic_rx"))
-        return "storage_write", "file_write", l.node, None
-    if kinds and kinds[0] == "dram" and "cnic_wr" in kinds:  # host -> GPU
-        dram = route[0]
-        wr = route[kinds.index("cnic_wr")]
-        return ("h2d" if wr.node == dram.node else "remote_h2d"), "h2d", dram.node, _gid(wr)
-    if kinds and kinds[-1] == "dram" and "cnic_rd" in kinds:  # GPU -> host
-        dram = route[-1]
-        rd = route[kinds.index("cnic_rd")]
-        return ("d2h" if rd.node == dram.node else "gpu_to_remote"), "d2h", dram.node, _gid(rd)
-    raise HardwareReplayError(f"transfer {tr.tag}: no hardware mapping for route "
-                              f"{[l.name for l in route]}")
+    if kind not in _OPS:
+        raise HardwareReplayError(f"transfer {tr.tag}: no hardware mapping for route kind {kind!r} "
+                                  f"(a dpsim.cluster.routes.Route is needed)")
+    op, host, gpu = _OPS[kind]
+    host_node = _node(getattr(route, host))
+    gid = getattr(route, gpu).gid if gpu is not None else None
+    return str(kind), op, host_node, gid
 
 
 def _filesystem(path) -> str | None:

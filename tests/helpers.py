@@ -33,8 +33,13 @@ class FastCompute:
         self.n_layers = n_layers
         self.kv_bytes_per_token = kvb
         self.hbm_kv_bytes = hbm
+        self.hbm_kv_bytes_prefill = hbm
         self.ep_bytes_per_token_layer = 0.0
         self.decode_ctx_cap = None
+        # A dense model with no expert parallelism: no all-to-all traffic.
+        self.n_moe_layers = 0
+        self.ep_size_prefill = self.ep_size_decode = 1
+        self.ep_cnic_bytes_per_token_layer_prefill = self.ep_cnic_bytes_per_token_layer_decode = 0.0
         self.s = scale
 
     def attn_work(self, c, n):

@@ -5,7 +5,8 @@ import pytest
 import simpy
 from hypothesis import given, settings, strategies as st
 
-from dpsim.engines.decode import DecodeEngine
+from dpsim.engines.decode import DecodeDeps, DecodeEngine
+from dpsim.lifecycle.clock import Clock
 
 
 class _Req:
@@ -27,24 +28,31 @@ class _CM:
         return self.c
 
 
-class _Sim:
-    timeline = False
+class _Port:  # no EP peer: no model traffic
+    def has_ep_peer(self, gpu):
+        return False
 
+
+class _Sim:
     def __init__(self, cm):
         self.env = simpy.Environment()
-        self.compute = cm
+        self.clock = Clock(self.env)
+        self.deps = DecodeDeps(self.clock, cm, _Port(), self.decode_done, 0.0, False)
 
     def timer(self, dt, cb):
-        ev = self.env.timeout(max(0.0, dt))
-        ev.callbacks.append(cb)
+        self.clock.timer(dt, cb)
 
     def decode_done(self, req, de):
         req.t_end = self.env.now
 
 
+class _GPU:
+    gid = 0
+
+
 def analytical(jobs, coeffs, cap):
     sim = _Sim(_CM(*coeffs, cap))
-    de = DecodeEngine(sim, None, 0)
+    de = DecodeEngine(_GPU(), 0, sim.deps)
     reqs = []
     for i, (t, prompt, gen) in enumerate(jobs):
         r = _Req(i, prompt, gen)
@@ -128,11 +136,11 @@ def test_single_request_closed_form():
 
 def test_events_do_not_scale_with_tokens():
     sim = _Sim(_CM(0.01, 1e-4, 1e-7, None))
-    de = DecodeEngine(sim, None, 0)
+    de = DecodeEngine(_GPU(), 0, sim.deps)
     reqs = [_Req(i, 1000, 5000) for i in range(8)]
     for r in reqs:
         de.join(r)
     sim.env.run()
     # 8 x 5000 tokens, yet a handful of events.
-    assert next(sim.env._eid) < 50
+    assert sim.clock.timers < 50
     assert all(r.t_end == reqs[0].t_end for r in reqs)

@@ -133,9 +133,9 @@ def test_read_path_by_shorter_read_queue():
     pol = sim.policy
     pe, de = sim.pes[0], sim.des[0]
     pe.gpu.node.read_q, de.gpu.node.read_q = 10, 5
-    assert pol.choose_path(_req(1), pe, de)[0] == "de"
+    assert pol.plan(_req(1), pe, de).label == "de"
     pe.gpu.node.read_q, de.gpu.node.read_q = 5, 10
-    assert pol.choose_path(_req(1), pe, de)[0] == "pe"
+    assert pol.plan(_req(1), pe, de).label == "pe"
 
 
 def test_quota_batching_cuts_the_overflowing_request_by_binary_search():

@@ -16,9 +16,11 @@ H2D through the CNIC (§S4, "CNIC-centric") uses both of the same CNIC.
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 from ..net import Link, Network
+from .routes import TRANSFORMS, Route, RouteBook, RouteKind  # noqa: F401
 
 
 @dataclass
@@ -29,7 +31,7 @@ class Buffer:
     capacity: float
     used: float = 0.0
     peak: float = 0.0
-    waiters: list = field(default_factory=list)
+    waiters: deque = field(default_factory=deque)
 
     def try_alloc(self, nbytes: float) -> bool:
         if self.used + nbytes <= self.capacity * (1 + 1e-12) and not self.waiters:
@@ -55,7 +57,7 @@ class Buffer:
         while self.waiters:
             nb, cb = self.waiters[0]
             if self.used + nb <= self.capacity * (1 + 1e-12):
-                self.waiters.pop(0)
+                self.waiters.popleft()
                 self.used += nb
                 if self.used > self.peak:
                     self.peak = self.used
@@ -77,6 +79,10 @@ class GPU:
     hbm_used: float = 0.0
     hbm_peak: float = 0.0
 
+    @property
+    def key(self) -> int:
+        return self.gid
+
 
 @dataclass
 class Node:
@@ -87,17 +93,23 @@ class Node:
     dram: Link
     buffer: Buffer
     gpus: list = field(default_factory=list)
-    read_q: float = 0.0  # tokens queued or in flight for storage reads on this SNIC (§S6)
+    read_q: float = 0.0  # tokens queued or in flight for storage reads on this SNIC (§S6);
+    # written only by the scheduling layer's LoadLedger
+
+    @property
+    def key(self) -> int:
+        return -1 - self.nid
 
 
 class Cluster:
     """Nodes, GPUs and the network links between them."""
 
     def __init__(self, net: Network, ccfg: dict, hbm_kv_bytes: float, buffer_bytes: float,
-                 oracle: bool = False, hbm_kv_bytes_prefill: float | None = None):
+                 hbm_kv_bytes_prefill: float, transform: str = "none"):
+        """``transform``: a name in :data:`~dpsim.cluster.routes.TRANSFORMS` applied to every
+        route the cluster builds (``oracle`` makes KV moves free)."""
         self.net = net
         self.cfg = ccfg
-        self.oracle = oracle
         P, D, g = ccfg["prefill_nodes"], ccfg["decode_nodes"], ccfg["gpus_per_node"]
         snic = ccfg["snic_Bps"] * ccfg["snic_efficiency"]
         cnic = ccfg["cnic_Bps"] * ccfg["cnic_efficiency"]
@@ -120,63 +132,15 @@ class Cluster:
                     pup = net.add_link(f"pcie_up[{gid}]", ccfg["pcie_Bps"], "pcie_up", n)
                 gpu = GPU(gid, node, i, net.add_link(f"cnic_rd[{gid}]", cnic, "cnic_rd", n),
                           net.add_link(f"cnic_wr[{gid}]", cnic, "cnic_wr", n), pdn, pup,
-                          hbm_kv_bytes if role == "decode" or hbm_kv_bytes_prefill is None
-                          else hbm_kv_bytes_prefill)
+                          hbm_kv_bytes if role == "decode" else hbm_kv_bytes_prefill)
                 node.gpus.append(gpu)
                 self.gpus.append(gpu)
             self.nodes.append(node)
         self.prefill_nodes = self.nodes[:P]
         self.decode_nodes = self.nodes[P:]
+        if transform not in TRANSFORMS:
+            raise ValueError(f"route transform {transform!r} is not one of {sorted(TRANSFORMS)}")
+        self.routes = RouteBook(self, float(ccfg["storage_latency_s"]), float(ccfg["net_latency_s"]),
+                                TRANSFORMS[transform])
 
-    # ------------------------------------------------------------------ routes (§S4)
-    # The Oracle system (§S9) makes every disk read, H2D/D2H and PE->DE transfer free: an empty
-    # route completes at once.
-    def r_storage_read(self, node: Node) -> tuple:
-        if self.oracle:
-            return ()
-        r = (node.snic_rx, node.dram)
-        return (self.storage,) + r if self.storage is not None else r
-
-    def r_storage_write(self, node: Node) -> tuple:
-        if self.oracle:
-            return ()
-        r = (node.dram, node.snic_tx)
-        return r + (self.storage,) if self.storage is not None else r
-
-    def r_h2d(self, gpu: GPU, src: Node | None = None) -> tuple:
-        """Host DRAM of ``src`` (default: the GPU's node) -> GPU, through CNICs (§S4)."""
-        if self.oracle:
-            return ()
-        src = src or gpu.node
-        if src is gpu.node:  # loop-back RDMA write through the GPU's own CNIC
-            r = (src.dram, gpu.cnic_rd, gpu.cnic_wr)
-        else:  # via the source node's engine CNIC: caller passes it with r_remote_h2d
-            raise ValueError("use r_remote_h2d for a cross-node copy")
-        return r + (gpu.pcie_dn,) if gpu.pcie_dn is not None else r
-
-    def r_remote_h2d(self, src_gpu: GPU, dst_gpu: GPU) -> tuple:
-        """DRAM buffer of ``src_gpu``'s node -> ``dst_gpu`` over the compute network (DE read
-        path step 2: DE buffer -> DE CNIC -> PE CNIC -> PE GPU)."""
-        if self.oracle:
-            return ()
-        r = (src_gpu.node.dram, src_gpu.cnic_rd, dst_gpu.cnic_wr)
-        return r + (dst_gpu.pcie_dn,) if dst_gpu.pcie_dn is not None else r
-
-    def r_gpu_to_remote_dram(self, src_gpu: GPU, dst_gpu: GPU) -> tuple:
-        """``src_gpu`` HBM -> ``dst_gpu``'s node DRAM via ``dst_gpu``'s CNIC (PE -> DE buffer)."""
-        if self.oracle:
-            return ()
-        r = (src_gpu.cnic_rd, dst_gpu.cnic_wr, dst_gpu.node.dram)
-        return ((src_gpu.pcie_up,) + r) if src_gpu.pcie_up is not None else r
-
-    def r_d2h(self, gpu: GPU) -> tuple:
-        """GPU -> its node's DRAM through its own CNIC (loop-back)."""
-        if self.oracle:
-            return ()
-        r = (gpu.cnic_rd, gpu.cnic_wr, gpu.node.dram)
-        return ((gpu.pcie_up,) + r) if gpu.pcie_up is not None else r
-
-    def r_model_traffic(self, src: GPU, dst: GPU) -> tuple:
-        """EP all-to-all traffic between GPUs of different nodes (high priority, §S5).  Not
-        free under Oracle: Oracle removes only KV I/O."""
-        return (src.cnic_rd, dst.cnic_wr)
+    # Routes (§S4) are built and cached by ``self.routes`` (dpsim.cluster.routes.RouteBook).

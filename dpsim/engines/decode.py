@@ -10,9 +10,26 @@ iteration in progress) or finishes -- never one per token or per step.
 from __future__ import annotations
 
 import heapq
+from collections import deque
 import math
+from dataclasses import dataclass
+from typing import Callable
+
+from ..lifecycle.stage import Stage
 
 INF = math.inf
+
+
+@dataclass
+class DecodeDeps:
+    """What every DE needs from outside (one shared bundle, not the simulation)."""
+
+    clock: object             # now, timer(dt, cb)
+    compute: object           # the compute model: decode_coeffs(), decode_ctx_cap
+    port: object              # dpsim.lifecycle.ports.KVPort (EP all-to-all streams)
+    done: Callable            # done(request, engine): its last token is out
+    ep_tok: float             # EP all-to-all bytes per token per iteration that leave the node
+    timeline: bool
 
 
 class _Seq:
@@ -26,8 +43,9 @@ class _Seq:
 
 
 class DecodeEngine:
-    def __init__(self, sim, gpu, idx: int):
-        self.sim = sim
+    def __init__(self, gpu, idx: int, deps: DecodeDeps):
+        self.deps = deps
+        self.clock = deps.clock
         self.gpu = gpu
         self.idx = idx
         self.seqs: dict = {}  # rid -> _Seq
@@ -40,16 +58,15 @@ class DecodeEngine:
         self.joiners: list = []
         self.boundary_pending = False
         self.btoken = 0
-        self.alloc_q: list = []  # requests waiting for HBM (FIFO)
-        self.seq = 0  # unfinished requests assigned (§S6 seq_e)
-        self.tok = 0  # their tokens (§S6 tok_e)
+        self.alloc_q: deque = deque()  # requests waiting for HBM (FIFO)
+        self.seq = 0  # unfinished requests assigned (§S6 seq_e; LoadLedger writes it)
+        self.tok = 0  # their tokens (§S6 tok_e; LoadLedger writes it)
         self.busy_time = 0.0
         self.group = None
-        t0, ts, tt = sim.compute.decode_coeffs()
+        t0, ts, tt = deps.compute.decode_coeffs()
         self.t0, self.ts, self.tt = t0, ts, tt
-        self.cap = sim.compute.decode_ctx_cap
-        self.ep_peer = getattr(sim, "ep_peer", {}).get(gpu.gid) if gpu is not None else None
-        self.ep_tok = getattr(sim, "ep_decode_tok", 0.0) if self.ep_peer is not None else 0.0
+        self.cap = deps.compute.decode_ctx_cap
+        self.ep_tok = deps.ep_tok if deps.port.has_ep_peer(gpu) else 0.0
         self.ep_stream = None
         self.slowdown = 1.0
         self.size_log: list = []  # (time, sequences) when sim.timeline
@@ -90,7 +107,7 @@ class DecodeEngine:
         """Expert-parallel all-to-all of the decode batch (§S5) as a stream wanting
         n x bytes/token per iteration.  If the last interval's stream got less than it wanted
         (isolation off, or the CNIC full), iterations slow down by wanted / achieved."""
-        sim = self.sim
+        port = self.deps.port
         st = self.ep_stream
         slow = 1.0
         if st is not None and st.rate > 0.0 and st.max_rate > st.rate:
@@ -98,10 +115,9 @@ class DecodeEngine:
         self.slowdown = slow
         demand = len(self.seqs) * self.ep_tok / self.a
         if st is None:
-            self.ep_stream = sim.net.stream(sim.cluster.r_model_traffic(self.gpu, self.ep_peer), demand,
-                                            prio=sim.model_prio, tag=("ep", self.name))
+            self.ep_stream = port.decode_stream(self.gpu, demand, self.name)
         else:
-            sim.net.set_max_rate(st, demand)
+            port.set_rate(st, demand)
         if slow > 1.0:
             self.a *= slow
             self.c *= slow
@@ -126,14 +142,14 @@ class DecodeEngine:
 
     def _reschedule(self) -> None:
         self.version += 1
-        if self.sim.timeline:
+        if self.deps.timeline:
             log = self.size_log
             n = len(self.seqs)
             if not log or log[-1][1] != n:
-                log.append((self.sim.env.now, n))
+                log.append((self.clock.now, n))
         if not self.seqs:
             if self.ep_stream is not None:
-                self.sim.net.stop(self.ep_stream)
+                self.deps.port.stop(self.ep_stream)
                 self.ep_stream = None
             return
         self.a, self.c = self._iter_params()
@@ -142,16 +158,16 @@ class DecodeEngine:
         k = self.heap[0][0] - self.steps
         dt = self._time_for(k)
         v = self.version
-        self.sim.timer(dt, lambda _e, v=v, k=k: self._on_finish(v, k))
+        self.clock.timer(dt, lambda _e, v=v, k=k: self._on_finish(v, k))
 
     # ------------------------------------------------------------------ events
     def join(self, req) -> None:
         """``req``'s KV is in HBM: it joins the batch at the next iteration boundary."""
-        now = self.sim.env.now
-        req.stage = "decode"
+        now = self.clock.now
+        req.stage = Stage.DECODE
         if req.gen <= 1:  # the only token came from prefill: nothing to decode
             req.t_second = now
-            self.sim.timer(0.0, lambda _e, r=req: self.sim.decode_done(r, self))
+            self.clock.timer(0.0, lambda _e, r=req: self.deps.done(r, self))
             return
         if not self.seqs:
             self.t_int = now
@@ -170,14 +186,14 @@ class DecodeEngine:
             tb = self.t_int + self._time_for(j + 1)
             self.btoken += 1
             bt = self.btoken
-            self.sim.timer(max(0.0, tb - now), lambda _e, j=j, bt=bt: self._on_boundary(j + 1, bt))
+            self.clock.timer(max(0.0, tb - now), lambda _e, j=j, bt=bt: self._on_boundary(j + 1, bt))
 
     def _admit(self, reqs: list, t: float) -> None:
         for req in reqs:
             steps_needed = req.gen - 1  # the first token came from prefill
             if steps_needed <= 0:  # nothing to decode: done without entering the batch
                 req.t_second = t
-                self.sim.timer(0.0, lambda _e, r=req: self.sim.decode_done(r, self))
+                self.clock.timer(0.0, lambda _e, r=req: self.deps.done(r, self))
                 continue
             s = _Seq(req, self.steps + steps_needed, req.prompt + 1, self.steps)
             self.seqs[req.rid] = s
@@ -197,13 +213,14 @@ class DecodeEngine:
         while heap and heap[0][0] <= self.steps:
             _e, rid = heapq.heappop(heap)
             done.append(self.seqs.pop(rid))
+        cb = self.deps.done
         for s in done:
-            self.sim.decode_done(s.req, self)
+            cb(s.req, self)
 
     def _on_boundary(self, k: int, bt: int) -> None:
         if bt != self.btoken or not self.boundary_pending:
             return
-        now = self.sim.env.now
+        now = self.clock.now
         self.boundary_pending = False
         if self.seqs:
             self._advance(k, now)
@@ -216,7 +233,7 @@ class DecodeEngine:
     def _on_finish(self, v: int, k: int) -> None:
         if v != self.version:
             return
-        now = self.sim.env.now
+        now = self.clock.now
         self._advance(k, now)
         if self.boundary_pending:
             # A boundary event is queued for a later iteration end; joiners enter now instead.

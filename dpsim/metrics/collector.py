@@ -2,6 +2,8 @@
 ``metrics.sample_dt`` simulated seconds from the links' O(1) byte counters."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -17,6 +19,7 @@ class Collector:
         self._links = []
         self.columns = []
         self._stopped = False
+        self.samples = 0
 
     def start(self) -> None:
         sim = self.sim
@@ -44,11 +47,12 @@ class Collector:
         env = self.sim.env
         # Keep sampling only while something else is scheduled: an empty queue then means the
         # simulation has stalled (or ended) and SimPy reports it.
-        if not self._stopped and len(env._queue) > 0:
+        if not self._stopped and env.peek() < math.inf:
             ev = env.timeout(self.dt)
             ev.callbacks.append(self._tick)
 
     def _record(self) -> None:
+        self.samples += 1
         sim = self.sim
         env = sim.env
         now = env.now
@@ -67,7 +71,7 @@ class Collector:
         dq = 0
         for e in sim.des:
             dq += len(e.alloc_q)
-        self.queues.append((now, sim.policy.waiting() if hasattr(sim.policy, "waiting") else 0, pq, dq,
+        self.queues.append((now, sim.policy.waiting(), pq, dq,
                             sim.outstanding, *[n.read_q for n in cl.nodes]))
 
     def finish(self) -> None:

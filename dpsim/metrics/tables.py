@@ -8,32 +8,17 @@ import pandas as pd
 
 
 def request_table(sim) -> pd.DataFrame:
-    reqs = sim.requests
-    n = len(reqs)
-    f = np.full
-    cols = {
-        "rid": np.fromiter((r.rid for r in reqs), np.int64, n),
-        "agent": np.fromiter((r.agent.aid for r in reqs), np.int64, n),
-        "round": np.fromiter((r.round for r in reqs), np.int64, n),
-        "prompt": np.fromiter((r.prompt for r in reqs), np.int64, n),
-        "hit": np.fromiter((r.hit for r in reqs), np.int64, n),
-        "new": np.fromiter((r.new for r in reqs), np.int64, n),
-        "gen": np.fromiter((r.gen for r in reqs), np.int64, n),
-        "path": pd.Categorical([r.path for r in reqs], categories=["", "pe", "de", "split"]),
-        "split_de_tokens": np.fromiter((r.split_de for r in reqs), np.int64, n),
-        "pe": np.fromiter((r.pe.idx if r.pe is not None else -1 for r in reqs), np.int64, n),
-        "de": np.fromiter((r.de.idx if r.de is not None else -1 for r in reqs), np.int64, n),
-        "n_chunks": np.fromiter((r.n_chunks for r in reqs), np.int64, n),
-    }
-    for name, attr in (("arrival_s", "arrival"), ("sched_s", "t_sched"), ("alloc_s", "t_alloc"),
-                       ("read_start_s", "t_read0"), ("read_end_s", "t_read1"),
-                       ("prefill_start_s", "t_pf0"), ("first_token_s", "t_first"),
-                       ("de_h2d_end_s", "t_h2d"), ("second_token_s", "t_second"), ("end_s", "t_end")):
-        cols[name] = np.fromiter((getattr(r, attr) for r in reqs), np.float64, n)
+    from ..lifecycle.log import INT_COLS, PATHS, STATUS, TIME_COLS
+    c = sim.log.columns()
+    cols = {k: c[k] for k in INT_COLS[:7]}
+    cols["path"] = pd.Categorical.from_codes(c["path"].astype(np.int64), categories=list(PATHS))
+    for k in INT_COLS[7:]:
+        cols[k] = c[k]
+    for k, _a in TIME_COLS:
+        cols[k] = c[k]
     df = pd.DataFrame(cols)
-    df["status"] = pd.Categorical([r.stage if r.stage in ("done", "failed") else "unfinished" for r in reqs],
-                                  categories=["done", "failed", "unfinished"])
-    df["fail_reason"] = [r.fail for r in reqs]
+    df["status"] = pd.Categorical.from_codes(c["status"].astype(np.int64), categories=list(STATUS))
+    df["fail_reason"] = c["fail_reason"]
     df["ttft_s"] = df.first_token_s - df.arrival_s
     df["ttst_s"] = df.second_token_s - df.arrival_s
     g1 = (df.gen - 1).where(df.gen > 1)

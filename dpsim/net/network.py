@@ -106,6 +106,7 @@ class Network:
         self.bytes_delivered = 0.0
         self.rerates = 0
         self.max_overload = 0.0
+        self.wakeups = 0  # wake-ups run (the network's share of the simulation's events)
 
     # ------------------------------------------------------------------ topology
     def add_link(self, name: str, capacity: float, kind: str = "", node: int = -1) -> Link:
@@ -120,6 +121,10 @@ class Network:
     def link(self, name: str) -> Link:
         return self._by_name[name]
 
+    def busy(self) -> bool:
+        """True while a transfer is active or a start, completion or re-rating is pending."""
+        return self.active > 0 or bool(self._heap or self._new or self._dirty)
+
     # ------------------------------------------------------------------ transfers
     def transfer(self, route: Iterable[Link], size: float, on_done: Callable | None = None,
                  prio: int = LOW, max_rate: float = INF, latency: float = 0.0, tag=None) -> Transfer:
@@ -132,7 +137,8 @@ class Network:
         if not max_rate > 0:
             raise ValueError(f"transfer max_rate must be > 0 (got {max_rate!r})")
         self._tid += 1
-        tr = Transfer(self._tid, tuple(route), size, prio, max_rate, on_done, tag)
+        tr = Transfer(self._tid, route if isinstance(route, tuple) else tuple(route), size, prio, max_rate,
+                      on_done, tag)
         now = self.env.now
         tr.t_submit = now
         self.n_started += 1
@@ -279,6 +285,7 @@ class Network:
         """Start delayed transfers, complete finished ones, re-rate, run the callbacks; repeat
         while the callbacks start or end transfers at this instant (one wake-up serves a whole
         chain of same-time transfers)."""
+        self.wakeups += 1
         now = self.env.now
         heap = self._heap
         tol = now + 1e-12 * max(1.0, abs(now))

@@ -1,16 +1,13 @@
-"""Scheduling policies: one registry of named policies over the same lifecycle mechanism.
+"""Scheduling: policies over the same lifecycle mechanism, each a small registered object.
 
-A policy decides (a) which PE and DE serve a request and which read path carries its hit KV
-(inter-engine), and (b) what goes into a PE's next forward pass (intra-engine).  Policies are
-registered by name and chosen with ``system.scheduler``; read-path rules with
-``system.read_path``.
+* policies (``system.scheduler``): ``simple`` (dpsim/scheduling/simple.py), ``dualpath``
+  (dualpath.py, §S6) -- registry in base.py;
+* read-path rules (``system.read_path``): one file each in read_paths/;
+* the load ledger (ledger.py): the only writer of seq_e / tok_e / read_q.
 """
 from __future__ import annotations
 
-from .base import POLICIES, READ_PATHS, Policy, make_policy, register  # noqa: F401
-from . import simple  # noqa: F401  (registers policies)
-
-try:  # the paper's scheduler (§S6) lives in its own module
-    from . import dualpath  # noqa: F401
-except ImportError:  # pragma: no cover
-    pass
+from .base import POLICIES, Policy, SchedContext, make_policy, register  # noqa: F401
+from .ledger import LoadLedger  # noqa: F401
+from .read_paths import READ_PATHS, ReadPlan  # noqa: F401
+from . import dualpath, simple  # noqa: F401  (register the policies)

@@ -1,71 +1,87 @@
-"""Policy base class and the registry."""
+"""Policy base class, the policy registry, and the narrow context a policy works in.
+
+A policy decides (a) which PE and DE serve a request and which read plan carries its hit KV
+(inter-engine) and (b) what goes into a PE's next forward pass (intra-engine).  It sees the
+cluster only through :class:`SchedContext` -- engines, nodes, the load ledger, a clock, the
+compute model -- and hands each decision to ``ctx.assign(req, pe, de, plan)``.
+"""
 from __future__ import annotations
 
-POLICIES: dict = {}
+from dataclasses import dataclass
+from typing import Callable
 
-# Read-path rules (§S6 "read-path choice"): pe = PE read path only (Basic); de = DE read path
-# only; round_robin = alternate (the ablation's "dual-path loading with round-robin choices");
-# shorter_queue = the node whose SNIC has the shorter read_q (DualPath); split = one request's
-# hit KV through both paths, in the proportion that equalises the two nodes' read queues.
-READ_PATHS = ("pe", "de", "round_robin", "shorter_queue", "split")
+from .ledger import LoadLedger, new_tokens  # noqa: F401
+from .read_paths import READ_PATHS, ReadPlan, make_read_rule  # noqa: F401
+
+POLICIES: dict = {}
 
 
 def register(name: str):
     def deco(cls):
+        if name in POLICIES:
+            raise ValueError(f"policy {name!r} registered twice")
         POLICIES[name] = cls
         cls.name = name
         return cls
     return deco
 
 
-def make_policy(sim, syscfg: dict):
+def make_policy(ctx: "SchedContext", syscfg: dict):
     name = syscfg["scheduler"]
     if name not in POLICIES:
         raise ValueError(f"system.scheduler={name!r} is not a known policy; choose one of "
                          f"{sorted(POLICIES)}")
-    return POLICIES[name](sim, syscfg)
+    return POLICIES[name](ctx, syscfg)
+
+
+@dataclass
+class SchedContext:
+    """What a policy may see and do (built by :class:`dpsim.sim.Simulation`)."""
+
+    pes: list                 # PrefillEngine per PE GPU, in index order
+    des: list                 # DecodeEngine per DE GPU
+    prefill_nodes: list       # cluster Nodes (engine.gpu.node is one of these)
+    decode_nodes: list
+    ledger: LoadLedger        # the only writer of seq_e / tok_e / read_q
+    clock: object             # dpsim.lifecycle.clock.Clock: now, timer(dt, cb)
+    compute: object           # the compute model (dpsim.protocols.ComputeModel)
+    kvb: float                # KV bytes per token
+    block: int                # tokens per block
+    n_layers: int
+    layerwise: bool           # prefill strategy keeps one layer's KV in HBM (vs the whole batch)
+    snic_Bps: float           # one node's effective storage-NIC bandwidth
+    agents: list              # the workload (read-only: policies may derive statistics)
+    assign: Callable          # assign(req, pe, de, plan): the decision, executed by the lifecycle
 
 
 class Policy:
     name = "abstract"
 
-    def __init__(self, sim, syscfg: dict):
-        self.sim = sim
+    def __init__(self, ctx: SchedContext, syscfg: dict):
+        self.ctx = ctx
         self.cfg = syscfg
-        rp = syscfg["read_path"]
-        if rp not in READ_PATHS:
-            raise ValueError(f"system.read_path={rp!r} is not one of {READ_PATHS}")
-        self.read_path = rp
-        self._rr_path = 0
+        self.ledger = ctx.ledger
+        self.read_rule = make_read_rule(syscfg["read_path"], ctx)
         b = syscfg["batching"]
         self.max_tokens = int(b["max_prefill_tokens"])
-        self.chunking = bool(b.get("chunked_prefill", True))
+        self.chunking = bool(b["chunked_prefill"])
 
     # -- inter-engine
     def submit(self, req) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def choose_path(self, req, pe, de) -> tuple[str, int]:
-        """Returns (path, tokens read through the DE path when path == 'split')."""
-        rp = self.read_path
-        if rp in ("pe", "de"):
-            return rp, 0
-        if rp == "round_robin":
-            self._rr_path ^= 1
-            return ("pe" if self._rr_path else "de"), 0
-        pn = pe.gpu.node
-        dn = de.gpu.node
-        if rp == "shorter_queue":
-            return ("pe" if pn.read_q <= dn.read_q else "de"), 0
-        # split: choose x tokens on the DE side so that the two queues end equal.
-        h = max(0, min(req.hit, req.prompt - 1))
-        x = (pn.read_q + h - dn.read_q) / 2.0
-        x = int(round(min(max(x, 0.0), h)))
-        if x <= 0:
-            return "pe", 0
-        if x >= h:
-            return "de", 0
-        return "split", x
+    def waiting(self) -> int:
+        """Requests the policy holds that have no engines yet."""
+        return 0
+
+    def plan(self, req, pe, de) -> ReadPlan:
+        """The read plan of ``req`` once it has ``pe`` and ``de`` (hit clamped first: at least
+        one token is computed so the PE produces the first token's logits)."""
+        h = req.hit
+        if h > req.prompt - 1:
+            h = req.prompt - 1
+        req.hit = h if h > 0 else 0
+        return self.read_rule(req, pe, de)
 
     def on_prefill_done(self, req) -> None:
         pass
@@ -78,15 +94,14 @@ class Policy:
         """FIFO up to ``batching.max_prefill_tokens`` new tokens; the request that overflows is
         chunked (chunked prefill).  Without layerwise prefill the batch's whole KV must fit in
         HBM (§S9 Basic), which bounds it further."""
-        sim = self.sim
+        ctx = self.ctx
         budget = self.max_tokens
         items = []
         used = 0
-        kvb = sim.kvb
-        layerwise = sim.sys["layerwise"]
+        kvb = ctx.kvb
         hbm = pe.gpu.hbm_kv
         # Layerwise: one layer's KV of the batch (double-buffered) must fit; otherwise all of it.
-        hbm_div = (sim.L / 2.0) if layerwise else 1.0
+        hbm_div = (ctx.n_layers / 2.0) if ctx.layerwise else 1.0
         kv_used = 0.0
         for req in queue:
             rem = req.new - req.computed

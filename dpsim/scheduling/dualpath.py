@@ -41,47 +41,49 @@ import math
 from collections import deque
 
 from .base import Policy, register
+from .ledger import new_tokens
 
 
 @register("dualpath")
 class DualPathPolicy(Policy):
-    def __init__(self, sim, syscfg):
-        super().__init__(sim, syscfg)
-        sc = syscfg.get("dualpath", {}) or {}
-        self.period = float(sc.get("fetch_period_s", 0.02))
+    def __init__(self, ctx, syscfg):
+        super().__init__(ctx, syscfg)
+        sc = syscfg["dualpath"]
+        self.period = float(sc["fetch_period_s"])
         if not self.period > 0:
             raise ValueError(f"system.dualpath.fetch_period_s must be > 0 (got {self.period})")
-        self.alpha_s = float(sc.get("alpha_s", 3.0))
-        self.beta_s = float(sc.get("beta_s", 5.0))
-        self.z = float(sc.get("z_factor", 1.05))
+        self.alpha_s = float(sc["alpha_s"])
+        self.beta_s = float(sc["beta_s"])
+        self.z = float(sc["z_factor"])
         b = syscfg["batching"]
-        self.quota = float(b.get("quota_s", 0.3))
-        self.quota_scope = b.get("quota_scope", "forward")
+        self.quota = float(b["quota_s"])
+        self.quota_scope = b["quota_scope"]
         if self.quota_scope not in ("forward", "layer"):
             raise ValueError(f"system.batching.quota_scope={self.quota_scope!r} must be 'forward' or 'layer'")
-        self.use_quota = bool(b.get("use_quota", True))
-        cl = sim.cfg["cluster"]
-        snic = cl["snic_Bps"] * cl["snic_efficiency"]
-        self.alpha = self.alpha_s * snic / sim.kvb  # tokens a node reads in alpha_s
+        self.use_quota = bool(b["use_quota"])
+        self.alpha = self.alpha_s * ctx.snic_Bps / ctx.kvb  # tokens a node reads in alpha_s
         self.beta = self.beta_s * self._prefill_tokens_per_s()
         self.pe_queue: deque = deque()
         self.de_queue: deque = deque()
         # Groups: all engines of a node.
         self.pe_groups = []
-        for n in sim.cluster.prefill_nodes:
-            g = [e for e in sim.pes if e.gpu.node is n]
+        for n in ctx.prefill_nodes:
+            g = [e for e in ctx.pes if e.gpu.node is n]
             for e in g:
                 e.group = len(self.pe_groups)
             self.pe_groups.append(g)
         self.de_groups = []
-        for n in sim.cluster.decode_nodes:
-            g = [e for e in sim.des if e.gpu.node is n]
+        for n in ctx.decode_nodes:
+            g = [e for e in ctx.des if e.gpu.node is n]
             for e in g:
                 e.group = len(self.de_groups)
             self.de_groups.append(g)
         self.de_private = [deque() for _ in self.de_groups]
+        self._n_private = 0  # requests in all private queues
+        self._busy_groups: set = set()  # DE groups whose private queue is not empty
         # A DE group's total tok_e: its engines' tok_e plus its private queue (level 1 picks the
-        # least), with a lazy min-heap so the choice is O(log groups).
+        # least), with a lazy min-heap so the choice is O(log groups); rebuilt when stale
+        # entries outnumber live ones, so it stays O(groups) in size.
         self.de_group_tok = [0 for _ in self.de_groups]
         self._gheap = [(0, j) for j in range(len(self.de_groups))]
         self._ticking = False
@@ -90,44 +92,52 @@ class DualPathPolicy(Policy):
     def _prefill_tokens_per_s(self) -> float:
         """Profiled prefill throughput of one GPU on a full token-budget batch at a typical
         agentic context (the mean hit of the workload's rounds)."""
-        sim = self.sim
-        hits = [float(a.traj.hit.mean()) for a in sim.agents[:256] if a.traj.n_rounds]
-        ctx = sum(hits) / len(hits) if hits else 0.0
+        ctx = self.ctx
+        hits = [float(a.traj.hit.mean()) for a in ctx.agents[:256] if a.traj.n_rounds]
+        c = sum(hits) / len(hits) if hits else 0.0
         n = self.max_tokens
         per = max(1, int(n // 512))  # requests of 512 new tokens each (assumption for the profile)
-        work = per * sim.compute.attn_work(ctx, n / per)
-        t = sim.compute.prefill_time(n, work, per)
+        work = per * ctx.compute.attn_work(c, n / per)
+        t = ctx.compute.prefill_time(n, work, per)
         return n / t if t > 0 else math.inf
 
     def waiting(self) -> int:
-        return len(self.pe_queue) + len(self.de_queue) + sum(len(q) for q in self.de_private)
+        return len(self.pe_queue) + len(self.de_queue) + self._n_private
 
     # ------------------------------------------------------------------ arrivals and fetches
     def submit(self, req) -> None:
-        req.sched_note = "counted"
         self.pe_queue.append(req)
         self.de_queue.append(req)
         if not self._ticking:
             self._ticking = True
             # Fetches happen on the period grid, as a leader's periodic fetch would.
-            now = self.sim.env.now
+            clock = self.ctx.clock
+            now = clock.now
             nxt = (math.floor(now / self.period) + 1) * self.period
-            self.sim.timer(nxt - now, self._tick)
+            clock.timer(nxt - now, self._tick)
 
     def _tick(self, _ev=None) -> None:
         # Group leaders fetch asynchronously, each at its own phase of the period; one tick per
         # period with the fetch order rotated emulates that without an event per group (the
-        # group that fetches first after an arrival gets it).
+        # group that fetches first after an arrival gets it).  Groups with nothing to do are
+        # skipped (a fetch on an empty queue changes nothing), so a tick costs what it places.
         self.fetches += 1
         k = self.fetches
         npg = len(self.pe_groups)
+        q = self.pe_queue
         for j in range(npg):
+            if not q:
+                break
             self._pe_fetch((k + j) % npg)
         ndg = len(self.de_groups)
-        for j in range(ndg):
-            self._de_fetch((k + j) % ndg)
+        self._de_level1()
+        busy = self._busy_groups
+        if busy:
+            order = sorted(busy, key=lambda g: (g - k) % ndg) if len(busy) > 1 else list(busy)
+            for gi in order:
+                self._de_level2(gi)
         if self.waiting():
-            self.sim.timer(self.period, self._tick)
+            self.ctx.clock.timer(self.period, self._tick)
         else:
             self._ticking = False
 
@@ -138,6 +148,7 @@ class DualPathPolicy(Policy):
         engs = self.pe_groups[gi]
         beta = self.beta
         alpha = self.alpha
+        ledger = self.ledger
         while q:
             best_s = best_l = None
             for e in engs:
@@ -152,27 +163,39 @@ class DualPathPolicy(Policy):
             if best is None:
                 return  # both classes empty: the fetch stops
             req = q.popleft()
-            best.seq += 1
-            best.tok += max(1, req.prompt - min(req.hit, req.prompt - 1))
-            req.pe = best
+            ledger.charge_pe(req, best)
             self._maybe_assign(req)
 
     def _de_fetch(self, gi: int) -> None:
-        kvb = self.sim.kvb
-        # Level 1: drain the global DE queue to groups by least total tok_e.
+        """One DE group's fetch: level 1 (drain the global queue), then level 2 for the group."""
+        self._de_level1()
+        self._de_level2(gi)
+
+    def _de_level1(self) -> None:
+        """Drain the global DE queue to groups by least total tok_e."""
         q = self.de_queue
         while q:
             req = q.popleft()
             j = self._least_loaded_group()
             self._group_add(j, req.prompt + req.gen)
             self.de_private[j].append(req)
-        # Level 2: place the group's private queue on its engines.
+            self._n_private += 1
+            self._busy_groups.add(j)
+
+    def _de_level2(self, gi: int) -> None:
+        """Place the group's private queue on its engines."""
         pq = self.de_private[gi]
         if not pq:
             return
+        kvb = self.ctx.kvb
         engs = self.de_groups[gi]
-        free = [e.gpu.hbm_kv - e.gpu.hbm_used for e in engs]
-        total_free = sum(f for f in free if f > 0)
+        total_free = 0.0
+        tok_sum = 0
+        for e in engs:
+            f = e.gpu.hbm_kv - e.gpu.hbm_used
+            if f > 0:
+                total_free += f
+            tok_sum += e.tok
         acc = 0.0
         lens = 0
         for r in pq:
@@ -181,24 +204,35 @@ class DualPathPolicy(Policy):
                 break
             acc += need
             lens += r.prompt + r.gen
-        Z = self.z * (lens + sum(e.tok for e in engs)) / len(engs)
-        while pq:
-            req = pq[0]
-            ln = req.prompt + req.gen
-            need = ln * kvb
-            fits = [e for e in engs if e.gpu.hbm_kv - e.gpu.hbm_used >= need]
-            if not fits:
-                return
-            under = [e for e in fits if e.tok + ln <= Z]
-            if under:
-                de = min(under, key=lambda e: (e.seq, e.idx))
-            else:
-                de = min(fits, key=lambda e: (e.tok, e.idx))
-            pq.popleft()
-            de.seq += 1
-            de.tok += ln
-            req.de = de
-            self._maybe_assign(req)
+        Z = self.z * (lens + tok_sum) / len(engs)
+        ledger = self.ledger
+        try:
+            while pq:
+                req = pq[0]
+                ln = req.prompt + req.gen
+                need = ln * kvb
+                best_u = best_f = None
+                for e in engs:
+                    if e.gpu.hbm_kv - e.gpu.hbm_used >= need:
+                        if e.tok + ln <= Z:
+                            if best_u is None or e.seq < best_u.seq:
+                                best_u = e
+                        elif best_f is None or e.tok < best_f.tok:
+                            best_f = e
+                if best_u is not None:
+                    de = best_u
+                elif best_f is not None:
+                    # No DE under Z: the least tok_e among those that fit.
+                    de = best_f
+                else:
+                    return
+                pq.popleft()
+                self._n_private -= 1
+                ledger.charge_de(req, de)
+                self._maybe_assign(req)
+        finally:
+            if not pq:
+                self._busy_groups.discard(gi)
 
     def _least_loaded_group(self) -> int:
         h = self._gheap
@@ -210,8 +244,13 @@ class DualPathPolicy(Policy):
             heapq.heappop(h)  # stale entry
 
     def _group_add(self, j: int, tokens: int) -> None:
-        self.de_group_tok[j] += tokens
-        heapq.heappush(self._gheap, (self.de_group_tok[j], j))
+        tok = self.de_group_tok
+        tok[j] += tokens
+        h = self._gheap
+        heapq.heappush(h, (tok[j], j))
+        if len(h) > 4 * len(tok) + 64:  # too many stale entries: rebuild (amortised O(1))
+            h[:] = [(t, j2) for j2, t in enumerate(tok)]
+            heapq.heapify(h)
 
     def on_request_done(self, req) -> None:
         if req.de is not None and req.de.group is not None:
@@ -220,15 +259,14 @@ class DualPathPolicy(Policy):
     def _maybe_assign(self, req) -> None:
         if req.pe is None or req.de is None:
             return
-        path, x = self.choose_path(req, req.pe, req.de)
-        self.sim.assign(req, req.pe, req.de, path, x)
+        self.ctx.assign(req, req.pe, req.de, self.plan(req, req.pe, req.de))
 
     # ------------------------------------------------------------------ intra-engine
     def form_batch(self, pe, queue) -> list:
         if not self.use_quota:
             return super().form_batch(pe, queue)
-        sim = self.sim
-        cm = sim.compute
+        ctx = self.ctx
+        cm = ctx.compute
         attn = cm.attention_time_forward if self.quota_scope == "forward" else cm.attention_time_layer
         budget = self.max_tokens
         quota = self.quota
@@ -236,9 +274,9 @@ class DualPathPolicy(Policy):
         used = 0
         work = 0.0
         hbm = pe.gpu.hbm_kv
-        hbm_div = (sim.L / 2.0) if sim.sys["layerwise"] else 1.0
+        hbm_div = (ctx.n_layers / 2.0) if ctx.layerwise else 1.0
         kv_used = 0.0
-        kvb = sim.kvb
+        kvb = ctx.kvb
         for req in queue:
             rem = req.new - req.computed
             cached = req.hit + req.computed
@@ -266,7 +304,7 @@ class DualPathPolicy(Policy):
                 if bsz <= 0:
                     if items:
                         break
-                    bsz = min(rem, max(1, sim.block))  # a lone request always progresses
+                    bsz = min(rem, max(1, ctx.block))  # a lone request always progresses
                 w = cm.attn_work(cached, bsz)
             if bsz < rem and not self.chunking and items:
                 break

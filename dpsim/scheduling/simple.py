@@ -2,7 +2,7 @@
 
 ``simple``: the PE with the least queued prefill tokens and the DE with the least context
 tokens (ties: lowest index), or plain round robin over engines with
-``system.engine_choice=round_robin``; the read path by ``system.read_path``.
+``system.engine_choice=round_robin``; the read plan by ``system.read_path``.
 """
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from .base import Policy, register
 
 @register("simple")
 class SimplePolicy(Policy):
-    def __init__(self, sim, syscfg):
-        super().__init__(sim, syscfg)
-        ec = syscfg.get("engine_choice", "least_tokens")
+    def __init__(self, ctx, syscfg):
+        super().__init__(ctx, syscfg)
+        ec = syscfg["engine_choice"]
         if ec not in ("least_tokens", "round_robin"):
             raise ValueError(f"system.engine_choice={ec!r} must be 'least_tokens' or 'round_robin'")
         self.rr = ec == "round_robin"
@@ -21,22 +21,20 @@ class SimplePolicy(Policy):
         self._de_i = -1
 
     def submit(self, req) -> None:
-        sim = self.sim
+        ctx = self.ctx
         if self.rr:
-            self._pe_i = (self._pe_i + 1) % len(sim.pes)
-            self._de_i = (self._de_i + 1) % len(sim.des)
-            pe = sim.pes[self._pe_i]
-            de = sim.des[self._de_i]
+            self._pe_i = (self._pe_i + 1) % len(ctx.pes)
+            self._de_i = (self._de_i + 1) % len(ctx.des)
+            pe = ctx.pes[self._pe_i]
+            de = ctx.des[self._de_i]
         else:
-            pe = min(sim.pes, key=_pe_key)
-            de = min(sim.des, key=_de_key)
-        path, x = self.choose_path(req, pe, de)
-        sim.assign(req, pe, de, path, x)
+            pe = min(ctx.pes, key=_key)
+            de = min(ctx.des, key=_key)
+        plan = self.plan(req, pe, de)
+        self.ledger.charge_pe(req, pe)
+        self.ledger.charge_de(req, de)
+        ctx.assign(req, pe, de, plan)
 
 
-def _pe_key(e):
-    return (e.tok, e.idx)
-
-
-def _de_key(e):
+def _key(e):
     return (e.tok, e.idx)

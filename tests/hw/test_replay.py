@@ -44,16 +44,19 @@ def test_routes_map_to_operations(base_cfg):
     class T:  # a Transfer's mapping-relevant fields
         def __init__(self, route, tag, size=1.0):
             self.route, self.tag, self.size = route, tag, size
-    assert resolve(T(cl.r_storage_read(pe.node), ("read", 1)))[:3] == ("storage_read", "file_read", 0)
-    assert resolve(T(cl.r_storage_read(de.node), ("read", 1)))[:3] == ("storage_read", "file_read", 1)
-    assert resolve(T(cl.r_storage_write(de.node), ("persist", 1)))[:3] == ("storage_write", "file_write", 1)
-    assert resolve(T(cl.r_h2d(pe), ("pe_in", 1))) == ("h2d", "h2d", 0, 0)
-    assert resolve(T(cl.r_h2d(de), ("de_h2d", 1))) == ("h2d", "h2d", 1, 1)
-    assert resolve(T(cl.r_remote_h2d(de, pe), ("pe_in", 1))) == ("remote_h2d", "h2d", 1, 0)
-    assert resolve(T(cl.r_gpu_to_remote_dram(pe, de), ("pe_out", 1))) == ("gpu_to_remote", "d2h", 1, 0)
-    assert resolve(T(cl.r_d2h(de), ("d2h", 1))) == ("d2h", "d2h", 1, 1)
+    R = cl.routes
+    assert resolve(T(R.storage_read(pe.node), ("read", 1))) == ("storage_read", "file_read", 0, None)
+    assert resolve(T(R.storage_read(de.node), ("read", 1))) == ("storage_read", "file_read", 1, None)
+    assert resolve(T(R.storage_write(de.node), ("persist", 1))) == ("storage_write", "file_write", 1, None)
+    assert resolve(T(R.h2d(pe), ("pe_in", 1))) == ("h2d", "h2d", 0, 0)
+    assert resolve(T(R.h2d(de), ("de_h2d", 1))) == ("h2d", "h2d", 1, 1)
+    assert resolve(T(R.remote_h2d(de, pe), ("pe_in", 1))) == ("remote_h2d", "h2d", 1, 0)
+    assert resolve(T(R.gpu_to_remote(pe, de), ("pe_out", 1))) == ("gpu_to_remote", "d2h", 1, 0)
+    assert resolve(T(R.d2h(de), ("d2h", 1))) == ("d2h", "d2h", 1, 1)
     with pytest.raises(HardwareReplayError, match="model_traffic=false"):
-        resolve(T(cl.r_model_traffic(pe, de), ("ep", 0), size=math.inf))
+        resolve(T(R.model(pe, de), ("ep", 0), size=math.inf))
+    with pytest.raises(HardwareReplayError, match="route kind"):
+        resolve(T(tuple(R.h2d(pe)), ("pe_in", 1)))  # a bare tuple has no identity
 
 
 def test_apply_profile_uses_profile_keys(base_cfg):
@@ -88,12 +91,17 @@ def test_paced_transfer_waits_for_its_pace(cpu_backend):
     dram = net.add_link("dram[0]", 1e12, "dram", 0)
     rd = net.add_link("cnic_rd[0]", 1e12, "cnic_rd", 0)
     wr = net.add_link("cnic_wr[0]", 1e12, "cnic_wr", 0)
+    from types import SimpleNamespace
+
+    from dpsim.cluster.routes import Route, RouteKind
+    node = SimpleNamespace(nid=0)
+    route = Route((dram, rd, wr), RouteKind.H2D, node, SimpleNamespace(gid=0, node=node))
     done = []
     size = 8 << 20
     cpu_backend.records = []
     env.sync()
-    net.transfer([dram, rd, wr], size, lambda t: done.append(env.now), max_rate=size / 0.1, tag=("pe_in", 1))
-    net.transfer([dram, rd, wr], size, lambda t: done.append(env.now), tag=("de_h2d", 2))
+    net.transfer(route, size, lambda t: done.append(env.now), max_rate=size / 0.1, tag=("pe_in", 1))
+    net.transfer(route, size, lambda t: done.append(env.now), tag=("de_h2d", 2))
     env.run()
     assert len(done) == 2 and net.n_completed == 2
     paced = [r for r in cpu_backend.records if r["kind"] == "pe_in"][0]
@@ -112,7 +120,11 @@ def test_hardware_error_reaches_the_simulation(cpu_backend, monkeypatch):
     def boom(*a, **k):
         raise OSError("disk on fire")
     monkeypatch.setattr(cpu_backend, "_run", boom)
-    net.transfer([rx, dram], 1 << 20, tag=("read", 1))
+    from types import SimpleNamespace
+
+    from dpsim.cluster.routes import Route, RouteKind
+    node = SimpleNamespace(nid=0)
+    net.transfer(Route((rx, dram), RouteKind.STORAGE_READ, node, node), 1 << 20, tag=("read", 1))
     with pytest.raises(HardwareReplayError, match="disk on fire"):
         env.run()
 

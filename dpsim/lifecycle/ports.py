@@ -1,0 +1,118 @@
+"""The KV I/O port: every KV move the lifecycle and the engines start, as transfers over
+cluster routes.
+
+An engine does not know links or the network: it asks its port to "bring this much cached KV
+into my GPU" and gets a callback.  The port picks the route (by the request's read plan), the
+cap (per-block submission costs, §S4; compute pacing for layerwise prefill) and the priority
+class (§S5), and tags the transfer with its route kind.  Under the Oracle system the cluster's
+route transform has emptied the KV routes, so the same calls complete at once.
+"""
+from __future__ import annotations
+
+import math
+
+from ..net import HIGH, LOW
+
+INF = math.inf
+
+
+class KVPort:
+    def __init__(self, net, routes, kvb: float, n_layers: int, block: int, submission: dict,
+                 model_prio: int, ep_peer: dict):
+        self.net = net
+        self.routes = routes
+        lb = block * kvb / n_layers  # one Layer Block
+        fb = block * kvb  # one Full Block
+        self.full_block_bytes = fb
+        # Submission costs (§S4): a stream of blocks cannot go faster than block bytes / cost.
+        self.cap_layer = (lb / submission["layer_block_s"]) if submission["layer_block_s"] > 0 else INF
+        self.cap_full = (fb / submission["full_block_s"]) if submission["full_block_s"] > 0 else INF
+        self.cap_storage = (fb / submission["storage_block_s"]) if submission["storage_block_s"] > 0 else INF
+        self.model_prio = model_prio
+        self.ep_peer = ep_peer  # gid -> the GPU its EP all-to-all goes to (absent: none)
+
+    def _send(self, route, nbytes: float, cb, cap: float, tag):
+        return self.net.transfer(route, nbytes, cb, max_rate=cap, latency=route.latency, tag=tag)
+
+    # ------------------------------------------------------------------ storage
+    def storage_read(self, node, nbytes: float, cb, rid: int) -> None:
+        self._send(self.routes.storage_read(node), nbytes, cb, self.cap_storage, ("read", rid))
+
+    def storage_write(self, node, nbytes: float, cb, tag) -> None:
+        self._send(self.routes.storage_write(node), nbytes, cb, self.cap_storage, tag)
+
+    # ------------------------------------------------------------------ decode side
+    def de_h2d(self, gpu, nbytes: float, cb, rid: int) -> None:
+        self._send(self.routes.h2d(gpu), nbytes, cb, self.cap_full, ("de_h2d", rid))
+
+    def d2h(self, gpu, nbytes: float, cb, rid: int) -> None:
+        self._send(self.routes.d2h(gpu), nbytes, cb, self.cap_full, ("d2h", rid))
+
+    def decode_stream(self, gpu, rate: float, name: str):
+        """The decode batch's EP all-to-all as an open-ended stream (``None``: no EP peer)."""
+        peer = self.ep_peer.get(gpu.gid)
+        if peer is None:
+            return None
+        return self.net.stream(self.routes.model(gpu, peer), rate, prio=self.model_prio, tag=("ep", name))
+
+    def set_rate(self, stream, rate: float) -> None:
+        self.net.set_max_rate(stream, rate)
+
+    def stop(self, stream) -> None:
+        self.net.stop(stream)
+
+    def has_ep_peer(self, gpu) -> bool:
+        return gpu.gid in self.ep_peer
+
+    # ------------------------------------------------------------------ prefill side
+    def pe_input(self, req, gpu, nbytes: float, pace: float, cb, layer_blocks: bool) -> int:
+        """Cached KV into the PE GPU for one forward (or one layer): from the PE node's buffer
+        and/or the DE node's (the read plan's split).  Returns the transfers started."""
+        cap = self.cap_layer if layer_blocks else self.cap_full
+        # The plan's label says where cached KV comes from: all from the PE node (pe), all
+        # from the DE node (de), or the split's share from each.
+        path = req.path
+        f = 0.0 if path == "pe" else (1.0 if path == "de" else (req.de_hit / req.hit if req.hit else 0.0))
+        n = 0
+        tag = ("pe_in", req.rid)
+        if f > 0:
+            b = nbytes * f
+            mr = cap
+            if pace > 0:
+                p = b / pace
+                if p < mr:
+                    mr = p
+            self._send(self.routes.remote_h2d(req.de.gpu, gpu), b, cb, mr, tag)
+            n += 1
+        if f < 1:
+            b = nbytes * (1 - f) if f > 0 else nbytes
+            mr = cap
+            if pace > 0:
+                p = b / pace
+                if p < mr:
+                    mr = p
+            self._send(self.routes.h2d(gpu), b, cb, mr, tag)
+            n += 1
+        return n
+
+    def pe_output(self, req, gpu, nbytes: float, pace: float, cb, layer_blocks: bool) -> int:
+        """Prompt KV (and the PE side's hit KV on the first chunk) out to the DE buffer."""
+        cap = self.cap_layer if layer_blocks else self.cap_full
+        if pace > 0:
+            p = nbytes / pace
+            if p < cap:
+                cap = p
+        self._send(self.routes.gpu_to_remote(gpu, req.de.gpu), nbytes, cb, cap, ("pe_out", req.rid))
+        return 1
+
+    def model_traffic(self, gpu, nbytes: float, duration: float, cb, idx: int) -> int:
+        """A prefill forward's EP all-to-all bytes leaving the node, paced over the forward."""
+        peer = self.ep_peer.get(gpu.gid)
+        if peer is None or nbytes <= 0:
+            return 0
+        self.net.transfer(self.routes.model(gpu, peer), nbytes, cb, prio=self.model_prio,
+                          max_rate=nbytes / duration if duration > 0 else INF, tag=("ep", idx))
+        return 1
+
+
+__all__ = ["KVPort", "HIGH", "LOW"]

@@ -1,0 +1,333 @@
+"""One round's way through the cluster (§S4), one method per stage transition.
+
+Read it top to bottom, like a recipe:
+
+1. ``issue``       an agent's round arrives; the policy gets it              ARRIVED
+2. ``assign``      the policy chose PE, DE and a read plan                   SCHEDULED
+                   -> DRAM buffers: the DE buffer first when the plan reads into it, the PE
+                   buffer for the PE side's hit KV
+3. ``_allocated``  buffers held; wait until the previous round's KV is
+                   persisted (only stored Full Blocks can hit)               ALLOCATED
+4. ``_read``       hit KV storage -> SNIC -> DRAM on each side of the plan   READING
+5. ``_read_done``  (DE buffer now, on the PE-only plan) -> the PE's queue     PREFILL_QUEUE
+                   [the PE engine and its prefill strategy run the forwards]  PREFILL
+6. ``first_token`` the prompt is computed and its KV is in the DE buffer;
+                   the DE persists the prompt's new Full Blocks (§S10)       DE_ALLOC
+7. ``_de_h2d``     DE HBM for prompt + generated KV, then H2D DE buffer ->
+                   DE GPU; the buffer is freed once H2D and persist are done  DE_H2D
+                   [the DE engine decodes the batch analytically]           DECODE
+8. ``decode_done`` the last token: HBM freed, the generated KV's new Full
+                   Blocks go GPU -> DRAM -> storage; the agent's next round
+                   arrives after its think time                              DONE
+
+``fail`` ends a request anywhere (FAILED); its agent stops.  The lifecycle owns no policy
+decision: the plan says where hit KV is read, the ledger keeps the loads, the port moves bytes.
+"""
+from __future__ import annotations
+
+import math
+from array import array
+from collections import deque
+
+from .join import Join
+from .request import Request
+from .stage import Stage
+
+
+class Lifecycle:
+    def __init__(self, clock, port, ledger, log, kvb: float, block: int, persist: bool,
+                 track_first: bool):
+        self.clock = clock
+        self.port = port
+        self.ledger = ledger
+        self.log = log
+        self.kvb = kvb
+        self.block = block
+        self.persist = persist
+        self.policy = None  # set by the builder (the policy needs the lifecycle's assign)
+        self.progress = None  # a tqdm bar, or None
+        self.on_agent_done = None  # callable(agent): the driver's hook
+        self.on_change = None  # callable(): a request ended (the simulation checks if all are done)
+        self.track_first = track_first  # keep requests awaiting a first token (online driver)
+        self.awaiting_first: deque = deque()  # requests in arrival order (pruned by the online driver)
+        self.first_token_times = array("d")  # t_first, in time order
+        self.first_token_ttft = array("d")
+        self.n_rid = 0
+        self.outstanding = 0
+        self.n_done = 0
+        self.n_failed = 0
+
+    # ------------------------------------------------------------------ 1 arrival
+    def start_agent(self, agent, t: float | None = None) -> None:
+        agent.t_start = self.clock.now if t is None else t
+        self.issue(agent)
+
+    def issue(self, agent, _ev=None) -> None:
+        tr = agent.traj
+        i = agent.next_round
+        agent.next_round += 1
+        self.n_rid += 1
+        req = Request(self.n_rid, agent, i, int(tr.prompt[i]), int(tr.hit[i]), int(tr.gen[i]), self.clock.now)
+        self.log.issued(req)
+        if self.track_first:
+            self.awaiting_first.append(req)
+        self.outstanding += 1
+        self.policy.submit(req)
+
+    # ------------------------------------------------------------------ 2 scheduling, allocation
+    def assign(self, req, pe, de, plan) -> None:
+        """The policy's decision: ``req`` goes to ``pe`` and ``de``, its hit KV read as ``plan``
+        (a :class:`~dpsim.scheduling.read_paths.ReadPlan`; the policy clamped ``req.hit``)."""
+        req.t_sched = self.clock.now
+        req.stage = Stage.SCHEDULED
+        req.pe = pe
+        req.de = de
+        req.new = req.prompt - req.hit
+        req.path = plan.label
+        req.de_hit = plan.de_tokens
+        if plan.label == "pe":
+            # The DE buffer is needed only once prefill streams KV out: taken after the read.
+            self._alloc_pe_buffer(req)
+        else:  # hit KV lands in the DE buffer: take it first (the whole prompt's KV)
+            self._alloc_de_buffer(req, self._alloc_pe_buffer)
+
+    def _alloc_de_buffer(self, req, then) -> None:
+        b = req.prompt * self.kvb
+
+        def granted(r=req, b=b):
+            r.de_buf = b
+            then(r)
+        if req.de.gpu.node.buffer.alloc_or_wait(b, granted):
+            granted()
+
+    def _alloc_pe_buffer(self, req) -> None:
+        pe_hit = req.hit - req.de_hit
+        if pe_hit > 0:
+            b = pe_hit * self.kvb
+            req.pe_buf = b
+            if not req.pe.gpu.node.buffer.alloc_or_wait(b, lambda r=req: self._allocated(r)):
+                return
+        self._allocated(req)
+
+    def _allocated(self, req) -> None:
+        req.t_alloc = self.clock.now
+        req.stage = Stage.ALLOCATED
+        agent = req.agent
+        if agent.persist_pending > 0:
+            agent.persist_waiters.append(req)
+            return
+        self._read(req)
+
+    # ------------------------------------------------------------------ 3 storage read
+    def _read(self, req) -> None:
+        now = self.clock.now
+        req.t_read0 = now
+        stored = req.agent.stored
+        if req.hit > stored:  # only Full Blocks that are really in storage can hit
+            req.hit = stored
+            req.new = req.prompt - req.hit
+            self.ledger.recharge_pe(req)
+            if req.de_hit > req.hit:
+                req.de_hit = req.hit
+        if req.hit <= 0:
+            req.t_read1 = now
+            self._read_done(req)
+            return
+        req.stage = Stage.READING
+        de_t = req.de_hit
+        pe_t = req.hit - de_t
+        parts = (de_t > 0) + (pe_t > 0)
+        join = Join(parts, lambda r=req: self._read_joined(r))
+        kvb = self.kvb
+        ledger = self.ledger
+        for node, tokens in ((req.de.gpu.node, de_t), (req.pe.gpu.node, pe_t)):
+            if tokens > 0:
+                ledger.read_started(node, tokens)
+                self.port.storage_read(node, tokens * kvb,
+                                       lambda _tr, n=node, k=tokens, j=join: self._read_part(n, k, j),
+                                       req.rid)
+
+    def _read_part(self, node, tokens: int, join: Join) -> None:
+        self.ledger.read_finished(node, tokens)
+        join.part_done()
+
+    def _read_joined(self, req) -> None:
+        req.t_read1 = self.clock.now
+        self._read_done(req)
+
+    def _read_done(self, req) -> None:
+        if req.de_buf == 0.0:
+            self._alloc_de_buffer(req, self._to_prefill)
+        else:
+            self._to_prefill(req)
+
+    def _to_prefill(self, req) -> None:
+        req.pe.enqueue(req)
+
+    # ------------------------------------------------------------------ 4 first token
+    def first_token(self, req) -> None:
+        """All of the prompt is computed and its KV is in the DE buffer (PE callback)."""
+        now = self.clock.now
+        req.t_first = now
+        self.first_token_times.append(now)
+        self.first_token_ttft.append(now - req.arrival)
+        self.ledger.release_pe(req)
+        if req.pe_buf > 0:
+            req.pe.gpu.node.buffer.free(req.pe_buf)
+            req.pe_buf = 0.0
+        self.policy.on_prefill_done(req)
+        # The DE persists the prompt's new Full Blocks from its buffer (§S10) while the request
+        # waits for HBM and is copied in; the buffer is freed when both are done.
+        agent = req.agent
+        blk = self.block
+        new_blocks = req.prompt // blk - req.hit // blk
+        stored_after = (req.prompt // blk) * blk
+        free_buf = Join(1, lambda r=req: self._free_de_buffer(r))
+        req.stage = Stage.DE_ALLOC
+        if new_blocks > 0 and self.persist:
+            free_buf.add()
+            agent.persist_pending += 1
+            self.port.storage_write(req.de.gpu.node, new_blocks * self.port.full_block_bytes,
+                                    lambda _tr, a=agent, s=stored_after, j=free_buf: self._persisted(a, s, j),
+                                    ("persist", req.rid))
+        elif stored_after > agent.stored:
+            agent.stored = stored_after
+        self._de_request_hbm(req, free_buf)
+
+    def _persisted(self, agent, stored_after: int, join: Join | None) -> None:
+        if stored_after > agent.stored:
+            agent.stored = stored_after
+        agent.persist_pending -= 1
+        if agent.persist_pending == 0 and agent.persist_waiters:
+            w, agent.persist_waiters = agent.persist_waiters, []
+            for r in w:
+                self._read(r)
+        if join is not None:
+            join.part_done()
+
+    def _free_de_buffer(self, req) -> None:
+        if req.de_buf > 0:
+            req.de.gpu.node.buffer.free(req.de_buf)
+            req.de_buf = 0.0
+
+    # ------------------------------------------------------------------ 5 DE HBM + H2D
+    def _de_request_hbm(self, req, free_buf: Join) -> None:
+        de = req.de
+        need = (req.prompt + req.gen) * self.kvb
+        if de.alloc_q or de.gpu.hbm_used + need > de.gpu.hbm_kv:
+            de.alloc_q.append((req, free_buf))
+            return
+        self._de_h2d(req, need, free_buf)
+
+    def _de_h2d(self, req, need: float, free_buf: Join) -> None:
+        g = req.de.gpu
+        g.hbm_used += need
+        if g.hbm_used > g.hbm_peak:
+            g.hbm_peak = g.hbm_used
+        req.stage = Stage.DE_H2D
+        self.port.de_h2d(g, req.prompt * self.kvb,
+                         lambda _tr, r=req, j=free_buf: self._de_h2d_done(r, j), req.rid)
+
+    def _de_h2d_done(self, req, free_buf: Join) -> None:
+        req.t_h2d = self.clock.now
+        free_buf.part_done()
+        req.de.join(req)
+
+    def _de_hbm_freed(self, de) -> None:
+        q = de.alloc_q
+        kvb = self.kvb
+        while q:
+            req, free_buf = q[0]
+            need = (req.prompt + req.gen) * kvb
+            if de.gpu.hbm_used + need > de.gpu.hbm_kv * (1 + 1e-12):
+                break
+            q.popleft()
+            self._de_h2d(req, need, free_buf)
+
+    # ------------------------------------------------------------------ 6 end of decode
+    def decode_done(self, req, de) -> None:
+        """The request's last token is out (DE callback)."""
+        now = self.clock.now
+        req.t_end = now
+        if req.gen <= 1:
+            req.t_second = math.nan
+        req.stage = Stage.DONE
+        g = de.gpu
+        g.hbm_used -= (req.prompt + req.gen) * self.kvb
+        if g.hbm_used < 0:
+            g.hbm_used = 0.0
+        self.ledger.release_de(req)
+        agent = req.agent
+        blk = self.block
+        ctx = req.prompt + req.gen
+        gen_blocks = ctx // blk - req.prompt // blk
+        stored = (ctx // blk) * blk
+        if gen_blocks > 0 and self.persist:
+            agent.persist_pending += 1
+            b = gen_blocks * self.port.full_block_bytes
+            node = g.node
+            port = self.port
+            rid = req.rid
+
+            # D2H of the generated KV into the DE buffer, then to storage.
+            def after_d2h(_tr, agent=agent, b=b, node=node, stored=stored):
+                port.storage_write(node, b, lambda _t: self._gen_persisted(agent, node, b, stored),
+                                   ("persist_gen", agent.aid))
+
+            def go(b=b, g=g):
+                port.d2h(g, b, after_d2h, rid)
+            if node.buffer.alloc_or_wait(b, go):
+                go()
+        elif stored > agent.stored:
+            agent.stored = stored
+        self._de_hbm_freed(de)
+        self._finished(req)
+
+    def _gen_persisted(self, agent, node, b: float, stored: int) -> None:
+        node.buffer.free(b)
+        self._persisted(agent, stored, None)
+
+    def _finished(self, req) -> None:
+        self.outstanding -= 1
+        self.n_done += 1
+        agent = req.agent
+        agent.n_done += 1
+        self.policy.on_request_done(req)
+        self.log.finished(req)
+        if self.progress is not None:
+            self.progress.update(1)
+        if agent.next_round < agent.traj.n_rounds and not agent.failed:
+            think = float(agent.traj.think_s[agent.next_round])
+            if think > 0:
+                self.clock.timer(think, lambda _e, a=agent: self.issue(a))
+            else:
+                self.issue(agent)
+        else:
+            agent.t_end = self.clock.now
+            self.on_agent_done(agent)
+        self.on_change()
+
+    # ------------------------------------------------------------------ failure
+    def fail(self, req, reason: str) -> None:
+        """``req`` failed with ``reason``; its agent stops (its context is gone)."""
+        now = self.clock.now
+        req.stage = Stage.FAILED
+        req.fail = reason
+        req.t_end = now
+        self.outstanding -= 1
+        self.n_failed += 1
+        agent = req.agent
+        agent.failed = True
+        agent.t_end = now
+        self.ledger.release_pe(req)
+        self.ledger.release_de(req)
+        if req.pe_buf > 0:
+            req.pe.gpu.node.buffer.free(req.pe_buf)
+            req.pe_buf = 0.0
+        if req.de_buf > 0:
+            req.de.gpu.node.buffer.free(req.de_buf)
+            req.de_buf = 0.0
+        self.policy.on_request_done(req)  # it leaves the system: policies drop its load
+        self.log.finished(req)
+        self.on_agent_done(agent)
+        self.on_change()
