@@ -41,7 +41,6 @@ inherits the fitted values (its decode_ep_layer_latency_s is unused: no EP).
 from __future__ import annotations
 
 import argparse
-import copy
 import math
 import re
 import sys
@@ -51,29 +50,22 @@ from typing import Callable, Sequence
 import numpy as np
 import yaml
 
+from dpsim.analysis.c2 import (  # noqa: F401  (re-exported: fit_c1 and tests read them here)
+    MEAN_CTX_64K, PROD_PREFILL_CHUNK, PROD_TPOT, V3_ATTN_DECODE_EFF, V3_ATTN_PREFILL_EFF,
+    V3_EP_DECODE, V3_EP_PREFILL, load, motivation_ratios, prod_decode_node, prod_prefill_node,
+    tpot_low_load, v3_variant)
+from dpsim.analysis.points import (  # noqa: F401
+    DS_CACHE_HIT, DS_DECODE_TOK_S_NODE, DS_PREFILL_INPUT_TOK_S_NODE, GPUS_PER_NODE, MOTIVATION,
+    MOTIVATION_APPEND, MOTIVATION_CTX)
+from dpsim.analysis.points import TPOT_LOW_LOAD_S as TPOT_LOW_LOAD
 from dpsim.engines.compute import ComputeModel
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "dpsim" / "conf"
 
-# ---------------------------------------------------------------- C2 targets (spec)
-MOTIVATION_CTX = 30_000
-MOTIVATION_APPEND = 300
-MOTIVATION = {2: 1.66, 3: 2.11, 5: 2.59, 10: 2.92, 20: 3.01}
-DS_PREFILL_INPUT_TOK_S_NODE = 73.7e3
-DS_CACHE_HIT = 0.563
-DS_DECODE_TOK_S_NODE = 14.8e3
-TPOT_LOW_LOAD = {"ds660b": 0.030, "ds27b": 0.010}
-GPUS_PER_NODE = 8  # §S2; H800 nodes also have 8 GPUs
-
-# ---------------------------------------------------------------- assumptions
-MEAN_CTX_64K = 32_721  # §S8 context tokens, MAL 64K (low-load TPOT context)
-PROD_PREFILL_CHUNK = 16_384  # new tokens per GPU per forward in production (saturated)
-PROD_TPOT = 0.050  # decode operating point (§S8 SLO), assumption
-V3_EP_PREFILL = 32  # DeepSeek V3/R1 deployment: prefill EP32 (4 nodes)
-V3_EP_DECODE = 144  # decode EP144 (18 nodes)
-V3_ATTN_PREFILL_EFF = 0.6  # dense MHA-mode prefill attention (FA3-class BF16), assumption
-V3_ATTN_DECODE_EFF = 0.667  # dense FlashMLA decode: 660 TFLOPS on H800 / 989.4 (FlashMLA README)
+# The C2 numbers (with their sources: dpsim.analysis.points) and the compute model's C2
+# predictions and their assumptions (dpsim.analysis.c2) are the simulator's; this script only
+# fits the knobs to them.
 
 PREFILL_KNOBS = ("prefill_sys_eff", "prefill_sat_tokens", "prefill_sat_sharpness")
 DECODE_KNOBS = ("decode_sys_eff", "decode_ep_layer_latency_s")
@@ -85,50 +77,6 @@ KNOB_NOTES = {
     "decode_sys_eff": "system factor on decode compute efficiencies (b2)",
     "decode_ep_layer_latency_s": "EP dispatch+combine latency per MoE layer per decode step (c)",
 }
-
-
-def load(group: str, name: str) -> dict:
-    return yaml.safe_load((CONF / group / f"{name}.yaml").read_text())
-
-
-def v3_variant(ds660b: dict) -> dict:
-    """DeepSeek-V3 as served in DeepSeek's public numbers: ds660b without DSA, BF16 MLA KV
-    (576 dims x 2 B per layer), MHA-mode dense prefill, EP32 / EP144."""
-    m = copy.deepcopy(ds660b)
-    m["name"] = "dsv3-prod"
-    m["sparse"] = None
-    m["mla"]["prefill_mode"] = "mha"
-    kv = (m["mla"]["kv_lora_rank"] + m["mla"]["qk_rope_dim"]) * 2
-    m["kv_cache"] = {"main_bytes_per_layer": kv, "indexer_bytes_per_layer": 0}
-    m["kv_bytes_per_token"] = kv * m["n_layers"]
-    m["total_params"] = m["active_params"] = None  # no indexer: not the stated ds660b values
-    m["parallel"] = dict(m["parallel"], ep_size_prefill=V3_EP_PREFILL, ep_size_decode=V3_EP_DECODE)
-    m["knobs"] = dict(m["knobs"], attn_prefill_eff=V3_ATTN_PREFILL_EFF, attn_decode_eff=V3_ATTN_DECODE_EFF)
-    return m
-
-
-# ---------------------------------------------------------------- predictions
-def motivation_ratios(cm: ComputeModel) -> dict[int, float]:
-    w1 = cm.attn_work(MOTIVATION_CTX, MOTIVATION_APPEND)
-    t1 = cm.prefill_time(MOTIVATION_APPEND, w1, 1)
-    return {b: b * t1 / cm.prefill_time(b * MOTIVATION_APPEND, b * w1, b) for b in MOTIVATION}
-
-
-def prod_prefill_node(cm: ComputeModel, prompt: float) -> float:
-    ctx = DS_CACHE_HIT * prompt
-    new = prompt - ctx
-    n = max(1, round(PROD_PREFILL_CHUNK / new))
-    return GPUS_PER_NODE * cm.prefill_tokens_per_s(ctx, new, n_reqs=n, include_cached=True)
-
-
-def prod_decode_node(cm: ComputeModel, ctx: float) -> float:
-    t0, ts, tt = cm.decode_coeffs()
-    n = (PROD_TPOT - t0) / (ts + tt * ctx)  # sequences per GPU at a PROD_TPOT step
-    return GPUS_PER_NODE * max(n, 0.0) / PROD_TPOT
-
-
-def tpot_low_load(cm: ComputeModel) -> float:
-    return cm.decode_step_time(1, MEAN_CTX_64K)
 
 
 # ---------------------------------------------------------------- tiny optimiser

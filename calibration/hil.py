@@ -97,27 +97,14 @@ def _truncate(trajs: list, max_turns: int | None) -> list:
 
 
 def build_sim(cfg: dict, backend=None, env=None, trajectories=None, max_turns: int | None = None):
-    """A ready Simulation for ``cfg`` (as dpsim.runner.build), optionally with given
-    trajectories and at most ``max_turns`` rounds in total."""
-    from dpsim.config import validate
-    from dpsim.drivers import DRIVERS
-    from dpsim.engines.compute import ComputeModel
-    from dpsim.sim import Simulation
-    from dpsim.workload.source import load_workload
+    """A ready Simulation for ``cfg``, built by :func:`dpsim.runner.build` (the builder of every
+    dpsim run), optionally with given trajectories and at most ``max_turns`` rounds in total."""
+    from dpsim.runner import build
 
-    validate(cfg)
-    compute = ComputeModel(cfg["model"], cfg["gpu"], cfg["model"].get("knobs", {}) or {})
-    if trajectories is None:
-        wl = dict(cfg["workload"])
-        wl.setdefault("seed", cfg["seed"])
-        trajectories = load_workload(wl)
-    trajectories = _truncate(list(trajectories), max_turns)
-    sim = Simulation(cfg, trajectories, compute, backend=backend, env=env)
-    ecfg = dict(cfg["experiment"])
-    ecfg["aps"] = cfg["workload"].get("aps")
-    ecfg["seed"] = cfg["seed"]
-    sim.driver = DRIVERS[cfg["experiment"]["mode"]](sim, ecfg)
-    return sim
+    def agents(trajs):
+        return _truncate(list(trajs), max_turns)
+    chosen = agents if trajectories is None else agents(trajectories)
+    return build(cfg, progress=False, backend=backend, env=env, agents=chosen)
 
 
 @dataclasses.dataclass
@@ -733,6 +720,9 @@ def main(argv=None) -> int:
         systems = [s for s in a.systems.split(",") if s]
         for si, system in enumerate(systems):
             base = compose(scenario_overrides(system, mal, agents, gs) + list(a.override))
+            # The links are priced explicitly below (--profile, the probe): a cluster.link_profile
+            # would make dpsim.runner.build re-price them.
+            base["cluster"]["link_profile"] = None
             cfg_hil = hil_config(apply_profile(base, pm, mapping))
             print(f"[hil] {system}: HIL run (real time) ...", flush=True)
             be.records = []

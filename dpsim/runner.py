@@ -8,9 +8,11 @@ from pathlib import Path
 from .config import ConfigError, validate
 
 
-def build(cfg: dict, progress: bool = False, backend=None, env=None):
+def build(cfg: dict, progress: bool = False, backend=None, env=None, agents=None):
     """Validate ``cfg`` and return a ready :class:`~dpsim.sim.Simulation` (not yet run);
-    ``backend``/``env``: see :class:`~dpsim.sim.Simulation`."""
+    ``backend``/``env``: see :class:`~dpsim.sim.Simulation`.  ``agents``: the trajectories to
+    run instead of ``cfg``'s workload (a sequence), or a function of the workload's trajectories
+    returning those to run (e.g. a truncation); None: ``cfg``'s workload as it is."""
     from .drivers import DRIVERS
     from .engines.compute import ComputeModel
     from .sim import Simulation
@@ -21,9 +23,12 @@ def build(cfg: dict, progress: bool = False, backend=None, env=None):
         cfg = link_profile(cfg)  # cluster.link_mapping picks which profile link prices which route
     validate(cfg)
     compute = ComputeModel(cfg["model"], cfg["gpu"], cfg["model"].get("knobs", {}) or {})
-    wl = dict(cfg["workload"])
-    wl.setdefault("seed", cfg["seed"])
-    agents = load_workload(wl)
+    if agents is None or callable(agents):
+        wl = dict(cfg["workload"])
+        wl.setdefault("seed", cfg["seed"])
+        loaded = load_workload(wl)
+        agents = loaded if agents is None else agents(loaded)
+    agents = list(agents)
     if not agents:
         raise ConfigError("the workload yielded no agents: check workload.agents and workload.path")
     bar = None

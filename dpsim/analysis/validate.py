@@ -9,7 +9,7 @@ What it runs (shared/spec/calibration-points.md; §S7 for the bound):
   512..4096, Qwen 32B 1P2D 32K 128..512).  ``--quick``: only the 512/128-agent points.
 * **C2** -- the motivation curve (PE throughput vs batch size for 30K + 300-token requests,
   from the compute model of DS 660B), DeepSeek's public V3 prefill/decode rates per H800 node
-  (compute model, V3 variant of ds660b: see calibration/fit_compute_c2.py for the
+  (compute model, V3 variant of ds660b: see dpsim/analysis/c2.py for the
   assumptions), the low-load TPOT from a 1-agent offline simulation (DualPath, DS 660B 2P4D and
   DS 27B 1P1D, 64K), and the headline 1.87x DualPath/Basic offline throughput (DS 660B 2P4D,
   64K, 4096 agents; throughput ratio = JCT_basic / JCT_dualpath).
@@ -25,8 +25,8 @@ minutes; its rows are marked ``quick`` (they are not the paper's conditions, so 
 are only a smoke test).  ``--out DIR`` writes ``report.md``, ``report.csv`` and
 ``report.png`` (simulated vs paper, one bar pair per point).
 
-The point tables and the simulation helpers here are shared with ``calibration/fit_c1.py`` and
-``calibration/fit_snic.py``.
+The point tables (:mod:`dpsim.analysis.points`, re-exported here) and the simulation helpers
+here are shared with ``calibration/fit_c1.py`` and ``calibration/fit_snic.py``.
 """
 from __future__ import annotations
 
@@ -43,45 +43,11 @@ TOL = 0.10  # pass/fail threshold on |relative error|
 
 
 # ====================================================================== calibration points
-@dataclass(frozen=True)
-class C1Point:
-    """One Oracle JCT of C1 (read from the paper's Fig. 7 bars, +-3%)."""
+# The C1/C2 tables (with their sources) are in .points; re-exported here for fit_c1/fit_snic.
+from .points import (C1_POINTS, HEADLINE, HEADLINE_RATIO, QUICK_AGENTS,  # noqa: E402,F401
+                     TPOT_LOW_LOAD_CLUSTER, TPOT_LOW_LOAD_S, C1Point)
 
-    model: str
-    P: int
-    D: int
-    mal: str
-    agents: int
-    paper_jct_s: float
-
-    @property
-    def name(self) -> str:
-        return f"{self.model} {self.P}P{self.D}D {self.mal.upper()} {self.agents} agents"
-
-    @property
-    def key(self) -> str:
-        return f"{self.model}-{self.P}P{self.D}D-{self.mal}-{self.agents}"
-
-
-C1_POINTS: tuple[C1Point, ...] = (
-    C1Point("ds660b", 2, 4, "64k", 512, 1974.0),
-    C1Point("ds660b", 2, 4, "64k", 1024, 2701.0),
-    C1Point("ds660b", 2, 4, "64k", 2048, 4935.0),
-    C1Point("ds660b", 2, 4, "64k", 4096, 9351.0),
-    C1Point("ds27b", 1, 1, "64k", 512, 868.0),
-    C1Point("ds27b", 1, 1, "64k", 1024, 1460.0),
-    C1Point("ds27b", 1, 1, "64k", 2048, 2406.0),
-    C1Point("ds27b", 1, 1, "64k", 4096, 5247.0),
-    C1Point("qwen32b", 1, 2, "32k", 128, 524.0),
-    C1Point("qwen32b", 1, 2, "32k", 256, 778.0),
-    C1Point("qwen32b", 1, 2, "32k", 512, 1175.0),
-)
-QUICK_AGENTS = {"ds660b": 512, "ds27b": 512, "qwen32b": 128}  # the cheapest point per model
-
-# C2 headline: DualPath over Basic offline throughput, DS 660B 2P4D 64K at the largest agent count.
-HEADLINE_RATIO = 1.87
-HEADLINE = dict(model="ds660b", P=2, D=4, mal="64k", agents=4096)
-TPOT_LOW_LOAD = {"ds660b": (2, 4, 0.030), "ds27b": (1, 1, 0.010)}  # model -> (P, D, TPOT s)
+TPOT_LOW_LOAD = {m: (*TPOT_LOW_LOAD_CLUSTER[m], t) for m, t in TPOT_LOW_LOAD_S.items()}  # model -> (P, D, TPOT s)
 QUICK_HEADLINE_AGENTS = 128  # --quick: DualPath/Basic and the qualitative claims at small scale
 QUICK_SMALL_AGENTS = 32
 
@@ -139,9 +105,10 @@ def rel_err(sim: float, paper: float) -> float:
 def c2_compute_rows(model_cfgs: dict | None = None, gpu: str = "h800") -> list[dict]:
     """C2 points that come from the compute model alone: motivation curve (DS 660B), DeepSeek's
     public V3 prefill/decode rates per node.  ``model_cfgs``: {name: model dict} (default: the
-    YAML files).  Assumptions as in calibration/fit_compute_c2.py."""
-    from calibration import fit_compute_c2 as F
+    YAML files).  Assumptions in :mod:`dpsim.analysis.c2`."""
     from ..engines.compute import ComputeModel
+    from . import c2 as F
+    from . import points as Pt
 
     g = F.load("gpu", gpu)
     ms = dict(model_cfgs or {})
@@ -151,14 +118,14 @@ def c2_compute_rows(model_cfgs: dict | None = None, gpu: str = "h800") -> list[d
     v3m = F.v3_variant(ms["ds660b"])
     v3 = ComputeModel(v3m, g, v3m["knobs"])
     rows = []
-    for b, want in F.MOTIVATION.items():
+    for b, want in Pt.MOTIVATION.items():
         rows.append(_row("C2", f"motivation: PE throughput @{b} reqs / @1 (30K+300, ds660b)",
                          F.motivation_ratios(cm)[b], want, "x"))
     rows.append(_row("C2", "DeepSeek V3 prefill input tok/s per H800 node (incl. hits)",
-                     F.prod_prefill_node(v3, 4096.0), F.DS_PREFILL_INPUT_TOK_S_NODE, "tok/s"))
+                     F.prod_prefill_node(v3, 4096.0), Pt.DS_PREFILL_INPUT_TOK_S_NODE, "tok/s"))
     rows.append(_row("C2", "DeepSeek V3 decode output tok/s per H800 node",
-                     F.prod_decode_node(v3, 4096.0), F.DS_DECODE_TOK_S_NODE, "tok/s"))
-    for n, want in F.TPOT_LOW_LOAD.items():
+                     F.prod_decode_node(v3, 4096.0), Pt.DS_DECODE_TOK_S_NODE, "tok/s"))
+    for n, want in Pt.TPOT_LOW_LOAD_S.items():
         c = ComputeModel(ms[n], g, ms[n]["knobs"])
         rows.append(_row("C2", f"low-load TPOT, compute model (1 seq, 32.7K ctx) [{n}]",
                          F.tpot_low_load(c), want, "s"))

@@ -30,7 +30,7 @@ submission: ``per_message_batched_s``).
 
 Usage::
 
-    from calibration.profile import load_profile
+    from dpsim.cluster.hwprofile import load_profile
     from dpsim.cluster.profile import apply_profile, link_profile
     cfg2 = apply_profile(cfg, load_profile("calibration/profiles/h100_measured.yaml"), "cuda")
     cfg2 = link_profile(cfg)   # cfg["cluster"]["link_profile"] names a profile file (or None)
@@ -41,6 +41,8 @@ import copy
 import math
 import os
 from dataclasses import dataclass
+
+from .hwprofile import load_profile, sharing_total
 
 __all__ = ["LinkMapping", "MAPPINGS", "apply_profile", "link_profile", "profile_link_kinds"]
 
@@ -103,20 +105,15 @@ def _sharing(profile: dict, name: str):
 
 def _covering(profile: dict, kinds) -> float | None:
     """Tightest measured total of a sharing group that covers all ``kinds``."""
-    kinds = set(kinds)
-    best = None
-    for sh in (profile.get("sharing") or {}).values():
-        if kinds <= set(sh.get("kinds", [])):
-            v = float(sh["total_Bps"])
-            best = v if best is None or v < best else best
-    return best
+    v = sharing_total(profile, kinds)
+    return None if v is None else float(v)
 
 
 def apply_profile(cfg: dict, profile: dict, mapping="cuda") -> dict:
     """A copy of ``cfg`` with cluster link parameters and submission costs from ``profile``.
 
     Every value set below names the profile key it comes from.  ``profile`` is a loaded profile
-    (``calibration.profile.load_profile``); ``mapping`` a name in :data:`MAPPINGS` or a
+    (:func:`dpsim.cluster.hwprofile.load_profile`); ``mapping`` a name in :data:`MAPPINGS` or a
     :class:`LinkMapping`.
     """
     m = _mapping(mapping)
@@ -200,8 +197,6 @@ def link_profile(cfg: dict, mapping=None) -> dict:
         return cfg
     if mapping is None:
         mapping = cfg["cluster"].get("link_mapping") or "cuda"
-    from calibration.profile import load_profile
-
     p = os.fspath(path)
     if not os.path.isabs(p) and not os.path.exists(p):
         here = os.path.join(os.path.dirname(__file__), "..", "..", p)
