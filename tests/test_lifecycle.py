@@ -191,3 +191,33 @@ def test_host_buffer_per_model(model, buffer):
     """§S2: host DRAM per node used as KV buffers is 80 GB for the DeepSeek models, 320 GB for Qwen."""
     cfg = make_cfg(f"model={model}")
     assert float(cfg["cluster"]["dram_buffer_bytes"]) == buffer
+
+
+def test_decode_ep_all_to_all_rides_the_cnics():
+    """§S5: a decode batch's expert-parallel all-to-all leaves the node when its EP group spans
+    nodes (DS 660B, 2 decode nodes).  Before core v2 the decode engines read the per-token EP
+    bytes before the simulation had set them and silently modelled none."""
+    from dpsim.runner import build
+    from dpsim.net import network
+    cfg = make_cfg("model=ds660b", "experiment=offline", "cluster.prefill_nodes=1", "cluster.decode_nodes=2",
+                   "workload.agents=4")
+    sim = build(cfg)
+    assert all(d.ep_tok > 0 for d in sim.des)
+    streams = []
+    orig = network.Network.stream
+
+    def spy(self, route, rate, prio=network.HIGH, tag=None):
+        tr = orig(self, route, rate, prio=prio, tag=tag)
+        streams.append(tr)
+        return tr
+    network.Network.stream = spy
+    try:
+        sim.run()
+    finally:
+        network.Network.stream = orig
+    assert streams and all(s.route.kind == "model" and s.prio == network.HIGH for s in streams)
+    # Each stream wants n x bytes/token per iteration of its batch.
+    assert all(s.max_rate > 0 for s in streams)
+    cfg2 = make_cfg("model=ds660b", "experiment=offline", "cluster.prefill_nodes=1", "cluster.decode_nodes=2",
+                    "workload.agents=4", "system.model_traffic=false")
+    assert all(d.ep_tok == 0 for d in build(cfg2).des)
