@@ -87,3 +87,41 @@ def test_using_moved_code_loads_neither_package():
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                        timeout=300)
     assert p.returncode == 0 and p.stdout.strip().endswith("ok"), p.stdout[-2000:] + p.stderr[-3000:]
+
+
+def test_calibration_reexports_the_moved_code():
+    """calibration keeps its names, as the very objects dpsim now owns (one copy)."""
+    from calibration import fit_compute_c2 as F
+    from calibration import profile as CP
+    from dpsim.analysis import c2, points
+    from dpsim.analysis import validate as V
+    from dpsim.cluster import hwprofile as H
+
+    for n in H.__all__ + ["_plain", "LINK_KEYS"]:
+        assert getattr(CP, n) is getattr(H, n), n
+    for n in ("MOTIVATION", "MOTIVATION_CTX", "MOTIVATION_APPEND", "DS_PREFILL_INPUT_TOK_S_NODE",
+              "DS_CACHE_HIT", "DS_DECODE_TOK_S_NODE", "GPUS_PER_NODE"):
+        assert getattr(F, n) is getattr(points, n), n
+    assert F.TPOT_LOW_LOAD is points.TPOT_LOW_LOAD_S
+    for n in ("load", "v3_variant", "motivation_ratios", "prod_prefill_node", "prod_decode_node",
+              "tpot_low_load"):
+        assert getattr(F, n) is getattr(c2, n), n
+    assert V.C1_POINTS is points.C1_POINTS and V.HEADLINE is points.HEADLINE
+
+
+def test_hil_builds_through_the_runner(monkeypatch):
+    """calibration.hil.build_sim is dpsim.runner.build plus a truncation, not a copy of it."""
+    import dpsim.runner
+    from calibration import hil
+
+    seen = {}
+    real = dpsim.runner.build
+
+    def spy(cfg, *a, **k):
+        seen.update(k)
+        return real(cfg, *a, **k)
+    monkeypatch.setattr(dpsim.runner, "build", spy)
+    cfg = hil.compose(hil.scenario_overrides(agents=3))
+    sim = hil.build_sim(cfg, max_turns=3)
+    assert callable(seen["agents"]) and sim.driver is not None
+    assert sum(a.traj.n_rounds for a in sim.agents) <= 3
