@@ -1,109 +1,334 @@
-"""Simulator speed and memory.
+"""Simulator speed and memory, each figure beside a reference commit's measured in the same run.
 
-Prints, per scenario: simulated requests, wall seconds, simulated requests per wall-second,
-events per wall-second, transfers, peak RSS; and the cost per request relative to the
-smallest cluster (linear growth with requests means the ratio stays near 1).
+This machine's speed varies by ~2.7x between identical runs, so an absolute figure alone proves
+nothing: every scenario is also run (unless --no-ref) on a REFERENCE commit -- by default
+``1432a18``, the code before the speed work of issue #10 -- extracted with ``git archive`` into a
+cached temp dir and imported from there in a child process.
 
-    python benchmarks/bench_sim.py                # default + 2P4D 1024 agents + scaling ladder
-    python benchmarks/bench_sim.py --quick        # smaller sizes (CI smoke)
+    python benchmarks/bench_sim.py                  # full (paper-scale) benchmark, ~15-30 min
+    python benchmarks/bench_sim.py --quick          # small sizes, well under 2 minutes
+    python benchmarks/bench_sim.py --ref abc1234    # another reference commit
+    python benchmarks/bench_sim.py --no-ref         # current code only
+    python benchmarks/bench_sim.py --skip-large     # no 1,152-GPU run
+    python benchmarks/bench_sim.py --json rows.json # also write every row
 
-Each scenario runs in its own process so peak RSS is its own.  Targets (issue #2): >= 5,000
-simulated requests per wall-second on one core, peak RSS < 2 GB, cost linear in requests
-from 1P1D to 48P96D.
+Each scenario (current and reference) runs in its own fresh process (same interpreter), so its
+peak RSS is its own; a process that dies or runs past --timeout gives an error row, never a hang.
+See benchmarks/README.md for the scenarios and the targets.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
-import resource
+import math
+import os
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_REF = "1432a18"
+MARK = "BENCH_RESULT "
+
+# Runs in the child process.  argv[1]: {"root": dir dpsim must come from, "overrides": [...]}.
+CHILD = r'''
+import json, os, resource, sys, time
+spec = json.loads(sys.argv[1])
+root = os.path.realpath(spec["root"])
+import dpsim, dpsim.conf, dpsim.net
+for m in (dpsim, dpsim.conf, dpsim.net):
+    f = os.path.realpath(m.__file__)
+    if not f.startswith(root + os.sep):
+        sys.stderr.write(f"bench child: {m.__name__} was imported from {f}, not from under {root}\n")
+        sys.exit(3)
+from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
+from dpsim.runner import run
+with initialize_config_module(config_module="dpsim.conf", version_base=None):
+    cfg = OmegaConf.to_container(compose(config_name="config", overrides=spec["overrides"]), resolve=True)
+cfg.setdefault("output", {})["plots"] = False
+cfg["output"]["progress"] = False
+t0 = time.perf_counter()
+summ, sim = run(cfg, out_dir=None)
+total = time.perf_counter() - t0
+try:
+    sim_s = float(sim.env.now)
+except Exception:
+    sim_s = None
+out = {"requests": summ.get("requests_completed"), "failed": summ.get("requests_failed"),
+       "requests_total": summ.get("requests_total"), "events": summ.get("events"),
+       "transfers": summ.get("transfers"), "sim_wall_s": summ.get("sim_wall_s"),
+       "total_wall_s": total, "sim_s": sim_s, "truncated": summ.get("truncated"),
+       "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+       "implementation": getattr(dpsim.net, "IMPLEMENTATION", "python"),
+       "dpsim_file": os.path.realpath(dpsim.__file__)}
+sys.stdout.write("\n" + "BENCH_RESULT " + json.dumps(out) + "\n")
+sys.stdout.flush()
+'''
 
 
-def _one(overrides: list[str], q) -> None:
-    sys.path.insert(0, ".")
-    from hydra import compose, initialize_config_module
-    from omegaconf import OmegaConf
+class BenchError(RuntimeError):
+    pass
 
-    from dpsim.runner import run
 
-    with initialize_config_module(config_module="dpsim.conf", version_base=None):
-        cfg = OmegaConf.to_container(compose(config_name="config", overrides=overrides), resolve=True)
-    cfg["output"]["plots"] = False
+# ------------------------------------------------------------------ reference extraction
+def resolve_commit(commit: str, repo: Path = REPO) -> str:
+    """Full SHA of ``commit`` in ``repo``; BenchError if git does not know it."""
+    p = subprocess.run(["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}"],
+                       capture_output=True, text=True)
+    sha = p.stdout.strip()
+    if p.returncode != 0 or not sha:
+        raise BenchError(f"reference commit {commit!r} is not a commit of the repository {repo} "
+                         f"(git rev-parse failed); pass --ref with a known commit or --no-ref")
+    return sha
+
+
+def extract_ref(commit: str, repo: Path = REPO, cache: Path | None = None) -> Path:
+    """Extract ``commit``'s tree (``git archive | tar -x``) into a temp dir keyed by its SHA;
+    reuse it when already there.  Returns the dir (it holds the old ``dpsim/`` package)."""
+    sha = resolve_commit(commit, repo)
+    cache = Path(cache or Path(tempfile.gettempdir()) / "dpsim-bench-ref")
+    dest = cache / sha
+    if (dest / ".complete").exists():
+        return dest
+    cache.mkdir(parents=True, exist_ok=True)
+    part = Path(tempfile.mkdtemp(prefix=f"{sha[:12]}.part-", dir=cache))
+    arch = subprocess.Popen(["git", "-C", str(repo), "archive", sha], stdout=subprocess.PIPE)
+    tar = subprocess.run(["tar", "-x", "-C", str(part)], stdin=arch.stdout, capture_output=True)
+    arch.stdout.close()
+    if arch.wait() != 0 or tar.returncode != 0:
+        raise BenchError(f"extracting {sha[:12]} failed: git archive exit {arch.returncode}, "
+                         f"tar exit {tar.returncode}: {tar.stderr.decode(errors='replace')[-500:]}")
+    if not (part / "dpsim" / "__init__.py").exists():
+        raise BenchError(f"commit {sha[:12]} has no dpsim/ package")
+    (part / ".complete").write_text(sha + "\n")
+    try:
+        os.rename(part, dest)
+    except OSError:  # another run got there first
+        if not (dest / ".complete").exists():
+            raise
+    return dest
+
+
+# ------------------------------------------------------------------ one scenario, one process
+def measure(overrides: list[str], root: Path = REPO, timeout: float = 1500.0) -> dict:
+    """Run one scenario with the dpsim found under ``root`` in a fresh process.  Returns the
+    child's figures, or {"error": ...} if it failed, died or ran past ``timeout`` seconds."""
+    root = Path(root).resolve()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(root)  # before the venv's editable install (a meta-path finder)
+    env.setdefault("MPLBACKEND", "Agg")
+    spec = json.dumps({"root": str(root), "overrides": list(overrides)})
     t0 = time.perf_counter()
-    summ, sim = run(cfg, out_dir=None)
-    wall = time.perf_counter() - t0
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # MiB (Linux: KiB)
-    q.put({"requests": summ["requests_completed"], "failed": summ["requests_failed"],
-           "sim_wall_s": summ["sim_wall_s"], "total_wall_s": wall, "events": summ["events"],
-           "transfers": summ["transfers"], "rss_mib": rss, "jct_s": summ["jct_s"]})
+    try:
+        p = subprocess.run([sys.executable, "-c", CHILD, spec], cwd=str(root), env=env,
+                           capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timeout after {timeout:.0f} s", "process_wall_s": time.perf_counter() - t0}
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith(MARK)]
+    if p.returncode != 0 or not lines:
+        tail = (p.stderr or p.stdout or "").strip().splitlines()[-6:]
+        return {"error": f"exit code {p.returncode}: " + " | ".join(tail)[-600:],
+                "process_wall_s": time.perf_counter() - t0}
+    r = json.loads(lines[-1][len(MARK):])
+    r["process_wall_s"] = time.perf_counter() - t0
+    r["req_per_s"] = r["requests"] / r["sim_wall_s"] if r.get("sim_wall_s") else math.nan
+    return r
 
 
-def measure(name: str, overrides: list[str]) -> dict:
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    p = ctx.Process(target=_one, args=(overrides, q))
-    p.start()
-    import queue
-    while True:  # never hang on a child that died before reporting
-        try:
-            res = q.get(timeout=5)
-            break
-        except queue.Empty:
-            if not p.is_alive():
-                raise RuntimeError(f"benchmark scenario {name!r} died (exit code {p.exitcode})")
-    p.join()
-    res["name"] = name
-    res["req_per_s"] = res["requests"] / res["sim_wall_s"]
-    res["events_per_s"] = res["events"] / res["sim_wall_s"]
-    return res
+# ------------------------------------------------------------------ scenarios
+def _offline(P, D, mal, agents, extra=()):
+    return ["experiment=offline", "model=ds660b", f"cluster.prefill_nodes={P}",
+            f"cluster.decode_nodes={D}", f"workload.mal={mal}", f"workload.agents={agents}", *extra]
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="small sizes only")
-    ap.add_argument("--json", help="also write the rows as JSON here")
-    a = ap.parse_args(argv)
-    scen = [("default (dpsim, no args)", [])]
-    if a.quick:
-        scen.append(("2P4D bundled, 128 agents", ["cluster.prefill_nodes=2", "cluster.decode_nodes=4",
-                                                  "workload.agents=128"]))
-        ladder = [(1, 1, 32), (2, 4, 192)]
+def scenarios(quick: bool, skip_large: bool, trunc_sim_s: float, ref_full_ladder: bool) -> list[dict]:
+    """Each: key, group, label, overrides, ref (run on the reference?), ref_note."""
+    out = []
+    if quick:
+        out.append(dict(key="paper", group="paper", label="paper cell (quick: 2P4D 64K 128 agents)",
+                        overrides=_offline(2, 4, "64k", 128)))
+        ladder = [(1, 2, 64), (2, 4, 128), (4, 8, 256)]
     else:
-        scen.append(("2P4D bundled, 1024 agents", ["cluster.prefill_nodes=2", "cluster.decode_nodes=4",
-                                                   "workload.agents=1024"]))
-        scen.append(("2P4D synthetic 64K, 1024 agents", ["experiment=offline", "model=ds660b",
-                                                         "cluster.prefill_nodes=2", "cluster.decode_nodes=4",
-                                                         "workload.mal=64k", "workload.agents=1024"]))
-        ladder = [(1, 1, 64), (4, 8, 768), (12, 24, 2304), (48, 96, 9216)]
-    for P, D, n in ladder:
-        scen.append((f"ladder {P}P{D}D, {n} agents (DS 27B, 32K)",
-                     ["experiment=offline", "model=ds27b", f"cluster.prefill_nodes={P}",
-                      f"cluster.decode_nodes={D}", "workload.mal=32k", f"workload.agents={n}",
-                      "workload.n_trajectories=500"]))
-    rows = []
-    for name, ov in scen:
-        r = measure(name, ov)
-        rows.append(r)
-        print(f"  ran {name}: {r['requests']} requests in {r['sim_wall_s']:.1f}s", file=sys.stderr)
-    ladder_rows = [r for r in rows if r["name"].startswith("ladder")]
-    base = ladder_rows[0]["sim_wall_s"] / ladder_rows[0]["requests"] if ladder_rows else None
-    hdr = (f"{'scenario':<48} {'requests':>9} {'wall s':>8} {'req/s':>8} {'events/s':>9} "
-           f"{'transfers':>9} {'RSS MiB':>8} {'cost/req vs first':>17}")
-    print(hdr)
-    print("-" * len(hdr))
+        out.append(dict(key="paper", group="paper", label="paper cell 2P4D 64K 1024 agents",
+                        overrides=_offline(2, 4, "64k", 1024)))
+        # same agents per GPU as the paper cell: 1024 per 6 nodes
+        ladder = [(P, D, round(1024 * (P + D) / 6)) for P, D in ((1, 2), (4, 8), (12, 24), (48, 96))]
+    for i, (P, D, n) in enumerate(ladder):
+        top = i == len(ladder) - 1
+        skip_ref = (not quick) and top and not ref_full_ladder
+        out.append(dict(key=f"ladder-{P}P{D}D", group="ladder", label=f"ladder {P}P{D}D 48K {n} agents",
+                        overrides=_offline(P, D, "48k", n), ref=not skip_ref,
+                        ref_note="ref skipped (--ref-full-ladder)" if skip_ref else ""))
+    if not quick and not skip_large:
+        big = _offline(48, 96, "48k", 49152)
+        out.append(dict(key="large", group="large", label="1,152 GPUs 48P96D 48K 49152 agents",
+                        overrides=big, ref=False, ref_note="ref: full run ~70 min; see TRUNCATED"))
+        out.append(dict(key="large-trunc", group="large",
+                        label=f"1,152 GPUs TRUNCATED at max_sim_s={trunc_sim_s:g}",
+                        overrides=big + [f"experiment.max_sim_s={trunc_sim_s:g}"]))
+    return out
+
+
+# ------------------------------------------------------------------ report
+def _f(v, fmt, missing="-"):
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return missing
+    return format(v, fmt)
+
+
+def _cost(r):
+    if not r or "error" in r or not r.get("requests"):
+        return None
+    return r["sim_wall_s"] / r["requests"]
+
+
+def add_ladder_growth(rows: list[dict]) -> None:
+    lad = [r for r in rows if r["group"] == "ladder"]
+    for side in ("cur", "ref"):
+        base = _cost(lad[0].get(side)) if lad else None
+        for r in lad:
+            c = _cost(r.get(side))
+            if base and c:
+                r[side]["cost_vs_first"] = c / base
+
+
+def table(rows: list[dict]) -> str:
+    hdr = (f"{'scenario':<44} {'requests':>9} {'events':>10} {'wall s':>8} {'total s':>8} {'req/s':>8} "
+           f"{'RSS MiB':>8} | {'ref req/s':>9} {'ref RSS':>8} {'cur/ref':>7} | {'cost/req vs first':>17}")
+    lines = [hdr, "-" * len(hdr)]
     for r in rows:
-        ratio = ""
-        if r["name"].startswith("ladder") and base:
-            ratio = f"{(r['sim_wall_s'] / r['requests']) / base:.2f}x"
-        print(f"{r['name']:<48} {r['requests']:>9} {r['sim_wall_s']:>8.2f} {r['req_per_s']:>8.0f} "
-              f"{r['events_per_s']:>9.0f} {r['transfers']:>9} {r['rss_mib']:>8.0f} {ratio:>17}")
-    print(f"\ntargets: >= 5000 req/s on one core; peak RSS < 2048 MiB; cost/req ratio ~1 across the ladder")
+        c, f = r.get("cur") or {}, r.get("ref")
+        if "error" in c:
+            lines.append(f"{r['label']:<44} ERROR (current): {c['error']}")
+            continue
+        if f is None:
+            refcols = f"{r.get('ref_note') or 'not run':<36}"
+        elif "error" in f:
+            refcols = f"{'ref ERROR':<36}"
+        else:
+            ratio = c["req_per_s"] / f["req_per_s"] if f.get("req_per_s") else None
+            refcols = f"{_f(f['req_per_s'], '9.0f'):>9} {_f(f['rss_mib'], '8.0f'):>8} {_f(ratio, '6.2f') + 'x':>7}"
+        grow = ""
+        if "cost_vs_first" in c:
+            grow = f"{c['cost_vs_first']:.2f}x"
+            if f and "cost_vs_first" in f:
+                grow += f" (ref {f['cost_vs_first']:.2f}x)"
+        lines.append(f"{r['label']:<44} {_f(c.get('requests'), '9d'):>9} {_f(c.get('events'), '10d'):>10} "
+                     f"{_f(c.get('sim_wall_s'), '8.2f'):>8} {_f(c.get('total_wall_s'), '8.2f'):>8} "
+                     f"{_f(c.get('req_per_s'), '8.0f'):>8} {_f(c.get('rss_mib'), '8.0f'):>8} | {refcols} | {grow:>17}")
+        if f and "error" in f:
+            lines.append(f"{'':<44} ref ERROR: {f['error']}")
+        elif f and r["key"] == "large-trunc":
+            lines.append(f"{'':<44} (truncated comparison: both at simulated t <= {r['label'].split('=')[-1]} s; "
+                         f"ref {f['requests']} requests in {f['sim_wall_s']:.1f} s)")
+    return "\n".join(lines)
+
+
+def targets(rows: list[dict], quick: bool) -> list[dict]:
+    by = {r["key"]: r for r in rows}
+
+    def cur(k, field):
+        c = (by.get(k) or {}).get("cur") or {}
+        return None if "error" in c else c.get(field)
+
+    out = []
+
+    def add(name, value, ok, fmt):
+        out.append({"target": name, "value": value,
+                    "met": None if value is None else bool(ok(value)), "fmt": fmt})
+
+    add("paper cell: >= 20,000 simulated requests per wall-second", cur("paper", "req_per_s"),
+        lambda v: v >= 20000, "{:.0f} req/s")
+    p = by.get("paper") or {}
+    ratio = None
+    if p.get("ref") and "error" not in p["ref"] and cur("paper", "req_per_s"):
+        ratio = cur("paper", "req_per_s") / p["ref"]["req_per_s"]
+    add("paper cell: >= 5x the reference, same run", ratio, lambda v: v >= 5, "{:.2f}x")
+    add("paper cell: peak RSS < 1 GiB", cur("paper", "rss_mib"), lambda v: v < 1024, "{:.0f} MiB")
+    lad = [r for r in rows if r["group"] == "ladder"]
+    g = cur(lad[-1]["key"], "cost_vs_first") if lad else None
+    add(f"ladder: cost/request growth {lad[0]['key'][7:] if lad else ''} -> "
+        f"{lad[-1]['key'][7:] if lad else ''} <= 1.3x", g, lambda v: v <= 1.3, "{:.2f}x")
+    if "large" in by:
+        add("1,152 GPUs: < 10 min wall (build + simulation)", cur("large", "total_wall_s"),
+            lambda v: v < 600, "{:.0f} s")
+        add("1,152 GPUs: peak RSS < 4 GiB", cur("large", "rss_mib"), lambda v: v < 4096, "{:.0f} MiB")
+    return out
+
+
+def format_targets(ts: list[dict], quick: bool) -> str:
+    lines = ["TARGETS" + (" (--quick: small stand-ins, indicative only -- not the target scenarios)"
+                          if quick else " (issue #10)")]
+    for t in ts:
+        val = "-" if t["value"] is None else t["fmt"].format(t["value"])
+        st = "not measured" if t["met"] is None else ("met" if t["met"] else "NOT met")
+        lines.append(f"  {t['target']:<62} {val:>12}  {st}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ main
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes only (well under 2 min)")
+    ap.add_argument("--ref", default=DEFAULT_REF, help=f"reference commit (default {DEFAULT_REF})")
+    ap.add_argument("--no-ref", action="store_true", help="do not run the reference")
+    ap.add_argument("--skip-large", action="store_true", help="skip the 1,152-GPU scenario")
+    ap.add_argument("--timeout", type=float, default=1500.0, help="per-scenario process timeout, s")
+    ap.add_argument("--trunc-sim-s", type=float, default=300.0,
+                    help="simulated seconds for the truncated 1,152-GPU comparison (default 300)")
+    ap.add_argument("--ref-full-ladder", action="store_true",
+                    help="also run the reference on the largest ladder rung (slow)")
+    ap.add_argument("--only", help="run only the scenarios whose key contains this (e.g. paper, ladder)")
+    ap.add_argument("--json", help="also write all rows (and targets) as JSON here")
+    a = ap.parse_args(argv)
+
+    ref_root = None
+    if not a.no_ref:
+        ref_root = extract_ref(a.ref)
+        print(f"reference {a.ref} = {ref_root.name[:12]}, extracted at {ref_root}", file=sys.stderr)
+    scen = scenarios(a.quick, a.skip_large, a.trunc_sim_s, a.ref_full_ladder)
+    if a.only:
+        scen = [s for s in scen if a.only in s["key"]]
+    rows = []
+    for s in scen:
+        row = {k: s.get(k) for k in ("key", "group", "label", "overrides", "ref_note")}
+        row["cur"] = measure(s["overrides"], REPO, a.timeout)
+        _log(s["label"], "current", row["cur"])
+        row["ref"] = None
+        if ref_root is not None and s.get("ref", True):
+            row["ref"] = measure(s["overrides"], ref_root, a.timeout)
+            _log(s["label"], "ref", row["ref"])
+        rows.append(row)
+    add_ladder_growth(rows)
+
+    impls = sorted({r["cur"].get("implementation") for r in rows if "error" not in r["cur"]} - {None})
+    print(f"current: {REPO} (dpsim.net implementation: {', '.join(impls) or '?'})")
+    if ref_root is not None:
+        print(f"reference: {a.ref} ({ref_root.name[:12]}) from {ref_root}")
+    print("wall s = simulation loop (summary sim_wall_s; req/s uses it); total s = build + simulation;"
+          " events = summary['events'] as each version defines it\n")
+    print(table(rows))
+    ts = targets(rows, a.quick)
+    print()
+    print(format_targets(ts, a.quick))
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump(rows, f, indent=2)
-    return 0
+        with open(a.json, "w") as fh:
+            json.dump({"ref": None if ref_root is None else {"commit": a.ref, "sha": ref_root.name},
+                       "quick": a.quick, "rows": rows,
+                       "targets": [{k: v for k, v in t.items() if k != "fmt"} for t in ts]}, fh, indent=2)
+    return 1 if any("error" in r["cur"] for r in rows) else 0
+
+
+def _log(label, side, r):
+    if "error" in r:
+        print(f"  {label} [{side}]: ERROR {r['error']}", file=sys.stderr)
+    else:
+        print(f"  {label} [{side}, {r['implementation']}]: {r['requests']} requests in "
+              f"{r['sim_wall_s']:.1f} s ({r['req_per_s']:.0f} req/s, {r['rss_mib']:.0f} MiB)",
+              file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

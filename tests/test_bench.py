@@ -1,0 +1,48 @@
+"""benchmarks/bench_sim.py: the --quick --no-ref path on one tiny scenario, the reference
+extraction's error for an unknown commit, and the child's import-origin check.  No wall-clock
+assertions (speed belongs in the benchmark, not in tests)."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_sim", ROOT / "benchmarks" / "bench_sim.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_quick_no_ref_one_scenario(tmp_path):
+    b = _bench()
+    out = tmp_path / "rows.json"
+    rc = b.main(["--quick", "--no-ref", "--only", "ladder-1P2D", "--timeout", "120", "--json", str(out)])
+    assert rc == 0
+    d = json.loads(out.read_text())
+    assert d["ref"] is None and d["quick"] is True
+    rows = d["rows"]
+    assert [r["key"] for r in rows] == ["ladder-1P2D"]
+    cur = rows[0]["cur"]
+    assert "error" not in cur, cur
+    assert cur["requests"] > 0 and cur["rss_mib"] > 0
+    assert Path(cur["dpsim_file"]).resolve().is_relative_to(ROOT)
+    assert rows[0]["ref"] is None
+    assert {t["target"] for t in d["targets"]}  # the targets block is built
+
+
+def test_unknown_reference_commit_is_rejected(tmp_path):
+    b = _bench()
+    with pytest.raises(b.BenchError, match="not a commit"):
+        b.extract_ref("0123456789abcdef0123456789abcdef01234567", cache=tmp_path)
+    with pytest.raises(b.BenchError, match="no-such-ref"):
+        b.resolve_commit("no-such-ref")
+
+
+def test_child_refuses_dpsim_from_elsewhere(tmp_path):
+    b = _bench()
+    r = b.measure(["workload.agents=4"], root=tmp_path, timeout=60)  # tmp_path has no dpsim/
+    assert "error" in r and "not from under" in r["error"]
