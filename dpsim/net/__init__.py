@@ -1,8 +1,78 @@
-"""Flow-level network: links, transfers, max-min sharing with priority classes, link backends."""
-from .links import HIGH, INF, LOW, Link, Transfer
-from .maxmin import allocate, allocate_scratch, fill, fill_scratch
-from .network import (CapacityViolation, ExternalBackend, FixedRateBackend, FlowBackend, LinkBackend,
-                      Network)
+"""Flow-level network: links, transfers, max-min sharing with priority classes, link backends.
+
+Two builds of the same sources: the pure-Python modules (``dpsim.net.links`` / ``maxmin`` /
+``network``, the reference) and, when the Cython extension was built at install time, the
+compiled ``dpsim.net._c.*`` modules generated from those very files.  This package exports the
+compiled classes when they are available, the pure ones when the environment variable
+``DPSIM_PURE_PYTHON=1`` is set or the extension is missing; :data:`IMPLEMENTATION` says which
+(``"compiled"`` or ``"python"``).  :func:`implementation` returns either set explicitly.
+"""
+from __future__ import annotations
+
+import os
+from types import SimpleNamespace
+
+from . import links as _py_links, maxmin as _py_maxmin, network as _py_network
+from .backends import (CapacityViolation, ExternalBackend, FixedRateBackend, FlowBackend,
+                       LinkBackend)
+from .links import HIGH, INF, LOW
+
+_NAMES = ("Link", "Transfer", "allocate", "allocate_scratch", "fill", "fill_scratch", "Network")
+
+
+def _load(links, maxmin, network, name):
+    ns = {"IMPLEMENTATION": name, "links": links, "maxmin": maxmin, "network": network,
+          "Link": links.Link, "Transfer": links.Transfer, "allocate": maxmin.allocate,
+          "allocate_scratch": maxmin.allocate_scratch, "fill": maxmin.fill,
+          "fill_scratch": maxmin.fill_scratch, "Network": network.Network}
+    return SimpleNamespace(**ns)
+
+
+PYTHON = _load(_py_links, _py_maxmin, _py_network, "python")
+
+COMPILED = None
+COMPILED_ERROR = None
+try:
+    from ._c import links as _c_links, maxmin as _c_maxmin, network as _c_network
+except ImportError as e:  # not built (DPSIM_NO_EXT=1, no compiler, or a source checkout)
+    COMPILED_ERROR = f"{type(e).__name__}: {e}"
+else:
+    class Network(_c_network.Network):
+        # A Python subclass of the compiled class, so that it can be monkeypatched (tests spy
+        # on Network.stream) like the pure one; the hot paths are C methods either way.
+        __doc__ = _c_network.Network.__doc__
+        __module__ = "dpsim.net"
+
+    COMPILED = _load(_c_links, _c_maxmin, _c_network, "compiled")
+    COMPILED.Network = Network
+    del Network
+
+
+def implementation(name: str | None = None) -> SimpleNamespace:
+    """The namespace of one implementation: ``"python"``, ``"compiled"`` (ImportError when not
+    built), or ``None`` for the active one."""
+    if name is None:
+        return _ACTIVE
+    if name == "python":
+        return PYTHON
+    if name == "compiled":
+        if COMPILED is None:
+            raise ImportError(f"dpsim.net compiled extension not available ({COMPILED_ERROR})")
+        return COMPILED
+    raise ValueError(f"unknown dpsim.net implementation {name!r}")
+
+
+_ACTIVE = PYTHON if (COMPILED is None or os.environ.get("DPSIM_PURE_PYTHON", "") not in ("", "0")) \
+    else COMPILED
+IMPLEMENTATION: str = _ACTIVE.IMPLEMENTATION
+Link = _ACTIVE.Link
+Transfer = _ACTIVE.Transfer
+allocate = _ACTIVE.allocate
+allocate_scratch = _ACTIVE.allocate_scratch
+fill = _ACTIVE.fill
+fill_scratch = _ACTIVE.fill_scratch
+Network = _ACTIVE.Network
 
 __all__ = ["HIGH", "LOW", "INF", "Link", "Transfer", "allocate", "fill", "Network", "LinkBackend",
-           "FlowBackend", "FixedRateBackend", "ExternalBackend", "CapacityViolation"]
+           "FlowBackend", "FixedRateBackend", "ExternalBackend", "CapacityViolation",
+           "IMPLEMENTATION", "implementation"]

@@ -190,6 +190,7 @@ def fill_scratch(flows: list, links: list) -> None:
             active = keep
             continue
         thr = share * (1.0 + 1e-9) + _EPS
+        frozen = []
         for f in active:
             hit = False
             for l in f.route:
@@ -197,17 +198,18 @@ def fill_scratch(flows: list, links: list) -> None:
                 if n and l._avail <= thr * n:
                     hit = True
                     break
-            if not hit:
+            if hit:
+                frozen.append(f)
+            else:
                 keep.append(f)
-        if len(keep) == len(active):  # numerical safety: freeze everything at share
+        if not frozen:  # numerical safety: freeze everything at share
+            frozen = active
             keep = []
-        kept = set(keep) if keep else ()
-        for f in active:
-            if f not in kept:
-                f.rate = share
-                for l in f.route:
-                    l._avail -= share
-                    l._cnt -= 1
+        for f in frozen:
+            f.rate = share
+            for l in f.route:
+                l._avail -= share
+                l._cnt -= 1
         active = keep
 
 

@@ -22,60 +22,14 @@ import heapq
 import math
 from typing import Callable, Iterable
 
+from dpsim.net.backends import (CapacityViolation, ExternalBackend, FixedRateBackend, FlowBackend,
+                                LinkBackend)
+
 from .links import HIGH, INF, LOW, Link, Transfer
 from .maxmin import allocate, allocate_scratch
 
 
 _START = -1  # heap entry kind: a transfer whose latency has elapsed starts flowing
-
-
-class CapacityViolation(AssertionError):
-    pass
-
-
-class LinkBackend:
-    """How transfers progress.  ``duration(net, transfer)`` returns the seconds a transfer takes
-    once it starts flowing, or ``None`` to let the network share bandwidth (flow model)."""
-
-    name = "abstract"
-
-    def duration(self, net: "Network", tr: Transfer) -> float | None:  # pragma: no cover
-        raise NotImplementedError
-
-
-class FlowBackend(LinkBackend):
-    """Analytical max-min sharing with priority classes (the default)."""
-
-    name = "flow"
-
-    def duration(self, net, tr):
-        return None
-
-
-class FixedRateBackend(LinkBackend):
-    """Every transfer runs alone at its route's bottleneck (no sharing): an example of a
-    backend that decides durations itself, as a hardware backend does with measured times."""
-
-    name = "fixed"
-
-    def duration(self, net, tr):
-        bw = min([l.capacity for l in tr.route] + [tr.max_rate])
-        return tr.size / bw if bw > 0 else 0.0
-
-
-class ExternalBackend(LinkBackend):
-    """Transfers run somewhere else (real hardware) and report back: ``start(net, tr)`` launches
-    the transfer and returns at once; whoever runs it later calls ``net.complete(tr)`` from the
-    simulation's thread at the simulated time it finished.  ``hw.replay`` drives this with a
-    real-time environment, so simulated time follows measured time."""
-
-    name = "external"
-
-    def duration(self, net, tr):
-        return None
-
-    def start(self, net: "Network", tr: Transfer) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
 
 
 class Network:
@@ -106,7 +60,7 @@ class Network:
         self.bytes_delivered = 0.0
         self.rerates = 0
         self.max_overload = 0.0
-        self.wakeups = 0  # wake-ups run (the network's share of the simulation's events)
+        self.wakeups = 0  # wake-ups run (each one SimPy event of the network's own)
 
     # ------------------------------------------------------------------ topology
     def add_link(self, name: str, capacity: float, kind: str = "", node: int = -1) -> Link:
@@ -122,23 +76,25 @@ class Network:
         return self._by_name[name]
 
     def busy(self) -> bool:
-        """True while a transfer is active or a start, completion or re-rating is pending."""
-        return self.active > 0 or bool(self._heap or self._new or self._dirty)
+        """True while a transfer is flowing or a start, completion or re-rating is pending."""
+        return self.active > 0 or len(self._heap) > 0 or len(self._new) > 0 or len(self._dirty) > 0
 
     # ------------------------------------------------------------------ transfers
     def transfer(self, route: Iterable[Link], size: float, on_done: Callable | None = None,
                  prio: int = LOW, max_rate: float = INF, latency: float = 0.0, tag=None) -> Transfer:
         """Start moving ``size`` bytes over ``route``; ``on_done(transfer)`` fires when the last
         byte arrives.  ``latency`` delays the first byte; ``max_rate`` caps the transfer (e.g. a
-        submission-bound stream of small blocks)."""
+        submission-bound stream of small blocks).  A tuple ``route`` (or a tuple subclass with
+        attributes, e.g. a ``Route``) is kept as given; other iterables become a tuple."""
         if not size >= 0 or (size == INF and max_rate == INF):
             raise ValueError(f"transfer size must be a number >= 0, or infinite for a stream with "
                              f"a max_rate (got {size!r})")
         if not max_rate > 0:
             raise ValueError(f"transfer max_rate must be > 0 (got {max_rate!r})")
         self._tid += 1
-        tr = Transfer(self._tid, route if isinstance(route, tuple) else tuple(route), size, prio, max_rate,
-                      on_done, tag)
+        if not isinstance(route, tuple):
+            route = tuple(route)
+        tr = Transfer(self._tid, route, size, prio, max_rate, on_done, tag)
         now = self.env.now
         tr.t_submit = now
         self.n_started += 1
@@ -195,15 +151,16 @@ class Network:
         now = self.env.now
         tr.t_start = now
         tr.last_t = now
-        if tr.size <= 0.0 or not tr.route:
-            if tr.size > 0.0 and not tr.route:
+        route = tr.route
+        if tr.size <= 0.0 or not route:
+            if tr.size > 0.0 and not route:
                 tr.remaining = 0.0  # local, free (e.g. the Oracle system's zero-cost I/O)
                 tr.delivered_check = tr.size
             self._push(now, tr)
             return
         self.active += 1
         if self._external:
-            for l in tr.route:
+            for l in route:
                 l.flows[tr] = None
             self.backend.start(self, tr)
             return
@@ -212,7 +169,7 @@ class Network:
             if d is not None:
                 rate = tr.size / d if d > 0 else 0.0
                 tr.rate = rate
-                for l in tr.route:
+                for l in route:
                     l.acc_bytes += l.rate_sum * (now - l.acc_t)
                     l.acc_t = now
                     l.rate_sum += rate
@@ -228,8 +185,8 @@ class Network:
             # unsaturated link): it runs at its cap at once, with no re-rating.
             ok = True
             share = self.high_share
-            for l in tr.route:
-                cap = l.capacity * (1.0 - 1e-9)
+            for l in route:
+                cap = l.sat_cap
                 if l.rate_sum + r >= cap:
                     ok = False
                     break
@@ -241,7 +198,7 @@ class Network:
                     ok = False
                     break
             if ok:
-                for l in tr.route:
+                for l in route:
                     l.acc_bytes += l.rate_sum * (now - l.acc_t)
                     l.acc_t = now
                     l.flows[tr] = None
@@ -255,9 +212,9 @@ class Network:
                 if tr.remaining != INF:
                     self._push(now + tr.remaining / r, tr)
                 if self.check:
-                    self._verify(list(tr.route))
+                    self._verify(list(route))
                 return
-        for l in tr.route:
+        for l in route:
             l.flows[tr] = None
             if low:
                 l.n_low += 1
@@ -274,18 +231,18 @@ class Network:
 
     def _schedule_rerate(self) -> None:
         """Re-rate at the end of this instant: a wake-up now (coalesced with any pending one)."""
-        now = self.env.now
-        if self._wake_at > now and not self._in_wake:
-            self._wake_at = now
-            ev = self.env.timeout(0.0)
-            ev.callbacks.append(self._wake)
+        if not self._in_wake:
+            now = self.env.now
+            if self._wake_at > now:
+                self._wake_at = now
+                ev = self.env.timeout(0.0)
+                ev.callbacks.append(self._wake)
 
     # ------------------------------------------------------------------ completion
     def _wake(self, _ev=None) -> None:
         """Start delayed transfers, complete finished ones, re-rate, run the callbacks; repeat
         while the callbacks start or end transfers at this instant (one wake-up serves a whole
         chain of same-time transfers)."""
-        self.wakeups += 1
         now = self.env.now
         heap = self._heap
         tol = now + 1e-12 * max(1.0, abs(now))
@@ -294,12 +251,18 @@ class Network:
         if self._in_wake:  # re-entered from a callback: the running wake-up covers it
             return
         self._in_wake = True
+        self.wakeups += 1
         pop = heapq.heappop
         try:
             while True:
                 done = []
-                while heap and heap[0][0] <= tol:
-                    _t, _s, ver, tr = pop(heap)
+                while heap:
+                    e = heap[0]
+                    if e[0] > tol:
+                        break
+                    pop(heap)
+                    ver = e[2]
+                    tr = e[3]
                     if ver == _START:
                         if tr.t_end < 0.0:  # not stopped during its latency
                             self._begin(tr)
@@ -319,7 +282,9 @@ class Network:
         finally:
             self._in_wake = False
         while heap:  # drop superseded completion entries so they cause no wake-ups
-            _t, _s, ver, tr = heap[0]
+            e = heap[0]
+            ver = e[2]
+            tr = e[3]
             if ver != _START and (ver != tr.version or tr.t_end >= 0.0):
                 pop(heap)
             else:
@@ -363,11 +328,15 @@ class Network:
         self.active -= 1
         high = tr.prio == HIGH
         r = tr.rate
+        flow_model = self._flow_model
+        share = self.high_share
+        dirty = self._dirty
         for l in tr.route:
             l.acc_bytes += l.rate_sum * (now - l.acc_t)
             l.acc_t = now
-            if self._flow_model and self._saturated(l):
-                self._dirty.append(l)  # flows held by this link may speed up
+            if flow_model and (l.rate_sum >= l.sat_cap or (
+                    l.n_low > 0 and l.high_rate > 0.0 and l.high_rate >= l.sat_cap * share)):
+                dirty.append(l)  # flows held by this link may speed up
             l.rate_sum -= r
             if l.rate_sum < 0.0:
                 l.rate_sum = 0.0
@@ -378,7 +347,7 @@ class Network:
             else:
                 l.n_low -= 1
             l.flows.pop(tr, None)
-        if self._dirty:
+        if dirty:
             self._schedule_rerate()
 
     def _finish(self, tr: Transfer, now: float) -> None:
@@ -412,24 +381,23 @@ class Network:
         stack: list = []  # saturated links to take in whole (link._mark == ep)
         touched: list = []  # every link of every flow in sub (link._cmark == ep)
 
-        def take(f):
-            f._mark = ep
-            f._old = f.rate
-            sub.append(f)
-            for l2 in f.route:
-                if l2._cmark != ep:
-                    l2._cmark = ep
-                    touched.append(l2)
-                    l2.acc_bytes += l2.rate_sum * (now - l2.acc_t)
-                    l2.acc_t = now
-                if l2._mark != ep and (l2.rate_sum >= l2.sat_cap or (
-                        l2.n_low > 0 and l2.high_rate > 0.0 and l2.high_rate >= l2.sat_cap * share)):
-                    l2._mark = ep
-                    stack.append(l2)
-
+        # "Taking in" a flow (inlined twice below, the hot path): mark it, remember its old
+        # rate, bring its links' counters up to now and queue the saturated ones.
         for f in new:
             if f._mark != ep and f.t_end < 0.0:
-                take(f)
+                f._mark = ep
+                f._old = f.rate
+                sub.append(f)
+                for l2 in f.route:
+                    if l2._cmark != ep:
+                        l2._cmark = ep
+                        touched.append(l2)
+                        l2.acc_bytes += l2.rate_sum * (now - l2.acc_t)
+                        l2.acc_t = now
+                    if l2._mark != ep and (l2.rate_sum >= l2.sat_cap or (
+                            l2.n_low > 0 and l2.high_rate > 0.0 and l2.high_rate >= l2.sat_cap * share)):
+                        l2._mark = ep
+                        stack.append(l2)
                 if f.max_rate == INF:
                     # An uncapped flow will saturate its tightest link: take that link in now
                     # rather than after a first allocation round.
@@ -457,7 +425,20 @@ class Network:
                     l.acc_t = now
                 for f in l.flows:
                     if f._mark != ep:
-                        take(f)
+                        f._mark = ep
+                        f._old = f.rate
+                        sub.append(f)
+                        for l2 in f.route:
+                            if l2._cmark != ep:
+                                l2._cmark = ep
+                                touched.append(l2)
+                                l2.acc_bytes += l2.rate_sum * (now - l2.acc_t)
+                                l2.acc_t = now
+                            if l2._mark != ep and (l2.rate_sum >= l2.sat_cap or (
+                                    l2.n_low > 0 and l2.high_rate > 0.0
+                                    and l2.high_rate >= l2.sat_cap * share)):
+                                l2._mark = ep
+                                stack.append(l2)
             # Background: the fixed load of flows outside ``sub`` on every touched link (kept
             # in the links' scratch slots: no dictionaries on this hot path).
             for l in touched:
@@ -510,7 +491,7 @@ class Network:
             for l in touched:
                 if l._mark == ep:
                     continue
-                cap = l.capacity * (1.0 - 1e-9)
+                cap = l.sat_cap
                 hr = l._bgh + l._hload
                 if l._bgh + l._bgl + l._load >= cap or (l.n_low > 0 and hr > 0.0 and hr >= cap * share):
                     l._mark = ep
@@ -593,5 +574,4 @@ class Network:
 
 
 __all__ = ["Network", "LinkBackend", "FlowBackend", "FixedRateBackend", "ExternalBackend",
-           "CapacityViolation",
-           "HIGH", "LOW", "INF"]
+           "CapacityViolation", "HIGH", "LOW", "INF"]
