@@ -287,7 +287,11 @@ def main(argv=None) -> int:
 
     ref_root = None
     if not a.no_ref:
-        ref_root = extract_ref(a.ref)
+        try:
+            ref_root = extract_ref(a.ref)
+        except BenchError as e:
+            print(f"bench_sim: error: {e}", file=sys.stderr)
+            return 2
         print(f"reference {a.ref} = {ref_root.name[:12]}, extracted at {ref_root}", file=sys.stderr)
     scen = scenarios(a.quick, a.skip_large, a.trunc_sim_s, a.ref_full_ladder)
     if a.only:
