@@ -46,6 +46,8 @@ def _choice(cfg, key, choices):
 
 def validate(cfg: Mapping) -> dict:
     """Check the resolved config (a plain dict).  Returns it unchanged when valid."""
+    from .cluster.routes import TRANSFORMS
+    from .engines.prefill_modes import mode_names
     from .scheduling import POLICIES, READ_PATHS
 
     c = "cluster"
@@ -70,7 +72,8 @@ def validate(cfg: Mapping) -> dict:
     s = "system"
     _choice(cfg, f"{s}.scheduler", set(POLICIES))
     _choice(cfg, f"{s}.read_path", set(READ_PATHS))
-    _choice(cfg, f"{s}.prefill_mode", {"coarse", "fine"})
+    _choice(cfg, f"{s}.prefill_mode", mode_names())
+    _choice(cfg, f"{s}.route_transform", set(TRANSFORMS))
     bs = _num(cfg, f"{s}.block_size", lo=1, integer=True)
     for k in ("layer_block_s", "full_block_s", "storage_block_s"):
         _num(cfg, f"{s}.submission.{k}", lo=0)

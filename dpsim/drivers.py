@@ -50,9 +50,9 @@ class OnlineDriver:
         self.window = float(ecfg["window_s"])
         self.lag = float(ecfg["steady_lag_s"])
         self.tol = float(ecfg["steady_tol"])
-        self.check_dt = float(ecfg.get("check_dt_s", 30.0))
-        self.min_time = float(ecfg.get("min_sim_s", 0.0))
-        self.rng = np.random.default_rng(int(ecfg.get("seed", 0)) + 7919)
+        self.check_dt = float(ecfg["check_dt_s"])
+        self.min_time = float(ecfg["min_sim_s"])
+        self.rng = np.random.default_rng(int(ecfg["seed"]) + 7919)
         self.next_agent = 0
         self.stop_reason = ""
         self.stopped = False

@@ -67,14 +67,14 @@ class Simulation:
         self.clock = Clock(self.env)
         ccfg = cfg["cluster"]
         self.net = Network(self.env, high_share=ccfg["high_priority_share"], backend=backend,
-                           check=bool(cfg.get("check_invariants", False)))
+                           check=bool(cfg["check_invariants"]))
         self.compute = compute
         self.kvb = float(compute.kv_bytes_per_token)
         self.block = int(sc["block_size"])
         self.L = compute.n_layers
-        self.timeline = bool(cfg["output"]["timeline"]) if "output" in cfg else False
+        self.timeline = bool(cfg["output"]["timeline"])
         self.cluster = Cluster(self.net, ccfg, compute.hbm_kv_bytes, ccfg["dram_buffer_bytes"],
-                               compute.hbm_kv_bytes_prefill, transform="oracle" if sc["oracle"] else "none")
+                               compute.hbm_kv_bytes_prefill, transform=sc["route_transform"])
         self.ep_peer = ep_peers(self.cluster, ccfg["gpus_per_node"], compute.ep_size_prefill,
                                 compute.ep_size_decode)
         # Model-execution traffic (§S5): expert-parallel all-to-all bytes per token that leave
@@ -109,12 +109,12 @@ class Simulation:
         life.on_agent_done = self._agent_done
         life.on_change = self._maybe_all_done
         from .metrics.collector import Collector
-        self.metrics = Collector(self, cfg.get("metrics", {}))
+        self.metrics = Collector(self, cfg["metrics"])
         self._driver = None
         self.wall_s = 0.0
         self.events = 0
         self.truncated = False
-        self.max_sim_s = float(cfg.get("experiment", {}).get("max_sim_s", INF) or INF)
+        self.max_sim_s = float(cfg["experiment"]["max_sim_s"] or INF)  # null: run to completion
         self._check_fit()
 
     # ------------------------------------------------------------------ wiring

@@ -10,7 +10,7 @@ import numpy as np
 class Collector:
     def __init__(self, sim, mcfg: dict):
         self.sim = sim
-        self.dt = float(mcfg.get("sample_dt", 1.0) or 1.0)
+        self.dt = float(mcfg["sample_dt"])
         if not self.dt > 0:
             raise ValueError(f"metrics.sample_dt must be > 0 (got {self.dt})")
         self.times: list = []

@@ -3,9 +3,11 @@ cases).  Layer l waits for its inbound Layer Blocks, computes T/L, then sends it
 the inbound KV of layer l+1 is fetched while layer l computes (double buffering)."""
 from __future__ import annotations
 
+from . import register
 from .base import BatchBase
 
 
+@register("layerwise_fine")
 class FineLayerwiseBatch(BatchBase):
     def start(self) -> None:
         self.ins, self.out_list = self.kv_in_out(self.L)

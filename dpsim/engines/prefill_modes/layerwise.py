@@ -8,9 +8,11 @@ attention runs after its KV arrived.  One event per forward, not per layer.
 """
 from __future__ import annotations
 
+from . import register
 from .base import BatchBase
 
 
+@register("layerwise")
 class LayerwiseBatch(BatchBase):
     __slots__ = ("pin", "pout", "t_in", "timer_fired", "compute_done", "out_started", "out_list")
 

@@ -3,9 +3,11 @@ forward (one transfer of Full Blocks per request), then compute T, then the KV g
 DE buffer; the engine is busy until the KV has left HBM."""
 from __future__ import annotations
 
+from . import register
 from .base import BatchBase
 
 
+@register("whole")
 class WholeBatch(BatchBase):
     __slots__ = ("pin", "pout", "out_list", "compute_done")
     layer_blocks = False
