@@ -1,0 +1,17 @@
+# Augmenting declarations: compile links.py into extension types (see setup.py).
+cdef class Link:
+    cdef public object name, kind, node, index
+    cdef public double capacity, sat_cap, rate_sum, acc_bytes, acc_t, high_rate
+    cdef public dict flows
+    cdef public long n_low
+    cdef public long _mark, _cmark, _cnt
+    cdef public double _bgh, _bgl, _load, _hload, _avail
+
+    cpdef double delivered(self, double now)
+
+
+cdef class Transfer:
+    cdef public object id, route, on_done, tag
+    cdef public double size, remaining, rate, max_rate, last_t, t_submit, t_start, t_end
+    cdef public double delivered_check, fixed_end, _old
+    cdef public long prio, version, _mark

@@ -1,0 +1,61 @@
+# Augmenting declarations: compile network.py into an extension type with C-level hot paths
+# (see setup.py).  Public methods stay cpdef (callable, overridable and patchable from Python
+# through the Python subclass that dpsim.net exports); internal ones are cdef.
+cimport cython
+from .links cimport Link, Transfer
+
+
+cdef class Network:
+    cdef public object env, backend
+    cdef public double high_share, bytes_requested, bytes_delivered, max_overload, _wake_at
+    cdef public object check
+    cdef public bint _flow_model, _external, _in_wake
+    cdef public list links, _heap, _dirty, _new
+    cdef public dict _by_name
+    cdef public long _seq, _tid, _epoch
+    cdef public long active, n_started, n_completed, rerates, wakeups
+
+    cpdef bint busy(self)
+
+    @cython.locals(tr=Transfer, now=double, t=double)
+    cpdef transfer(self, route, size, on_done=*, prio=*, max_rate=*, latency=*, tag=*)
+
+    cpdef set_max_rate(self, Transfer tr, rate)
+
+    @cython.locals(now=double)
+    cpdef stop(self, Transfer tr)
+
+    @cython.locals(now=double, l=Link, low=bint, r=double, ok=bint, share=double, cap=double,
+                   rate=double, route=object)
+    cdef _begin(self, Transfer tr)
+
+    cdef _push(self, double t, Transfer tr)
+
+    @cython.locals(now=double)
+    cdef _schedule_rerate(self)
+
+    @cython.locals(now=double, tol=double, heap=list, done=list, tr=Transfer, e=tuple, t=double)
+    cpdef _wake(self, _ev=*)
+
+    @cython.locals(now=double, dur=double, l=Link)
+    cpdef complete(self, Transfer tr)
+
+    cdef bint _saturated(self, Link l)
+
+    @cython.locals(high=bint, r=double, flow_model=bint, share=double, dirty=list, l=Link)
+    cdef _detach(self, Transfer tr, double now)
+
+    @cython.locals(err=double)
+    cdef _finish(self, Transfer tr, double now)
+
+    @cython.locals(dirty=list, new=list, now=double, ep=long, share=double, sub=list, stack=list,
+                   touched=list, f=Transfer, l=Link, l2=Link, best=Link, room=double, a=double,
+                   o=double, r=double, grew=bint, cap=double, hr=double, dt=double, old=double,
+                   d=double)
+    cdef _rerate(self)
+
+    @cython.locals(l=Link, f=Transfer, ep=long, flows=list, links=list, stack=list)
+    cdef _verify(self, list touched)
+
+    @cython.locals(now=double, l=Link)
+    cpdef flush(self)
