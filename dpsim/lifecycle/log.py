@@ -25,12 +25,6 @@ TIME_COLS = (("arrival_s", "arrival"), ("sched_s", "t_sched"), ("alloc_s", "t_al
              ("end_s", "t_end"))
 
 
-def _ints(r) -> tuple:
-    return (r.rid, r.agent.aid, r.round, r.prompt, r.hit, r.new, r.gen,
-            r.de_hit if r.path == "split" else 0,
-            r.pe.idx if r.pe is not None else -1, r.de.idx if r.de is not None else -1, r.n_chunks)
-
-
 class RequestLog:
     def __init__(self) -> None:
         self.live: dict = {}  # rid -> Request still in flight
@@ -39,8 +33,6 @@ class RequestLog:
         self._path = array("b")
         self._status = array("b")
         self.fail_reason: dict = {}  # rid -> reason (failed requests only)
-        self._icols = [self._i[c] for c in INT_COLS]
-        self._tcols = [(self._t[c], a) for c, a in TIME_COLS]
 
     def __len__(self) -> int:
         return len(self._path) + len(self.live)
@@ -54,14 +46,35 @@ class RequestLog:
         self._write(req)
 
     def _write(self, r) -> None:
-        for col, v in zip(self._icols, _ints(r)):
-            col.append(v)
-        for col, a in self._tcols:
-            col.append(getattr(r, a))
-        self._path.append(_PATH_CODE[r.path])
-        if r.stage == Stage.DONE:
+        i = self._i
+        t = self._t
+        i["rid"].append(r.rid)
+        i["agent"].append(r.agent.aid)
+        i["round"].append(r.round)
+        i["prompt"].append(r.prompt)
+        i["hit"].append(r.hit)
+        i["new"].append(r.new)
+        i["gen"].append(r.gen)
+        path = r.path
+        i["split_de_tokens"].append(r.de_hit if path == "split" else 0)
+        i["pe"].append(r.pe.idx if r.pe is not None else -1)
+        i["de"].append(r.de.idx if r.de is not None else -1)
+        i["n_chunks"].append(r.n_chunks)
+        t["arrival_s"].append(r.arrival)
+        t["sched_s"].append(r.t_sched)
+        t["alloc_s"].append(r.t_alloc)
+        t["read_start_s"].append(r.t_read0)
+        t["read_end_s"].append(r.t_read1)
+        t["prefill_start_s"].append(r.t_pf0)
+        t["first_token_s"].append(r.t_first)
+        t["de_h2d_end_s"].append(r.t_h2d)
+        t["second_token_s"].append(r.t_second)
+        t["end_s"].append(r.t_end)
+        self._path.append(_PATH_CODE[path])
+        st = r.stage
+        if st == Stage.DONE:
             self._status.append(0)
-        elif r.stage == Stage.FAILED:
+        elif st == Stage.FAILED:
             self._status.append(1)
             self.fail_reason[r.rid] = r.fail
         else:
