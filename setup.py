@@ -21,6 +21,7 @@ from setuptools.command.build_ext import build_ext
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join("dpsim", "net")
 MODULES = ("links", "maxmin", "network")
+STAMP = "_srchash"  # a 4th tiny extension: the hash of the sources the build was made from
 GEN_ROOT = os.path.join("build", "cython_src")
 GEN_PKG = os.path.join(GEN_ROOT, "dpsim", "net", "_c")
 
@@ -28,8 +29,12 @@ _warned = False
 
 
 def _warn(msg: str) -> None:
+    """Say it once: pip runs this file several times (metadata, then the build); only the
+    build commands speak."""
     global _warned
-    if not _warned:
+    building = any(c in sys.argv for c in ("bdist_wheel", "editable_wheel", "build_ext", "build",
+                                           "develop", "install"))
+    if building and not _warned:
         _warned = True
         sys.stderr.write(f"\n*** dpsim: {msg}; installing the pure-Python network (dpsim.net "
                          f"works unchanged, only slower).\n\n")
@@ -58,6 +63,19 @@ def _generate() -> list[str]:
                 with open(dst, "wb") as f:
                     f.write(data)
         out.append(os.path.join(GEN_PKG, m + ".py"))
+    # dpsim.net compares this with the sources it imports, so a stale build (an editable
+    # checkout whose .py changed since) falls back to pure Python instead of diverging.
+    sys.path.insert(0, os.path.join(HERE, SRC))
+    try:
+        from _srchash_calc import source_hash
+    finally:
+        sys.path.pop(0)
+    stamp = os.path.join(GEN_PKG, STAMP + ".py")
+    text = f"SOURCE_HASH = {source_hash(os.path.join(HERE, SRC))!r}\n"
+    if not os.path.exists(stamp) or open(stamp).read() != text:
+        with open(stamp, "w") as f:
+            f.write(text)
+    out.append(stamp)
     return out
 
 
@@ -74,7 +92,7 @@ def _extensions():
     try:
         sources = _generate()
         exts = [Extension(f"dpsim.net._c.{m}", [s], extra_compile_args=["-O2", "-ffp-contract=off"])
-                for m, s in zip(MODULES, sources)]
+                for m, s in zip(MODULES + (STAMP,), sources)]
         return cythonize(exts, include_path=[GEN_ROOT], quiet=True,
                          compiler_directives={"language_level": 3, "annotation_typing": False,
                                               "embedsignature": True})
@@ -98,7 +116,7 @@ class OptionalBuildExt(build_ext):
         except Exception as e:  # noqa: BLE001
             _warn(f"compiling {ext.name} failed ({type(e).__name__}: {e})")
             # Leave no partial set behind: dpsim.net needs all three modules or none.
-            for m in MODULES:
+            for m in MODULES + (STAMP,):
                 for d in (self.build_lib, HERE):
                     p = os.path.join(d, self.get_ext_filename(f"dpsim.net._c.{m}"))
                     if os.path.exists(p):

@@ -33,9 +33,16 @@ PYTHON = _load(_py_links, _py_maxmin, _py_network, "python")
 COMPILED = None
 COMPILED_ERROR = None
 try:
-    from ._c import links as _c_links, maxmin as _c_maxmin, network as _c_network
-except ImportError as e:  # not built (DPSIM_NO_EXT=1, no compiler, or a source checkout)
+    from ._c import _srchash as _c_stamp, links as _c_links, maxmin as _c_maxmin, network as _c_network
+    from ._srchash_calc import source_hash as _source_hash
+    if _c_stamp.SOURCE_HASH != _source_hash(os.path.dirname(os.path.abspath(__file__))):
+        raise ImportError("the compiled build is stale (dpsim/net/*.py changed since it was built; "
+                          "rebuild with `pip install -e .`)")
+except (ImportError, OSError) as e:  # not built (DPSIM_NO_EXT=1, no compiler, source checkout)
     COMPILED_ERROR = f"{type(e).__name__}: {e}"
+    if "stale" in str(e):
+        import warnings
+        warnings.warn(f"dpsim.net: {e}; using the pure-Python network", RuntimeWarning, stacklevel=2)
 else:
     class Network(_c_network.Network):
         # A Python subclass of the compiled class, so that it can be monkeypatched (tests spy

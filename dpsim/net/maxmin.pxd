@@ -2,6 +2,9 @@
 cimport cython
 from .links cimport Link, Transfer
 
+cdef double INF, _EPS
+cdef long HIGH
+
 
 @cython.locals(f=Transfer, l=Link, share=double, mcap=double, thr=double, r=double, n=long,
                s=double, hit=bint, active=list, keep=list, frozen=list)

@@ -4,6 +4,11 @@
 cimport cython
 from .links cimport Link, Transfer
 
+# Module constants as C values in the compiled build (the names stay Python globals of the pure
+# modules; dpsim.net exports them from links.py).
+cdef double INF
+cdef long HIGH, LOW, _START
+
 
 cdef class Network:
     cdef public object env, backend
