@@ -5,34 +5,49 @@ import pytest
 import simpy
 from hypothesis import given, settings, strategies as st
 
-from dpsim.net import HIGH, LOW, FixedRateBackend, Network, allocate
-from dpsim.net.links import Link, Transfer
+import dpsim.net as dnet
+from dpsim.net import HIGH, LOW, FixedRateBackend
+
+# Every test runs on both builds of the network: the pure-Python reference and the compiled
+# (Cython) one generated from the same sources (skipped when the extension is not built).
+IMPLS = [pytest.param(dnet.PYTHON, id="python"),
+         pytest.param(dnet.COMPILED, id="compiled", marks=pytest.mark.skipif(
+             dnet.COMPILED is None, reason=f"compiled dpsim.net not built ({dnet.COMPILED_ERROR})"))]
+both = pytest.mark.parametrize("impl", IMPLS)
 
 
-def _flow(i, route, prio=LOW, max_rate=math.inf):
-    return Transfer(i, tuple(route), 1.0, prio, max_rate, None, None)
+def _flow(impl, i, route, prio=LOW, max_rate=math.inf):
+    return impl.Transfer(i, tuple(route), 1.0, prio, max_rate, None, None)
 
 
 @st.composite
 def topologies(draw):
     n_links = draw(st.integers(1, 6))
     caps = [draw(st.floats(0.5, 100.0)) for _ in range(n_links)]
-    links = [Link(f"l{i}", c) for i, c in enumerate(caps)]
     n_flows = draw(st.integers(1, 12))
     flows = []
     for i in range(n_flows):
         idx = draw(st.lists(st.integers(0, n_links - 1), min_size=1, max_size=n_links, unique=True))
         prio = draw(st.sampled_from([LOW, LOW, HIGH]))
         mr = draw(st.one_of(st.just(math.inf), st.floats(0.1, 50.0)))
-        flows.append(_flow(i, [links[j] for j in idx], prio, mr))
+        flows.append((idx, prio, mr))
     share = draw(st.sampled_from([0.99, 0.9, 0.5, 1.0]))
+    return caps, flows, share
+
+
+def _build(impl, topo):
+    caps, spec, share = topo
+    links = [impl.Link(f"l{i}", c) for i, c in enumerate(caps)]
+    flows = [_flow(impl, i, [links[j] for j in idx], prio, mr) for i, (idx, prio, mr) in enumerate(spec)]
     return links, flows, share
 
 
+@both
 @settings(max_examples=300, deadline=None)
-@given(topologies())
-def test_maxmin_properties(topo):
-    links, flows, share = topo
+@given(topo=topologies())
+def test_maxmin_properties(impl, topo):
+    links, flows, share = _build(impl, topo)
+    allocate = impl.allocate
     for l in links:
         l.flows = {f: None for f in flows if l in f.route}
     allocate(flows, links, share)
@@ -72,9 +87,9 @@ def test_maxmin_properties(topo):
         assert ok, f"flow {f.id} (rate {f.rate}) has no bottleneck"
 
 
-def _run(transfers, caps, check=True, backend=None, share=0.99):
+def _run(impl, transfers, caps, check=True, backend=None, share=0.99):
     env = simpy.Environment()
-    net = Network(env, high_share=share, check=check, backend=backend)
+    net = impl.Network(env, high_share=share, check=check, backend=backend)
     links = [net.add_link(f"l{i}", c) for i, c in enumerate(caps)]
     done = {}
 
@@ -93,26 +108,29 @@ def _run(transfers, caps, check=True, backend=None, share=0.99):
     return net, links, done
 
 
+@both
 @pytest.mark.parametrize("n", [1, 2, 5, 17])
-def test_n_equal_transfers_one_link(n):
+def test_n_equal_transfers_one_link(impl, n):
     S, C = 1e9, 25e9
-    net, _l, done = _run([([0], S, LOW, 0.0, math.inf)] * n, [C])
+    net, _l, done = _run(impl, [([0], S, LOW, 0.0, math.inf)] * n, [C])
     assert len(done) == n
     for t in done.values():
         assert t == pytest.approx(n * S / C, rel=1e-9)
     assert net.bytes_delivered == pytest.approx(n * S)
 
 
-def test_two_hops_bottleneck():
+@both
+def test_two_hops_bottleneck(impl):
     S = 3e9
-    _n, _l, done = _run([([0, 1], S, LOW, 0.0, math.inf)], [50e9, 20e9])
+    _n, _l, done = _run(impl, [([0, 1], S, LOW, 0.0, math.inf)], [50e9, 20e9])
     assert done[0] == pytest.approx(S / 20e9, rel=1e-12)
 
 
-def test_staggered_start_closed_form():
+@both
+def test_staggered_start_closed_form(impl):
     # A starts at 0 with S bytes; B starts at t1 with S bytes on the same link of capacity C.
     S, C, t1 = 10.0, 2.0, 1.0
-    _n, _l, done = _run([([0], S, LOW, 0.0, math.inf), ([0], S, LOW, t1, math.inf)], [C])
+    _n, _l, done = _run(impl, [([0], S, LOW, 0.0, math.inf), ([0], S, LOW, t1, math.inf)], [C])
     # A alone until t1: C t1 delivered; then both at C/2 until A ends.
     tA = t1 + (S - C * t1) / (C / 2)
     assert done[0] == pytest.approx(tA, rel=1e-12)
@@ -121,30 +139,34 @@ def test_staggered_start_closed_form():
     assert done[1] == pytest.approx(tB, rel=1e-12)
 
 
-def test_priority_classes_share():
+@both
+def test_priority_classes_share(impl):
     # High and low on one link: high gets 99%, low the remaining 1% (plus idle capacity).
     S, C = 99.0, 100.0
-    _n, _l, done = _run([([0], S, HIGH, 0.0, math.inf), ([0], 100.0, LOW, 0.0, math.inf)], [C])
+    _n, _l, done = _run(impl, [([0], S, HIGH, 0.0, math.inf), ([0], 100.0, LOW, 0.0, math.inf)], [C])
     assert done[0] == pytest.approx(1.0, rel=1e-9)  # 99 B at 99 B/s
     # Low got 1 B in the first second, then the whole link for the remaining 99 B.
     assert done[1] == pytest.approx(1.0 + 99.0 / 100.0, rel=1e-9)
 
 
-def test_high_alone_uses_full_link():
-    _n, _l, done = _run([([0], 100.0, HIGH, 0.0, math.inf)], [100.0])
+@both
+def test_high_alone_uses_full_link(impl):
+    _n, _l, done = _run(impl, [([0], 100.0, HIGH, 0.0, math.inf)], [100.0])
     assert done[0] == pytest.approx(1.0)
 
 
-def test_max_rate_caps_transfer_and_frees_the_rest():
+@both
+def test_max_rate_caps_transfer_and_frees_the_rest(impl):
     # A capped at 10 B/s; B takes what is left of 100 B/s.
-    _n, _l, done = _run([([0], 10.0, LOW, 0.0, 10.0), ([0], 90.0, LOW, 0.0, math.inf)], [100.0])
+    _n, _l, done = _run(impl, [([0], 10.0, LOW, 0.0, 10.0), ([0], 90.0, LOW, 0.0, math.inf)], [100.0])
     assert done[0] == pytest.approx(1.0)
     assert done[1] == pytest.approx(1.0)
 
 
-def test_latency_delays_first_byte():
+@both
+def test_latency_delays_first_byte(impl):
     env = simpy.Environment()
-    net = Network(env, check=True)
+    net = impl.Network(env, check=True)
     l = net.add_link("l", 10.0)
     out = []
     net.transfer([l], 10.0, lambda t: out.append(env.now), latency=0.5)
@@ -152,9 +174,10 @@ def test_latency_delays_first_byte():
     assert out == [pytest.approx(1.5)]
 
 
-def test_zero_size_and_empty_route_complete_immediately():
+@both
+def test_zero_size_and_empty_route_complete_immediately(impl):
     env = simpy.Environment()
-    net = Network(env)
+    net = impl.Network(env)
     l = net.add_link("l", 10.0)
     out = []
     net.transfer([l], 0.0, lambda t: out.append(("zero", env.now)))
@@ -163,23 +186,25 @@ def test_zero_size_and_empty_route_complete_immediately():
     assert sorted(out) == [("free", 0.0), ("zero", 0.0)]
 
 
-def test_fixed_rate_backend_ignores_sharing():
-    net, _l, done = _run([([0], 10.0, LOW, 0.0, math.inf)] * 3, [10.0], check=False,
+@both
+def test_fixed_rate_backend_ignores_sharing(impl):
+    net, _l, done = _run(impl, [([0], 10.0, LOW, 0.0, math.inf)] * 3, [10.0], check=False,
                          backend=FixedRateBackend())
     assert all(t == pytest.approx(1.0) for t in done.values())
 
 
+@both
 @settings(max_examples=int(__import__("os").environ.get("DPSIM_HYP_EXAMPLES", 60)), deadline=None)
 @given(st.lists(st.tuples(st.lists(st.integers(0, 3), min_size=1, max_size=3, unique=True),
                           st.floats(1.0, 1e4), st.sampled_from([LOW, HIGH]),
                           st.floats(0.0, 5.0), st.one_of(st.just(math.inf), st.floats(1.0, 1e3))),
                 min_size=1, max_size=25),
        st.lists(st.floats(10.0, 1e3), min_size=4, max_size=4))
-def test_dynamic_conservation_and_capacity(transfers, caps):
+def test_dynamic_conservation_and_capacity(impl, transfers, caps):
     """Random arrivals: every transfer completes, bytes delivered = requested per transfer
     (checked inside the network), no link ever above capacity (checked at every re-rate),
     and link byte counters equal the bytes of the transfers that crossed them."""
-    net, links, done = _run(transfers, caps, check=True)
+    net, links, done = _run(impl, transfers, caps, check=True)
     assert len(done) == len(transfers)
     assert net.bytes_delivered == pytest.approx(net.bytes_requested)
     net.flush()
@@ -192,9 +217,10 @@ def test_dynamic_conservation_and_capacity(transfers, caps):
         assert done[i] - delay >= s / best * (1 - 1e-9)
 
 
-def test_bad_transfer_arguments():
+@both
+def test_bad_transfer_arguments(impl):
     env = simpy.Environment()
-    net = Network(env)
+    net = impl.Network(env)
     l = net.add_link("l", 1.0)
     with pytest.raises(ValueError, match="size"):
         net.transfer([l], -1.0)
@@ -203,10 +229,11 @@ def test_bad_transfer_arguments():
     with pytest.raises(ValueError, match="capacity"):
         net.add_link("bad", 0.0)
     with pytest.raises(ValueError, match="high_share"):
-        Network(env, high_share=0.0)
+        impl.Network(env, high_share=0.0)
 
 
-def test_external_backend_completes_when_told():
+@both
+def test_external_backend_completes_when_told(impl):
     from dpsim.net import ExternalBackend
 
     class Later(ExternalBackend):
@@ -221,7 +248,7 @@ def test_external_backend_completes_when_told():
 
     env = simpy.Environment()
     be = Later()
-    net = Network(env, backend=be)
+    net = impl.Network(env, backend=be)
     l = net.add_link("l", 1.0)
     done = []
     net.transfer([l], 10.0, lambda t: done.append(env.now))
@@ -232,11 +259,12 @@ def test_external_backend_completes_when_told():
     assert l.delivered(env.now) == 20.0
 
 
-def test_streams_and_stop():
+@both
+def test_streams_and_stop(impl):
     """A stream wants a rate until stopped; stopping during its latency means it never flows;
     stopping a transfer frees its share for the others at once."""
     env = simpy.Environment()
-    net = Network(env, check=True)
+    net = impl.Network(env, check=True)
     l = net.add_link("l", 100.0)
     st = net.stream([l], 30.0, prio=HIGH)
     late = net.stream([l], 10.0, prio=HIGH)
