@@ -40,7 +40,7 @@ try:
                           "rebuild with `pip install -e .`)")
 except (ImportError, OSError) as e:  # not built (DPSIM_NO_EXT=1, no compiler, source checkout)
     COMPILED_ERROR = f"{type(e).__name__}: {e}"
-    if "stale" in str(e):
+    if "stale" in str(e) and os.environ.get("DPSIM_PURE_PYTHON", "") in ("", "0"):
         import warnings
         warnings.warn(f"dpsim.net: {e}; using the pure-Python network", RuntimeWarning, stacklevel=2)
 else:

@@ -15,7 +15,7 @@ cdef class Network:
     cdef public double high_share, bytes_requested, bytes_delivered, max_overload, _wake_at
     cdef public object check
     cdef public bint _flow_model, _external, _in_wake
-    cdef public list links, _heap, _dirty, _new
+    cdef public list links, _heap, _dirty, _new, _wakes
     cdef public dict _by_name
     cdef public long _seq, _tid, _epoch
     cdef public long active, n_started, n_completed, rerates, wakeups
@@ -34,12 +34,17 @@ cdef class Network:
                    rate=double, route=object)
     cdef _begin(self, Transfer tr)
 
+    @cython.locals(now=double)
     cdef _push(self, double t, Transfer tr)
+
+    @cython.locals(at=double)
+    cdef _arm(self, double now, double delay)
 
     @cython.locals(now=double)
     cdef _schedule_rerate(self)
 
-    @cython.locals(now=double, tol=double, heap=list, done=list, tr=Transfer, e=tuple, t=double)
+    @cython.locals(now=double, tol=double, heap=list, wakes=list, done=list, tr=Transfer, e=tuple,
+                   t=double)
     cpdef _wake(self, _ev=*)
 
     @cython.locals(now=double, dur=double, l=Link)

@@ -50,7 +50,8 @@ class Network:
         self._tid = 0
         self._dirty: list = []  # links that were saturated when a flow left them
         self._new: list = []  # flows that started since the last re-rating
-        self._wake_at = INF
+        self._wake_at = INF  # the earliest wake-up scheduled and not yet run
+        self._wakes: list = []  # heap of the times of every wake-up scheduled and not yet run
         self._in_wake = False
         self._epoch = 0
         self.active = 0
@@ -107,9 +108,7 @@ class Network:
             t = now + latency
             heapq.heappush(self._heap, (t, self._seq, _START, tr))
             if t < self._wake_at and not self._in_wake:
-                self._wake_at = t
-                ev = self.env.timeout(latency)
-                ev.callbacks.append(self._wake)
+                self._arm(now, latency)
         else:
             self._begin(tr)
         return tr
@@ -225,18 +224,26 @@ class Network:
         self._seq += 1
         heapq.heappush(self._heap, (t, self._seq, tr.version, tr))
         if t < self._wake_at and not self._in_wake:
-            self._wake_at = t
-            ev = self.env.timeout(t - self.env.now)
-            ev.callbacks.append(self._wake)
+            now = self.env.now
+            self._arm(now, t - now)
+
+    def _arm(self, now: float, delay: float) -> None:
+        """Schedule a wake-up ``delay`` after ``now``.  Only when none is pending at or before
+        that time: a pending one re-arms for what is due next when it runs, so no wake-up is
+        scheduled twice for the same entry (SimPy events cannot be cancelled)."""
+        at = now + delay  # the time SimPy will run it at
+        if at < self._wake_at:
+            self._wake_at = at
+        heapq.heappush(self._wakes, at)
+        ev = self.env.timeout(delay)
+        ev.callbacks.append(self._wake)
 
     def _schedule_rerate(self) -> None:
         """Re-rate at the end of this instant: a wake-up now (coalesced with any pending one)."""
         if not self._in_wake:
             now = self.env.now
             if self._wake_at > now:
-                self._wake_at = now
-                ev = self.env.timeout(0.0)
-                ev.callbacks.append(self._wake)
+                self._arm(now, 0.0)
 
     # ------------------------------------------------------------------ completion
     def _wake(self, _ev=None) -> None:
@@ -246,8 +253,10 @@ class Network:
         now = self.env.now
         heap = self._heap
         tol = now + 1e-12 * max(1.0, abs(now))
-        if self._wake_at <= tol:  # this is (up to rounding) the wake-up that was scheduled
-            self._wake_at = INF
+        wakes = self._wakes
+        while wakes and wakes[0] <= tol:  # this one (up to rounding), and any it covers
+            heapq.heappop(wakes)
+        self._wake_at = wakes[0] if wakes else INF
         if self._in_wake:  # re-entered from a callback: the running wake-up covers it
             return
         self._in_wake = True
@@ -292,9 +301,7 @@ class Network:
         if heap:
             t = heap[0][0]
             if t < self._wake_at:
-                self._wake_at = t
-                ev = self.env.timeout(max(0.0, t - now))
-                ev.callbacks.append(self._wake)
+                self._arm(now, max(0.0, t - now))
 
     def complete(self, tr: Transfer) -> None:
         """An external backend reports that ``tr`` finished now: account its bytes on its links
