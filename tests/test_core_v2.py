@@ -119,3 +119,19 @@ def test_same_config_and_seed_give_byte_identical_tables():
     assert a.equals(b)
     assert a.to_csv().encode() == b.to_csv().encode()
     assert np.isfinite(a.end_s).all()
+
+
+def test_clock_runs_timers_in_time_then_setting_order():
+    import simpy
+
+    from dpsim.lifecycle import Clock
+    env = simpy.Environment()
+    clock = Clock(env)
+    seen = []
+    clock.timer(2.0, lambda _e: seen.append(("b", env.now)))
+    clock.timer(1.0, lambda _e: (seen.append(("a", env.now)), clock.timer(0.0, lambda _e: seen.append(("a0", env.now)))))
+    clock.timer(2.0, lambda _e: seen.append(("c", env.now)))
+    clock.timer(-1.0, lambda _e: seen.append(("now", env.now)))
+    env.run()
+    assert seen == [("now", 0.0), ("a", 1.0), ("a0", 1.0), ("b", 2.0), ("c", 2.0)]
+    assert clock.timers == 5 and clock.pending() == 0
