@@ -44,7 +44,7 @@ cdef class Network:
     cdef _schedule_rerate(self)
 
     @cython.locals(now=double, tol=double, heap=list, wakes=list, done=list, tr=Transfer, e=tuple,
-                   t=double)
+                   t=double, ver=long)
     cpdef _wake(self, _ev=*)
 
     @cython.locals(now=double, dur=double, l=Link)

@@ -18,8 +18,8 @@ which one runs.
 """
 from __future__ import annotations
 
-import heapq
 import math
+from heapq import heappop, heappush
 from typing import Callable, Iterable
 
 from dpsim.net.backends import (CapacityViolation, ExternalBackend, FixedRateBackend, FlowBackend,
@@ -106,7 +106,7 @@ class Network:
             # (no SimPy event of its own).
             self._seq += 1
             t = now + latency
-            heapq.heappush(self._heap, (t, self._seq, _START, tr))
+            heappush(self._heap, (t, self._seq, _START, tr))
             if t < self._wake_at and not self._in_wake:
                 self._arm(now, latency)
         else:
@@ -222,7 +222,7 @@ class Network:
 
     def _push(self, t: float, tr: Transfer) -> None:
         self._seq += 1
-        heapq.heappush(self._heap, (t, self._seq, tr.version, tr))
+        heappush(self._heap, (t, self._seq, tr.version, tr))
         if t < self._wake_at and not self._in_wake:
             now = self.env.now
             self._arm(now, t - now)
@@ -234,7 +234,7 @@ class Network:
         at = now + delay  # the time SimPy will run it at
         if at < self._wake_at:
             self._wake_at = at
-        heapq.heappush(self._wakes, at)
+        heappush(self._wakes, at)
         ev = self.env.timeout(delay)
         ev.callbacks.append(self._wake)
 
@@ -255,19 +255,20 @@ class Network:
         tol = now + 1e-12 * max(1.0, abs(now))
         wakes = self._wakes
         while wakes and wakes[0] <= tol:  # this one (up to rounding), and any it covers
-            heapq.heappop(wakes)
+            heappop(wakes)
         self._wake_at = wakes[0] if wakes else INF
         if self._in_wake:  # re-entered from a callback: the running wake-up covers it
             return
         self._in_wake = True
         self.wakeups += 1
-        pop = heapq.heappop
+        pop = heappop
         try:
             while True:
                 done = []
                 while heap:
                     e = heap[0]
-                    if e[0] > tol:
+                    t = e[0]
+                    if t > tol:
                         break
                     pop(heap)
                     ver = e[2]
