@@ -1,18 +1,18 @@
 """Every recipe of docs/extending.md, exercised: a toy extension of each kind is added in a few
 lines, a tiny simulation runs with it, and its behaviour is checked with values.  Every toy is
-removed from its registry afterwards (fixtures / monkeypatch), so nothing leaks into other tests.
+removed from its registry afterwards (fixtures), so nothing leaks into other tests.
 """
 from __future__ import annotations
 
-import sys
+import pkgutil
 import types
 
 import pytest
 
-import dpsim.sim
 from dpsim.cluster import routes as R
 from dpsim.cluster.profile import LinkMapping
-from dpsim.engines.prefill_modes import STRATEGIES, strategy_for
+from dpsim.engines.prefill_modes import MODE_ALIASES, STRATEGIES, mode_names
+from dpsim.engines.prefill_modes import register as register_strategy
 from dpsim.engines.prefill_modes.base import BatchBase
 from dpsim.net import FixedRateBackend, LinkBackend
 from dpsim.runner import build, run
@@ -112,24 +112,27 @@ def test_every_route_kind_is_mapped_everywhere():
     assert {r.kind for r in made} == set(R.RouteKind)
 
 
-def test_route_transform_adds_storage_latency(monkeypatch, unregister):
-    """A toy transform (like Oracle's): 0.5 s more before the first byte of every storage read."""
-    extra = 0.5
-
-    def slow_storage(route):
+@pytest.fixture
+def slow_storage():
+    """A toy transform (like Oracle's) in ``TRANSFORMS``: 0.5 s more before the first byte of
+    every storage read.  Removed again when the test ends."""
+    def transform(route):
         if route.kind is R.RouteKind.STORAGE_READ:
-            return R.Route(tuple(route), route.kind, route.src, route.dst, route.latency + extra)
+            return R.Route(tuple(route), route.kind, route.src, route.dst, route.latency + 0.5)
         return route
 
-    unregister(R.TRANSFORMS, "toy_slow_storage")
-    R.TRANSFORMS["toy_slow_storage"] = slow_storage
-    # No config key names a transform (sim.py passes "oracle" if system.oracle else "none"):
-    # select it by wrapping the Cluster the simulation builds.
-    real = dpsim.sim.Cluster
-    monkeypatch.setattr(dpsim.sim, "Cluster",
-                        lambda *a, **k: real(*a, **{**k, "transform": "toy_slow_storage"}))
-    cfg = make_cfg("system=pe_only", *TINY)
+    assert "toy_slow_storage" not in R.TRANSFORMS
+    R.TRANSFORMS["toy_slow_storage"] = transform
+    yield 0.5
+    del R.TRANSFORMS["toy_slow_storage"]
+
+
+def test_route_transform_adds_storage_latency(slow_storage):
+    extra = slow_storage
+    cfg = make_cfg("system=pe_only", "system.route_transform=toy_slow_storage", *TINY)
+    assert cfg["system"]["route_transform"] == "toy_slow_storage"
     summ, sim = run(cfg)
+    assert sim.cluster.routes.transform is R.TRANSFORMS["toy_slow_storage"]
     lat = sim.cfg["cluster"]["storage_latency_s"]
     reads = [r for k, r in sim.cluster.routes._cache.items() if k[0] is R.RouteKind.STORAGE_READ]
     assert reads and all(r.latency == pytest.approx(lat + extra) for r in reads)
@@ -137,15 +140,20 @@ def test_route_transform_adds_storage_latency(monkeypatch, unregister):
     # Every request that read storage waited at least the added latency for it.
     hit = [r for r in sim.requests if r.stage == "done" and r.t_read0 < r.t_read1]
     assert hit and min(r.t_read1 - r.t_read0 for r in hit) >= lat + extra - 1e-9
-    monkeypatch.setattr(dpsim.sim, "Cluster", real)
-    base, sim0 = run(cfg)
+    # The default (route_transform: none) leaves storage reads at the cluster's latency.
+    base, sim0 = run(make_cfg("system=pe_only", *TINY))
+    assert sim0.cluster.routes.transform is R.TRANSFORMS["none"]
     base_hit = [r for r in sim0.requests if r.stage == "done" and r.t_read0 < r.t_read1]
     assert min(r.t_read1 - r.t_read0 for r in base_hit) < extra
+    # An unknown name is refused by config validation, naming the key.
+    with pytest.raises(ValueError, match="system.route_transform"):
+        build(make_cfg("system=pe_only", "system.route_transform=no_such_transform", *TINY))
 
 
 # ----------------------------------------------------------------------------- (4) trace reader
 def _toy_reader_module():
-    """A reader for 'agent append gen' lines (one round per line, rounds in file order)."""
+    """The one-file reader of recipe 4 ('agent append gen' lines, one round per line, rounds in
+    file order), built in memory instead of as dpsim/workload/readers/toy_lines.py."""
     mod = types.ModuleType("dpsim.workload.readers.toy_lines")
 
     def sniff(path, head):
@@ -158,21 +166,42 @@ def _toy_reader_module():
             rounds.setdefault(aid, []).append([int(a), int(g), 0.0])
         return [Trajectory.from_rounds(aid, rs) for aid, rs in rounds.items()]
 
-    mod.FORMAT, mod.sniff, mod.read = "toy_lines", sniff, read
+    mod.FORMAT, mod.ALIASES, mod.SNIFF_PRIORITY = "toy_lines", ("toy",), 5
+    mod.sniff, mod.read = sniff, read
     return mod
 
 
-def test_trace_reader(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "dpsim.workload.readers.toy_lines", _toy_reader_module())
-    monkeypatch.setattr(readers, "FORMATS", readers.FORMATS + ("toy_lines",))
-    monkeypatch.setitem(readers._MODULES, "toy_lines", "toy_lines")
+@pytest.fixture
+def toy_reader():
+    """Register the toy reader as package discovery would; unregister it when the test ends."""
+    assert "toy_lines" not in readers.READERS
+    mod = readers.add_reader(_toy_reader_module())
+    yield mod
+    readers.remove_reader("toy_lines")
+    assert "toy_lines" not in readers.FORMATS and "toy" not in readers.ALIASES
+
+
+def test_shipped_readers_are_discovered():
+    """Every non-underscore module of the readers package is a registered reader."""
+    mods = {m.name for m in pkgutil.iter_modules(readers.__path__) if not m.name.startswith("_")}
+    assert set(readers.FORMATS) == set(readers.SNIFF_ORDER) == mods
+    assert readers.FORMATS == ("canonical", "weka", "weka_csv", "mooncake", "azure")
+    assert readers.SNIFF_ORDER == ("canonical", "weka", "mooncake", "weka_csv", "azure")
+    assert readers.ALIASES["splitwise"] == "azure" and readers.ALIASES["derived"] == "weka_csv"
+
+
+def test_trace_reader(tmp_path, toy_reader):
     path = tmp_path / "trace.txt"
     path.write_text("#toy-lines\na 3000 50\nb 2000 40\na 200 30\nb 100 20\na 300 10\n")
+    assert readers.FORMATS[-1] == "toy_lines"            # no ORDER: listed after the shipped ones
+    assert readers.SNIFF_ORDER[0] == "toy_lines"         # SNIFF_PRIORITY 5: tried first
+    assert readers.sniff(path) == "toy_lines"
+    assert readers.normalise_format("TOY") == "toy_lines"
     assert [t.id for t in readers.load(path, "toy_lines")] == ["a", "b"]
-    # The sniffer's order is a fixed tuple inside readers.sniff: a new format is not sniffed.
-    with pytest.raises(readers.TraceError, match="unrecognised"):
-        readers.sniff(path)
-    cfg = make_cfg("workload.source=file", f"workload.path={path}", "workload.format=toy_lines",
+    # A second reader with the same name (or a name taken as an alias) is refused.
+    with pytest.raises(ValueError, match="registered twice"):
+        readers.add_reader(_toy_reader_module())
+    cfg = make_cfg("workload.source=file", f"workload.path={path}", "workload.format=null",
                    "workload.agents=null")
     summ, sim = run(cfg)
     assert [a.traj.id for a in sim.agents] == ["a", "b"]
@@ -237,27 +266,26 @@ def test_policy_always_last_engines(unregister):
 
 
 # ----------------------------------------------------------------------------- (7) prefill strategy
-class ComputeOnlyBatch(BatchBase):
-    """A toy strategy: the forward costs its compute time T and moves no KV at all."""
-
-    log: list = []
-
-    def start(self) -> None:
-        ComputeOnlyBatch.log.append((self.eng.idx, self.T))
-        self.eng.deps.clock.timer(self.T, lambda _ev=None: self.done())
-
-
-def test_prefill_strategy(monkeypatch, unregister):
+def test_prefill_strategy(unregister):
     unregister(STRATEGIES, "toy_compute_only")
-    STRATEGIES["toy_compute_only"] = ComputeOnlyBatch
-    ComputeOnlyBatch.log = []
-    # strategy_for maps (layerwise, prefill_mode) to a name and has no key for a new one: select it
-    # with a new key (+system.prefill_strategy) read by a wrapped strategy_for.
-    monkeypatch.setattr(dpsim.sim, "strategy_for",
-                        lambda sc: STRATEGIES[sc["prefill_strategy"]] if "prefill_strategy" in sc
-                        else strategy_for(sc))
+
+    @register_strategy("toy_compute_only")
+    class ComputeOnlyBatch(BatchBase):
+        """A toy strategy: the forward costs its compute time T and moves no KV at all."""
+
+        log: list = []
+
+        def start(self) -> None:
+            ComputeOnlyBatch.log.append((self.eng.idx, self.T))
+            self.eng.deps.clock.timer(self.T, lambda _ev=None: self.done())
+
+    assert ComputeOnlyBatch.name == "toy_compute_only" and "toy_compute_only" in mode_names()
+    with pytest.raises(ValueError, match="registered twice"):
+        register_strategy("toy_compute_only")(ComputeOnlyBatch)
+    with pytest.raises(ValueError, match="registered twice"):  # the mode aliases are taken too
+        register_strategy(next(iter(MODE_ALIASES)))(ComputeOnlyBatch)
     sim = build(make_cfg("system=pe_only", "system.model_traffic=false",
-                         "+system.prefill_strategy=toy_compute_only", *TINY))
+                         "system.prefill_mode=toy_compute_only", *TINY))
     assert sim.strategy is ComputeOnlyBatch
     sim.run()
     assert sim.n_done == sim.total_requests > 0
@@ -268,3 +296,10 @@ def test_prefill_strategy(monkeypatch, unregister):
     # No KV entered or left a PE GPU (its CNIC links carried nothing), yet hit KV was read.
     assert all(g.cnic_rd.delivered(now) == 0 and g.cnic_wr.delivered(now) == 0 for e in sim.pes for g in [e.gpu])
     assert sum(n.snic_rx.delivered(now) for n in sim.cluster.prefill_nodes) > 0
+    # layerwise: false always means the whole strategy, whatever prefill_mode names.
+    off = build(make_cfg("system=pe_only", "system.layerwise=false",
+                         "system.prefill_mode=toy_compute_only", *TINY))
+    assert off.strategy is STRATEGIES["whole"]
+    # An unknown name is refused by config validation, naming the key.
+    with pytest.raises(ValueError, match="system.prefill_mode"):
+        build(make_cfg("system=pe_only", "system.prefill_mode=no_such_strategy", *TINY))

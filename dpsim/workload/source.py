@@ -9,7 +9,8 @@ source          ``bundled`` (the WEKA sample shipped with dpsim), ``synthetic`` 
                 or ``file`` (``path``)
 path            trace file or WEKA session directory (``source: file`` only); relative paths
                 are resolved against the working directory, then Hydra's original one
-format          reader name (canonical, weka, weka_csv, mooncake, azure) or null = sniff
+format          reader name (one of ``dpsim.workload.readers.FORMATS``, or an alias) or null =
+                sniff
 mal             maximum trajectory length in tokens (int, or "32k"/"48k"/"64k"), or null = no
                 truncation; required for ``synthetic``
 n_trajectories  number of synthetic trajectories (default 500, §S8)

@@ -200,7 +200,8 @@ def cmd_generate(a) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dpsim trace", description="Inspect, convert, validate and generate traces.")
     sub = p.add_subparsers(dest="cmd", required=True)
-    fmt_help = "reader: canonical, weka, weka_csv, mooncake, azure (default: sniff)"
+    from . import readers
+    fmt_help = f"reader: {', '.join(readers.FORMATS)} (default: sniff)"
     s = sub.add_parser("stats", help="turns, lengths, prefix hits, gaps")
     s.add_argument("path")
     s.add_argument("--format", default=None, help=fmt_help)

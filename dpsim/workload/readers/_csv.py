@@ -3,16 +3,20 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from ..trajectory import TraceError
 from ._common import MAX_TOKENS
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 def read_csv_str(path: Path, required: list[str]) -> pd.DataFrame:
     """All cells as strings; missing columns, ragged rows and empty files raise TraceError."""
+    import pandas as pd  # lazily: discovering the readers should not load pandas
     if not path.exists():
         raise TraceError(f"{path}: file not found")
     try:
@@ -45,6 +49,7 @@ def _bad(path: Path, df: pd.DataFrame, mask: np.ndarray, col: str, what: str) ->
 
 
 def int_col(path: Path, df: pd.DataFrame, col: str, *, minimum: int = 0) -> np.ndarray:
+    import pandas as pd  # lazily: discovering the readers should not load pandas
     s = df[col].astype(str).str.strip()
     empty = (s == "").to_numpy()
     if empty.any():
@@ -64,6 +69,7 @@ def int_col(path: Path, df: pd.DataFrame, col: str, *, minimum: int = 0) -> np.n
 
 def num_col(path: Path, df: pd.DataFrame, col: str, *, optional: bool = False) -> np.ndarray:
     """Finite numbers >= 0; empty cells become NaN when ``optional``."""
+    import pandas as pd  # lazily: discovering the readers should not load pandas
     s = df[col].astype(str).str.strip()
     empty = (s == "").to_numpy()
     if empty.any() and not optional:

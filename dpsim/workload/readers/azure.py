@@ -10,12 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from ..trajectory import TraceError, Trajectory
 from ._csv import int_col, read_csv_str
 
 FORMAT = "azure"
+ALIASES = ("azure_llm", "splitwise")
+ORDER = 50             # place in readers.FORMATS
+SNIFF_PRIORITY = 50    # readers.sniff tries lower values first
 REQUIRED = ["TIMESTAMP", "ContextTokens", "GeneratedTokens"]
 
 
@@ -25,6 +27,7 @@ def sniff(path: Path, head: str) -> bool:
 
 
 def read(path: str | Path) -> list[Trajectory]:
+    import pandas as pd  # lazily: discovering the readers should not load pandas
     path = Path(path)
     df = read_csv_str(path, REQUIRED)
     p = int_col(path, df, "ContextTokens", minimum=1)

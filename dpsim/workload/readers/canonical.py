@@ -7,6 +7,9 @@ from pathlib import Path
 from ..trajectory import FORMAT_NAME, Trajectory, read_trajectories
 
 FORMAT = "canonical"
+ALIASES = ("dpsim", "jsonl", "trajectories")
+ORDER = 10             # place in readers.FORMATS
+SNIFF_PRIORITY = 10    # readers.sniff tries lower values first
 
 
 def sniff(path: Path, head: str) -> bool:

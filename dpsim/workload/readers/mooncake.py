@@ -24,6 +24,9 @@ from ..trajectory import TraceError, Trajectory
 from ._common import PrefixCache, as_num, build_trajectory, check_hashes, req_int
 
 FORMAT = "mooncake"
+ALIASES = ()
+ORDER = 40             # place in readers.FORMATS
+SNIFF_PRIORITY = 30    # readers.sniff tries lower values first
 BLOCK = 512
 
 

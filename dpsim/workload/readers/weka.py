@@ -27,6 +27,9 @@ from ..trajectory import TraceError, Trajectory
 from ._common import PrefixCache, as_num, build_trajectory, check_hashes, req_int
 
 FORMAT = "weka"
+ALIASES = ("weka_json", "claude_code")
+ORDER = 20             # place in readers.FORMATS
+SNIFF_PRIORITY = 20    # readers.sniff tries lower values first
 
 
 def sniff(path: Path, head: str) -> bool:

@@ -19,6 +19,9 @@ from ._common import HASH_SLACK_BLOCKS, HASH_SLACK_FRAC, build_trajectory
 from ._csv import int_col, num_col, read_csv_str
 
 FORMAT = "weka_csv"
+ALIASES = ("weka-csv", "derived")
+ORDER = 30             # place in readers.FORMATS
+SNIFF_PRIORITY = 40    # readers.sniff tries lower values first
 REQUIRED = ["session_id", "turn", "t_s", "think_time_s", "api_time_s", "input_tokens",
             "output_tokens", "hash_blocks", "prefix_hit_tokens"]
 BLOCK = 64
