@@ -17,7 +17,7 @@ cdef class Network:
     cdef public bint _flow_model, _external, _in_wake
     cdef public list links, _heap, _dirty, _new, _wakes
     cdef public dict _by_name
-    cdef public long _seq, _tid, _epoch
+    cdef public long _seq, _tid, _epoch, _compact_at
     cdef public long active, n_started, n_completed, rerates, wakeups
 
     cpdef bint busy(self)
@@ -34,8 +34,11 @@ cdef class Network:
                    rate=double, route=object)
     cdef _begin(self, Transfer tr)
 
-    @cython.locals(now=double)
+    @cython.locals(now=double, heap=list)
     cdef _push(self, double t, Transfer tr)
+
+    @cython.locals(heap=list, keep=list, e=tuple, ver=long, tr=Transfer)
+    cdef _compact(self)
 
     @cython.locals(at=double)
     cdef _arm(self, double now, double delay)

@@ -19,7 +19,7 @@ which one runs.
 from __future__ import annotations
 
 import math
-from heapq import heappop, heappush
+from heapq import heapify, heappop, heappush
 from typing import Callable, Iterable
 
 from dpsim.net.backends import (CapacityViolation, ExternalBackend, FixedRateBackend, FlowBackend,
@@ -46,6 +46,7 @@ class Network:
         self.links: list[Link] = []
         self._by_name: dict[str, Link] = {}
         self._heap: list = []
+        self._compact_at = 256  # heap size that triggers dropping superseded entries
         self._seq = 0
         self._tid = 0
         self._dirty: list = []  # links that were saturated when a flow left them
@@ -222,10 +223,28 @@ class Network:
 
     def _push(self, t: float, tr: Transfer) -> None:
         self._seq += 1
-        heappush(self._heap, (t, self._seq, tr.version, tr))
+        heap = self._heap
+        heappush(heap, (t, self._seq, tr.version, tr))
+        if len(heap) > self._compact_at:
+            self._compact()
         if t < self._wake_at and not self._in_wake:
             now = self.env.now
             self._arm(now, t - now)
+
+    def _compact(self) -> None:
+        """Drop superseded completion entries (each re-rating of a flow leaves its old entry
+        behind until that time comes) once they may outnumber the live ones.  Keys are unique,
+        so the order in which the remaining entries come out is unchanged; amortized O(1)."""
+        heap = self._heap
+        keep = []
+        for e in heap:
+            ver = e[2]
+            tr = e[3]
+            if ver == _START or (ver == tr.version and tr.t_end < 0.0):
+                keep.append(e)
+        heap[:] = keep  # in place: a running wake-up holds this list
+        heapify(heap)
+        self._compact_at = max(256, 2 * len(heap))
 
     def _arm(self, now: float, delay: float) -> None:
         """Schedule a wake-up ``delay`` after ``now``.  Only when none is pending at or before
