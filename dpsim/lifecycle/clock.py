@@ -69,5 +69,17 @@ class Clock:
         if heap:
             t = heap[0][0]
             if t < self._armed:
-                self._armed = t
-                env.timeout(t - now).callbacks.append(self._fire_cb)
+                self._arm(now, t)
+
+    def _arm(self, now: float, t: float) -> None:
+        """One SimPy timeout at exactly ``t``: SimPy adds the delay to ``now`` itself, so pick
+        the delay whose sum is ``t`` (``t - now`` rounds otherwise, by an ulp at most)."""
+        d = t - now
+        s = now + d
+        for _ in range(4):
+            if s == t:
+                break
+            d = math.nextafter(d, INF if s < t else -INF)
+            s = now + d
+        self._armed = s  # the time SimPy will fire at (t, or an ulp off if none hits it)
+        self.env.timeout(d).callbacks.append(self._fire_cb)
