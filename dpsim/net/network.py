@@ -34,10 +34,13 @@ _START = -1  # heap entry kind: a transfer whose latency has elapsed starts flow
 
 class Network:
     def __init__(self, env, high_share: float = 0.99, backend: LinkBackend | None = None,
-                 check: bool = False):
+                 check: bool = False, timer=None):
+        """``timer(delay, callback)``: how wake-ups are scheduled (default: a SimPy timeout
+        each); the simulation passes its Clock's, so wake-ups and timers share one heap."""
         if not 0.0 < high_share <= 1.0:
             raise ValueError(f"net.high_share must be in (0, 1] (got {high_share})")
         self.env = env
+        self._timer = timer
         self.high_share = float(high_share)
         self.backend = backend or FlowBackend()
         self._flow_model = isinstance(self.backend, FlowBackend)
@@ -254,8 +257,10 @@ class Network:
         if at < self._wake_at:
             self._wake_at = at
         heappush(self._wakes, at)
-        ev = self.env.timeout(delay)
-        ev.callbacks.append(self._wake)
+        if self._timer is not None:
+            self._timer(delay, self._wake)
+        else:
+            self.env.timeout(delay).callbacks.append(self._wake)
 
     def _schedule_rerate(self) -> None:
         """Re-rate at the end of this instant: a wake-up now (coalesced with any pending one)."""
