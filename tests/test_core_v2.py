@@ -135,3 +135,20 @@ def test_clock_runs_timers_in_time_then_setting_order():
     env.run()
     assert seen == [("now", 0.0), ("a", 1.0), ("a0", 1.0), ("b", 2.0), ("c", 2.0)]
     assert clock.timers == 5
+
+
+def test_core_shape_rules():
+    """Issue #10's shape rules: no class in dpsim/ over 300 lines; no SimPy private attributes."""
+    import ast
+    import pathlib
+    import re
+    root = pathlib.Path(__file__).resolve().parents[1] / "dpsim"
+    big, private = [], []
+    for p in root.rglob("*.py"):
+        src = p.read_text()
+        for n in ast.walk(ast.parse(src)):
+            if isinstance(n, ast.ClassDef) and n.end_lineno - n.lineno + 1 > 300:
+                big.append(f"{p.name}:{n.name}")
+        if re.search(r"env\._(queue|eid|now)\b", src):
+            private.append(p.name)
+    assert big == [] and private == []

@@ -10,7 +10,7 @@ cdef double INF
 cdef long HIGH, LOW, _START
 
 
-cdef class Network:
+cdef class _Sharing:
     cdef public object env, backend, _timer
     cdef public double high_share, bytes_requested, bytes_delivered, max_overload, _wake_at
     cdef public object check
@@ -20,6 +20,38 @@ cdef class Network:
     cdef public long _seq, _tid, _epoch, _compact_at
     cdef public long active, n_started, n_completed, rerates, wakeups
 
+    @cython.locals(now=double, heap=list)
+    cdef _push(self, double t, Transfer tr)
+
+    @cython.locals(heap=list, keep=list, e=tuple, ver=long, tr=Transfer)
+    cdef _compact(self)
+
+    @cython.locals(at=double)
+    cdef _arm(self, double now, double delay)
+
+    @cython.locals(now=double)
+    cdef _schedule_rerate(self)
+
+    @cython.locals(now=double, dur=double, l=Link)
+    cpdef complete(self, Transfer tr)
+
+    cdef bint _saturated(self, Link l)
+
+    @cython.locals(dirty=list, new=list, now=double, ep=long, share=double, sub=list, stack=list,
+                   touched=list, f=Transfer, l=Link, l2=Link, best=Link, room=double, a=double,
+                   o=double, r=double, grew=bint, cap=double, hr=double, dt=double, old=double,
+                   d=double)
+    cdef _rerate(self)
+
+    @cython.locals(l=Link, f=Transfer, ep=long, flows=list, links=list, stack=list)
+    cdef _verify(self, list touched)
+
+    @cython.locals(now=double, l=Link)
+    cpdef flush(self)
+
+
+
+cdef class Network(_Sharing):
     cpdef bint busy(self)
 
     @cython.locals(tr=Transfer, now=double, t=double)
@@ -34,41 +66,12 @@ cdef class Network:
                    rate=double, route=object)
     cdef _begin(self, Transfer tr)
 
-    @cython.locals(now=double, heap=list)
-    cdef _push(self, double t, Transfer tr)
-
-    @cython.locals(heap=list, keep=list, e=tuple, ver=long, tr=Transfer)
-    cdef _compact(self)
-
-    @cython.locals(at=double)
-    cdef _arm(self, double now, double delay)
-
-    @cython.locals(now=double)
-    cdef _schedule_rerate(self)
-
     @cython.locals(now=double, tol=double, heap=list, wakes=list, done=list, tr=Transfer, e=tuple,
                    t=double, ver=long)
     cpdef _wake(self, _ev=*)
-
-    @cython.locals(now=double, dur=double, l=Link)
-    cpdef complete(self, Transfer tr)
-
-    cdef bint _saturated(self, Link l)
 
     @cython.locals(high=bint, r=double, flow_model=bint, share=double, dirty=list, l=Link)
     cdef _detach(self, Transfer tr, double now)
 
     @cython.locals(err=double)
     cdef _finish(self, Transfer tr, double now)
-
-    @cython.locals(dirty=list, new=list, now=double, ep=long, share=double, sub=list, stack=list,
-                   touched=list, f=Transfer, l=Link, l2=Link, best=Link, room=double, a=double,
-                   o=double, r=double, grew=bint, cap=double, hr=double, dt=double, old=double,
-                   d=double)
-    cdef _rerate(self)
-
-    @cython.locals(l=Link, f=Transfer, ep=long, flows=list, links=list, stack=list)
-    cdef _verify(self, list touched)
-
-    @cython.locals(now=double, l=Link)
-    cpdef flush(self)

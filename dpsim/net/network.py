@@ -32,197 +32,11 @@ from .maxmin import allocate, allocate_scratch
 _START = -1  # heap entry kind: a transfer whose latency has elapsed starts flowing
 
 
-class Network:
-    def __init__(self, env, high_share: float = 0.99, backend: LinkBackend | None = None,
-                 check: bool = False, timer=None):
-        """``timer(delay, callback)``: how wake-ups are scheduled (default: a SimPy timeout
-        each); the simulation passes its Clock's, so wake-ups and timers share one heap."""
-        if not 0.0 < high_share <= 1.0:
-            raise ValueError(f"net.high_share must be in (0, 1] (got {high_share})")
-        self.env = env
-        self._timer = timer
-        self.high_share = float(high_share)
-        self.backend = backend or FlowBackend()
-        self._flow_model = isinstance(self.backend, FlowBackend)
-        self._external = isinstance(self.backend, ExternalBackend)
-        self.check = check
-        self.links: list[Link] = []
-        self._by_name: dict[str, Link] = {}
-        self._heap: list = []
-        self._compact_at = 256  # heap size that triggers dropping superseded entries
-        self._seq = 0
-        self._tid = 0
-        self._dirty: list = []  # links that were saturated when a flow left them
-        self._new: list = []  # flows that started since the last re-rating
-        self._wake_at = INF  # the earliest wake-up scheduled and not yet run
-        self._wakes: list = []  # heap of the times of every wake-up scheduled and not yet run
-        self._in_wake = False
-        self._epoch = 0
-        self.active = 0
-        self.n_started = 0
-        self.n_completed = 0
-        self.bytes_requested = 0.0
-        self.bytes_delivered = 0.0
-        self.rerates = 0
-        self.max_overload = 0.0
-        self.wakeups = 0  # wake-ups run (each one SimPy event of the network's own)
-
-    # ------------------------------------------------------------------ topology
-    def add_link(self, name: str, capacity: float, kind: str = "", node: int = -1) -> Link:
-        if name in self._by_name:
-            raise ValueError(f"duplicate link name {name!r}")
-        l = Link(name, capacity, kind, node, len(self.links))
-        l.acc_t = self.env.now
-        self.links.append(l)
-        self._by_name[name] = l
-        return l
-
-    def link(self, name: str) -> Link:
-        return self._by_name[name]
-
-    def busy(self) -> bool:
-        """True while a transfer is flowing or a start, completion or re-rating is pending."""
-        return self.active > 0 or len(self._heap) > 0 or len(self._new) > 0 or len(self._dirty) > 0
-
-    # ------------------------------------------------------------------ transfers
-    def transfer(self, route: Iterable[Link], size: float, on_done: Callable | None = None,
-                 prio: int = LOW, max_rate: float = INF, latency: float = 0.0, tag=None) -> Transfer:
-        """Start moving ``size`` bytes over ``route``; ``on_done(transfer)`` fires when the last
-        byte arrives.  ``latency`` delays the first byte; ``max_rate`` caps the transfer (e.g. a
-        submission-bound stream of small blocks).  A tuple ``route`` (or a tuple subclass with
-        attributes, e.g. a ``Route``) is kept as given; other iterables become a tuple."""
-        if not size >= 0 or (size == INF and max_rate == INF):
-            raise ValueError(f"transfer size must be a number >= 0, or infinite for a stream with "
-                             f"a max_rate (got {size!r})")
-        if not max_rate > 0:
-            raise ValueError(f"transfer max_rate must be > 0 (got {max_rate!r})")
-        self._tid += 1
-        if not isinstance(route, tuple):
-            route = tuple(route)
-        tr = Transfer(self._tid, route, size, prio, max_rate, on_done, tag)
-        now = self.env.now
-        tr.t_submit = now
-        self.n_started += 1
-        if size != INF:
-            self.bytes_requested += tr.size
-        if latency > 0.0:
-            # The first byte leaves after ``latency``: a start entry in the network's own heap
-            # (no SimPy event of its own).
-            self._seq += 1
-            t = now + latency
-            heappush(self._heap, (t, self._seq, _START, tr))
-            if t < self._wake_at and not self._in_wake:
-                self._arm(now, latency)
-        else:
-            self._begin(tr)
-        return tr
-
-    def stream(self, route: Iterable[Link], rate: float, prio: int = HIGH, tag=None) -> Transfer:
-        """An open-ended flow that wants ``rate`` bytes/s until :meth:`stop` (e.g. a decode
-        engine's expert-parallel all-to-all); its achieved rate is ``transfer.rate``."""
-        return self.transfer(route, math.inf if rate > 0 else 0.0, None, prio=prio,
-                             max_rate=rate if rate > 0 else 1.0, tag=tag)
-
-    def set_max_rate(self, tr: Transfer, rate: float) -> None:
-        """Change a running transfer's cap (re-rated at the end of this instant)."""
-        if not rate > 0:
-            raise ValueError(f"transfer max_rate must be > 0 (got {rate!r})")
-        if tr.max_rate == rate or tr.t_end >= 0.0:
-            return
-        tr.max_rate = rate
-        if tr.t_start >= 0.0 and tr.route and self._flow_model:
-            self._new.append(tr)
-            self._schedule_rerate()
-
-    def stop(self, tr: Transfer) -> None:
-        """End a stream (or abandon a transfer) now; its bytes so far count as delivered."""
-        if tr.t_end >= 0.0:
-            return
-        now = self.env.now
-        self.n_completed += 1
-        if tr.t_start < 0.0:  # still in its latency: never started
-            tr.t_end = now
-            tr.version += 1
-            return
-        if tr.route:
-            self._detach(tr, now)
-        tr.version += 1
-        tr.rate = 0.0
-        tr.t_end = now
-
-    def _begin(self, tr: Transfer) -> None:
-        now = self.env.now
-        tr.t_start = now
-        tr.last_t = now
-        route = tr.route
-        if tr.size <= 0.0 or not route:
-            if tr.size > 0.0 and not route:
-                tr.remaining = 0.0  # local, free (e.g. the Oracle system's zero-cost I/O)
-                tr.delivered_check = tr.size
-            self._push(now, tr)
-            return
-        self.active += 1
-        if self._external:
-            for l in route:
-                l.flows[tr] = None
-            self.backend.start(self, tr)
-            return
-        if not self._flow_model:
-            d = self.backend.duration(self, tr)
-            if d is not None:
-                rate = tr.size / d if d > 0 else 0.0
-                tr.rate = rate
-                for l in route:
-                    l.acc_bytes += l.rate_sum * (now - l.acc_t)
-                    l.acc_t = now
-                    l.rate_sum += rate
-                    l.flows[tr] = None
-                tr.fixed_end = now + d
-                self._push(now + d, tr)
-                return
-        low = tr.prio != HIGH
-        r = tr.max_rate
-        if r != INF and not self._new:
-            # Fast path: a capped flow that fits under every link of its route without
-            # saturating any of them changes nobody else's rate (no one is held by an
-            # unsaturated link): it runs at its cap at once, with no re-rating.
-            ok = True
-            share = self.high_share
-            for l in route:
-                cap = l.sat_cap
-                if l.rate_sum + r >= cap:
-                    ok = False
-                    break
-                if low:
-                    if l.high_rate > 0.0 and l.high_rate >= cap * share:
-                        ok = False
-                        break
-                elif l.high_rate + r >= (cap * share if l.n_low > 0 else cap):
-                    ok = False
-                    break
-            if ok:
-                for l in route:
-                    l.acc_bytes += l.rate_sum * (now - l.acc_t)
-                    l.acc_t = now
-                    l.flows[tr] = None
-                    l.rate_sum += r
-                    if low:
-                        l.n_low += 1
-                    else:
-                        l.high_rate += r
-                tr.rate = r
-                tr.version += 1
-                if tr.remaining != INF:
-                    self._push(now + tr.remaining / r, tr)
-                if self.check:
-                    self._verify(list(route))
-                return
-        for l in route:
-            l.flows[tr] = None
-            if low:
-                l.n_low += 1
-        self._new.append(tr)
-        self._schedule_rerate()
+class _Sharing:
+    """The bandwidth-sharing half of the network: the completion heap and its wake-ups, the
+    incremental max-min re-rating with its check mode, external completions, inspection.
+    :class:`Network` (the transfer lifecycle) builds on it; the split only keeps each class
+    small -- a Network is always used whole."""
 
     def _push(self, t: float, tr: Transfer) -> None:
         self._seq += 1
@@ -233,6 +47,13 @@ class Network:
         if t < self._wake_at and not self._in_wake:
             now = self.env.now
             self._arm(now, t - now)
+
+    def _schedule_rerate(self) -> None:
+        """Re-rate at the end of this instant: a wake-up now (coalesced with any pending one)."""
+        if not self._in_wake:
+            now = self.env.now
+            if self._wake_at > now:
+                self._arm(now, 0.0)
 
     def _compact(self) -> None:
         """Drop superseded completion entries (each re-rating of a flow leaves its old entry
@@ -262,72 +83,6 @@ class Network:
         else:
             self.env.timeout(delay).callbacks.append(self._wake)
 
-    def _schedule_rerate(self) -> None:
-        """Re-rate at the end of this instant: a wake-up now (coalesced with any pending one)."""
-        if not self._in_wake:
-            now = self.env.now
-            if self._wake_at > now:
-                self._arm(now, 0.0)
-
-    # ------------------------------------------------------------------ completion
-    def _wake(self, _ev=None) -> None:
-        """Start delayed transfers, complete finished ones, re-rate, run the callbacks; repeat
-        while the callbacks start or end transfers at this instant (one wake-up serves a whole
-        chain of same-time transfers)."""
-        now = self.env.now
-        heap = self._heap
-        tol = now + 1e-12 * max(1.0, abs(now))
-        wakes = self._wakes
-        while wakes and wakes[0] <= tol:  # this one (up to rounding), and any it covers
-            heappop(wakes)
-        self._wake_at = wakes[0] if wakes else INF
-        if self._in_wake:  # re-entered from a callback: the running wake-up covers it
-            return
-        self._in_wake = True
-        self.wakeups += 1
-        pop = heappop
-        try:
-            while True:
-                done = []
-                while heap:
-                    e = heap[0]
-                    t = e[0]
-                    if t > tol:
-                        break
-                    pop(heap)
-                    ver = e[2]
-                    tr = e[3]
-                    if ver == _START:
-                        if tr.t_end < 0.0:  # not stopped during its latency
-                            self._begin(tr)
-                        continue
-                    if ver != tr.version or tr.t_end >= 0.0:
-                        continue
-                    done.append(tr)
-                for tr in done:
-                    self._finish(tr, now)
-                if self._dirty or self._new:
-                    self._rerate()
-                for tr in done:
-                    if tr.on_done is not None:
-                        tr.on_done(tr)
-                if not (self._dirty or self._new or (heap and heap[0][0] <= tol)):
-                    break
-        finally:
-            self._in_wake = False
-        while heap:  # drop superseded completion entries so they cause no wake-ups
-            e = heap[0]
-            ver = e[2]
-            tr = e[3]
-            if ver != _START and (ver != tr.version or tr.t_end >= 0.0):
-                pop(heap)
-            else:
-                break
-        if heap:
-            t = heap[0][0]
-            if t < self._wake_at:
-                self._arm(now, max(0.0, t - now))
-
     def complete(self, tr: Transfer) -> None:
         """An external backend reports that ``tr`` finished now: account its bytes on its links
         (as if it had run at its mean rate) and fire its callback."""
@@ -354,48 +109,6 @@ class Network:
         if l.rate_sum >= l.sat_cap:
             return True
         return l.n_low > 0 and l.high_rate > 0.0 and l.high_rate >= l.sat_cap * self.high_share
-
-    def _detach(self, tr: Transfer, now: float) -> None:
-        """Take a flowing transfer off its links; links it saturated are re-rated."""
-        self.active -= 1
-        high = tr.prio == HIGH
-        r = tr.rate
-        flow_model = self._flow_model
-        share = self.high_share
-        dirty = self._dirty
-        for l in tr.route:
-            l.acc_bytes += l.rate_sum * (now - l.acc_t)
-            l.acc_t = now
-            if flow_model and (l.rate_sum >= l.sat_cap or (
-                    l.n_low > 0 and l.high_rate > 0.0 and l.high_rate >= l.sat_cap * share)):
-                dirty.append(l)  # flows held by this link may speed up
-            l.rate_sum -= r
-            if l.rate_sum < 0.0:
-                l.rate_sum = 0.0
-            if high:
-                l.high_rate -= r
-                if l.high_rate < 0.0:
-                    l.high_rate = 0.0
-            else:
-                l.n_low -= 1
-            l.flows.pop(tr, None)
-        if dirty:
-            self._schedule_rerate()
-
-    def _finish(self, tr: Transfer, now: float) -> None:
-        if tr.route and tr.size > 0.0:
-            tr.delivered_check += tr.rate * (now - tr.last_t)
-            self._detach(tr, now)
-        tr.rate = 0.0
-        tr.remaining = 0.0
-        tr.t_end = now
-        self.n_completed += 1
-        self.bytes_delivered += tr.size
-        if self.check and tr.size > 0.0 and tr.route:
-            err = abs(tr.delivered_check - tr.size)
-            if err > 1e-6 * tr.size + 1e-3:
-                raise CapacityViolation(f"transfer {tr.id} ({tr.tag}) delivered {tr.delivered_check:.6g} "
-                                        f"bytes, requested {tr.size:.6g}")
 
     # ------------------------------------------------------------------ re-rating
     def _rerate(self) -> None:
@@ -603,6 +316,303 @@ class Network:
         for l in self.links:
             out.extend(l.flows)
         return list({t.id: t for t in out}.values())
+
+
+class Network(_Sharing):
+    def __init__(self, env, high_share: float = 0.99, backend: LinkBackend | None = None,
+                 check: bool = False, timer=None):
+        """``timer(delay, callback)``: how wake-ups are scheduled (default: a SimPy timeout
+        each); the simulation passes its Clock's, so wake-ups and timers share one heap."""
+        if not 0.0 < high_share <= 1.0:
+            raise ValueError(f"net.high_share must be in (0, 1] (got {high_share})")
+        self.env = env
+        self._timer = timer
+        self.high_share = float(high_share)
+        self.backend = backend or FlowBackend()
+        self._flow_model = isinstance(self.backend, FlowBackend)
+        self._external = isinstance(self.backend, ExternalBackend)
+        self.check = check
+        self.links: list[Link] = []
+        self._by_name: dict[str, Link] = {}
+        self._heap: list = []
+        self._compact_at = 256  # heap size that triggers dropping superseded entries
+        self._seq = 0
+        self._tid = 0
+        self._dirty: list = []  # links that were saturated when a flow left them
+        self._new: list = []  # flows that started since the last re-rating
+        self._wake_at = INF  # the earliest wake-up scheduled and not yet run
+        self._wakes: list = []  # heap of the times of every wake-up scheduled and not yet run
+        self._in_wake = False
+        self._epoch = 0
+        self.active = 0
+        self.n_started = 0
+        self.n_completed = 0
+        self.bytes_requested = 0.0
+        self.bytes_delivered = 0.0
+        self.rerates = 0
+        self.max_overload = 0.0
+        self.wakeups = 0  # wake-ups run (each one SimPy event of the network's own)
+
+    # ------------------------------------------------------------------ topology
+    def add_link(self, name: str, capacity: float, kind: str = "", node: int = -1) -> Link:
+        if name in self._by_name:
+            raise ValueError(f"duplicate link name {name!r}")
+        l = Link(name, capacity, kind, node, len(self.links))
+        l.acc_t = self.env.now
+        self.links.append(l)
+        self._by_name[name] = l
+        return l
+
+    def link(self, name: str) -> Link:
+        return self._by_name[name]
+
+    def busy(self) -> bool:
+        """True while a transfer is flowing or a start, completion or re-rating is pending."""
+        return self.active > 0 or len(self._heap) > 0 or len(self._new) > 0 or len(self._dirty) > 0
+
+    # ------------------------------------------------------------------ transfers
+    def transfer(self, route: Iterable[Link], size: float, on_done: Callable | None = None,
+                 prio: int = LOW, max_rate: float = INF, latency: float = 0.0, tag=None) -> Transfer:
+        """Start moving ``size`` bytes over ``route``; ``on_done(transfer)`` fires when the last
+        byte arrives.  ``latency`` delays the first byte; ``max_rate`` caps the transfer (e.g. a
+        submission-bound stream of small blocks).  A tuple ``route`` (or a tuple subclass with
+        attributes, e.g. a ``Route``) is kept as given; other iterables become a tuple."""
+        if not size >= 0 or (size == INF and max_rate == INF):
+            raise ValueError(f"transfer size must be a number >= 0, or infinite for a stream with "
+                             f"a max_rate (got {size!r})")
+        if not max_rate > 0:
+            raise ValueError(f"transfer max_rate must be > 0 (got {max_rate!r})")
+        self._tid += 1
+        if not isinstance(route, tuple):
+            route = tuple(route)
+        tr = Transfer(self._tid, route, size, prio, max_rate, on_done, tag)
+        now = self.env.now
+        tr.t_submit = now
+        self.n_started += 1
+        if size != INF:
+            self.bytes_requested += tr.size
+        if latency > 0.0:
+            # The first byte leaves after ``latency``: a start entry in the network's own heap
+            # (no SimPy event of its own).
+            self._seq += 1
+            t = now + latency
+            heappush(self._heap, (t, self._seq, _START, tr))
+            if t < self._wake_at and not self._in_wake:
+                self._arm(now, latency)
+        else:
+            self._begin(tr)
+        return tr
+
+    def stream(self, route: Iterable[Link], rate: float, prio: int = HIGH, tag=None) -> Transfer:
+        """An open-ended flow that wants ``rate`` bytes/s until :meth:`stop` (e.g. a decode
+        engine's expert-parallel all-to-all); its achieved rate is ``transfer.rate``."""
+        return self.transfer(route, math.inf if rate > 0 else 0.0, None, prio=prio,
+                             max_rate=rate if rate > 0 else 1.0, tag=tag)
+
+    def set_max_rate(self, tr: Transfer, rate: float) -> None:
+        """Change a running transfer's cap (re-rated at the end of this instant)."""
+        if not rate > 0:
+            raise ValueError(f"transfer max_rate must be > 0 (got {rate!r})")
+        if tr.max_rate == rate or tr.t_end >= 0.0:
+            return
+        tr.max_rate = rate
+        if tr.t_start >= 0.0 and tr.route and self._flow_model:
+            self._new.append(tr)
+            self._schedule_rerate()
+
+    def stop(self, tr: Transfer) -> None:
+        """End a stream (or abandon a transfer) now; its bytes so far count as delivered."""
+        if tr.t_end >= 0.0:
+            return
+        now = self.env.now
+        self.n_completed += 1
+        if tr.t_start < 0.0:  # still in its latency: never started
+            tr.t_end = now
+            tr.version += 1
+            return
+        if tr.route:
+            self._detach(tr, now)
+        tr.version += 1
+        tr.rate = 0.0
+        tr.t_end = now
+
+    def _begin(self, tr: Transfer) -> None:
+        now = self.env.now
+        tr.t_start = now
+        tr.last_t = now
+        route = tr.route
+        if tr.size <= 0.0 or not route:
+            if tr.size > 0.0 and not route:
+                tr.remaining = 0.0  # local, free (e.g. the Oracle system's zero-cost I/O)
+                tr.delivered_check = tr.size
+            self._push(now, tr)
+            return
+        self.active += 1
+        if self._external:
+            for l in route:
+                l.flows[tr] = None
+            self.backend.start(self, tr)
+            return
+        if not self._flow_model:
+            d = self.backend.duration(self, tr)
+            if d is not None:
+                rate = tr.size / d if d > 0 else 0.0
+                tr.rate = rate
+                for l in route:
+                    l.acc_bytes += l.rate_sum * (now - l.acc_t)
+                    l.acc_t = now
+                    l.rate_sum += rate
+                    l.flows[tr] = None
+                tr.fixed_end = now + d
+                self._push(now + d, tr)
+                return
+        low = tr.prio != HIGH
+        r = tr.max_rate
+        if r != INF and not self._new:
+            # Fast path: a capped flow that fits under every link of its route without
+            # saturating any of them changes nobody else's rate (no one is held by an
+            # unsaturated link): it runs at its cap at once, with no re-rating.
+            ok = True
+            share = self.high_share
+            for l in route:
+                cap = l.sat_cap
+                if l.rate_sum + r >= cap:
+                    ok = False
+                    break
+                if low:
+                    if l.high_rate > 0.0 and l.high_rate >= cap * share:
+                        ok = False
+                        break
+                elif l.high_rate + r >= (cap * share if l.n_low > 0 else cap):
+                    ok = False
+                    break
+            if ok:
+                for l in route:
+                    l.acc_bytes += l.rate_sum * (now - l.acc_t)
+                    l.acc_t = now
+                    l.flows[tr] = None
+                    l.rate_sum += r
+                    if low:
+                        l.n_low += 1
+                    else:
+                        l.high_rate += r
+                tr.rate = r
+                tr.version += 1
+                if tr.remaining != INF:
+                    self._push(now + tr.remaining / r, tr)
+                if self.check:
+                    self._verify(list(route))
+                return
+        for l in route:
+            l.flows[tr] = None
+            if low:
+                l.n_low += 1
+        self._new.append(tr)
+        self._schedule_rerate()
+
+
+
+    # ------------------------------------------------------------------ completion
+    def _wake(self, _ev=None) -> None:
+        """Start delayed transfers, complete finished ones, re-rate, run the callbacks; repeat
+        while the callbacks start or end transfers at this instant (one wake-up serves a whole
+        chain of same-time transfers)."""
+        now = self.env.now
+        heap = self._heap
+        tol = now + 1e-12 * max(1.0, abs(now))
+        wakes = self._wakes
+        while wakes and wakes[0] <= tol:  # this one (up to rounding), and any it covers
+            heappop(wakes)
+        self._wake_at = wakes[0] if wakes else INF
+        if self._in_wake:  # re-entered from a callback: the running wake-up covers it
+            return
+        self._in_wake = True
+        self.wakeups += 1
+        pop = heappop
+        try:
+            while True:
+                done = []
+                while heap:
+                    e = heap[0]
+                    t = e[0]
+                    if t > tol:
+                        break
+                    pop(heap)
+                    ver = e[2]
+                    tr = e[3]
+                    if ver == _START:
+                        if tr.t_end < 0.0:  # not stopped during its latency
+                            self._begin(tr)
+                        continue
+                    if ver != tr.version or tr.t_end >= 0.0:
+                        continue
+                    done.append(tr)
+                for tr in done:
+                    self._finish(tr, now)
+                if self._dirty or self._new:
+                    self._rerate()
+                for tr in done:
+                    if tr.on_done is not None:
+                        tr.on_done(tr)
+                if not (self._dirty or self._new or (heap and heap[0][0] <= tol)):
+                    break
+        finally:
+            self._in_wake = False
+        while heap:  # drop superseded completion entries so they cause no wake-ups
+            e = heap[0]
+            ver = e[2]
+            tr = e[3]
+            if ver != _START and (ver != tr.version or tr.t_end >= 0.0):
+                pop(heap)
+            else:
+                break
+        if heap:
+            t = heap[0][0]
+            if t < self._wake_at:
+                self._arm(now, max(0.0, t - now))
+
+
+    def _detach(self, tr: Transfer, now: float) -> None:
+        """Take a flowing transfer off its links; links it saturated are re-rated."""
+        self.active -= 1
+        high = tr.prio == HIGH
+        r = tr.rate
+        flow_model = self._flow_model
+        share = self.high_share
+        dirty = self._dirty
+        for l in tr.route:
+            l.acc_bytes += l.rate_sum * (now - l.acc_t)
+            l.acc_t = now
+            if flow_model and (l.rate_sum >= l.sat_cap or (
+                    l.n_low > 0 and l.high_rate > 0.0 and l.high_rate >= l.sat_cap * share)):
+                dirty.append(l)  # flows held by this link may speed up
+            l.rate_sum -= r
+            if l.rate_sum < 0.0:
+                l.rate_sum = 0.0
+            if high:
+                l.high_rate -= r
+                if l.high_rate < 0.0:
+                    l.high_rate = 0.0
+            else:
+                l.n_low -= 1
+            l.flows.pop(tr, None)
+        if dirty:
+            self._schedule_rerate()
+
+    def _finish(self, tr: Transfer, now: float) -> None:
+        if tr.route and tr.size > 0.0:
+            tr.delivered_check += tr.rate * (now - tr.last_t)
+            self._detach(tr, now)
+        tr.rate = 0.0
+        tr.remaining = 0.0
+        tr.t_end = now
+        self.n_completed += 1
+        self.bytes_delivered += tr.size
+        if self.check and tr.size > 0.0 and tr.route:
+            err = abs(tr.delivered_check - tr.size)
+            if err > 1e-6 * tr.size + 1e-3:
+                raise CapacityViolation(f"transfer {tr.id} ({tr.tag}) delivered {tr.delivered_check:.6g} "
+                                        f"bytes, requested {tr.size:.6g}")
 
 
 __all__ = ["Network", "LinkBackend", "FlowBackend", "FixedRateBackend", "ExternalBackend",
