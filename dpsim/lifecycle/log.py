@@ -118,7 +118,7 @@ class RequestLog:
             rec = RequestRecord()
             for col, v in c.items():
                 if col in _REC_NAMES:
-                    setattr(rec, _REC_NAMES[col], v[k] if not isinstance(v, list) else v[k])
+                    setattr(rec, _REC_NAMES[col], v[k])
             rec.agent = agents[int(c["agent"][k])]
             rec.pe = pes[int(c["pe"][k])] if c["pe"][k] >= 0 else None
             rec.de = des[int(c["de"][k])] if c["de"][k] >= 0 else None

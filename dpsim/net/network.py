@@ -78,10 +78,8 @@ class _Sharing:
         if at < self._wake_at:
             self._wake_at = at
         heappush(self._wakes, at)
-        if self._timer is not None:
-            self._timer(delay, self._wake)
-        else:
-            self.env.timeout(delay).callbacks.append(self._wake)
+        ev = self.env.timeout(delay)
+        ev.callbacks.append(self._wake)
 
     def complete(self, tr: Transfer) -> None:
         """An external backend reports that ``tr`` finished now: account its bytes on its links
@@ -320,13 +318,10 @@ class _Sharing:
 
 class Network(_Sharing):
     def __init__(self, env, high_share: float = 0.99, backend: LinkBackend | None = None,
-                 check: bool = False, timer=None):
-        """``timer(delay, callback)``: how wake-ups are scheduled (default: a SimPy timeout
-        each); the simulation passes its Clock's, so wake-ups and timers share one heap."""
+                 check: bool = False):
         if not 0.0 < high_share <= 1.0:
             raise ValueError(f"net.high_share must be in (0, 1] (got {high_share})")
         self.env = env
-        self._timer = timer
         self.high_share = float(high_share)
         self.backend = backend or FlowBackend()
         self._flow_model = isinstance(self.backend, FlowBackend)
