@@ -85,14 +85,16 @@ def cmd_run(a) -> int:
         return 2
     t0 = time.time()
     errors: list = []
+    notes: list = []
     try:
-        df = run_suites(t, a.suite, sc, log=print, errors=errors)
+        df = run_suites(t, a.suite, sc, log=print, errors=errors, notes=notes)
         meta = t.describe()
         meta["suite_config"] = config_dict(sc)
         meta["suites"] = a.suite
         meta["transport_options"] = {k: v for k, v in opts.items()}
         meta["wall_s"] = time.time() - t0
         meta["errors"] = errors
+        meta["adjusted"] = notes
     finally:
         t.close()
     name = a.name or a.transport
@@ -103,6 +105,8 @@ def cmd_run(a) -> int:
         return 1
     paths = write_results(df, meta, a.out, name)
     print(f"[{a.transport}] {len(df)} rows in {time.time() - t0:.1f} s -> {', '.join(paths)}")
+    for n in notes:
+        print(f"[{a.transport}] adjusted: {n}")
     return 0
 
 

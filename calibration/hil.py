@@ -1,7 +1,14 @@
 """Hardware-in-the-loop replay vs the model backend (issue #5 item 5).
 
     python -m calibration.hil --out DIR [--turns N] [--agents K] [--quick] [--device cuda|cpu]
-                              [--systems round_robin,dualpath] [--profile PROFILE.yaml] [--no-probe]
+                              [--devices 0|0,1] [--systems round_robin,dualpath] [--replays N]
+                              [--profile PROFILE.yaml] [--no-probe]
+
+``--devices 0`` runs the PE and the DE on one GPU (their copies then share its one PCIe link,
+which the report says); the default takes the first two visible GPUs, or GPU 0 alone.
+``--replays N`` repeats each system's HIL run N times (the model runs are deterministic, once
+each) and writes ``DIR/hil_summary.json``: per system the median replay JCT and mean TTFT, the
+model's from each profile, their relative errors and the replay-to-replay spread.
 
 A mini DualPath -- DS 27B, 1P1D with one GPU per node (node 0 = GPU 0 = the PE, node 1 = GPU 1 =
 the DE), the bundled WEKA trajectories truncated with ``workload.mal``, a few agents, no model
@@ -43,7 +50,7 @@ DEFAULT_PROFILE = HERE / "profiles" / "h100_measured.yaml"
 TARGET = 0.10  # acceptance: within 10% on JCT and mean TTFT
 
 __all__ = ["compose", "scenario_overrides", "hil_config", "build_sim", "run_case", "probe",
-           "transfer_frame", "compare", "request_lower_bound", "write_report", "main"]
+           "transfer_frame", "compare", "request_lower_bound", "write_report", "replay_summary", "main"]
 
 
 # ---------------------------------------------------------------------------- config
@@ -59,7 +66,11 @@ def compose(overrides) -> dict:
 
 def scenario_overrides(system: str = "round_robin", mal: str = "48k", agents: int = 16,
                        gen_scale: float = 0.25) -> list:
+    # model.parallel.* follows the 1P1D x 1 GPU cluster (dpsim.config requires gpus_per_node equal
+    # and an EP group no larger than the GPUs of its role; model traffic is off anyway)
     ov = ["model=ds27b", "gpu=h100", f"system={system}", "cluster.gpus_per_node=1",
+          "model.parallel.gpus_per_node=1", "model.parallel.ep_size_prefill=1",
+          "model.parallel.ep_size_decode=1",
           "cluster.prefill_nodes=1", "cluster.decode_nodes=1", f"workload.mal={mal}",
           f"workload.agents={agents}", f"workload.gen_scale={gen_scale}",
           "system.model_traffic=false", "output.progress=false", "experiment.name=hil"]
@@ -128,7 +139,7 @@ def _guard(sim, backend, limit_s: float):
     env = sim.env
     while True:
         yield env.timeout(min(0.2, limit_s))
-        if sim.done_event.triggered and backend.inflight == 0:
+        if sim.ended and backend.inflight == 0:
             return
         if env.now >= limit_s:
             raise HilTimeout(f"HIL run stopped at its guard: {env.now:.1f} simulated s (--max-wall-s); "
@@ -171,7 +182,7 @@ def run_case(cfg: dict, label: str, backend=None, speed: float = 1.0, trajectori
     req = request_table(sim)
     traj = trajectory_table(sim)
     summ = summary(sim, req, traj, cfg["experiment"]["mode"])
-    summ["truncated"] = bool(timed_out or not sim.done_event.triggered)
+    summ["truncated"] = bool(timed_out or not sim.ended)
     tf = transfer_frame(sim, trs, getattr(backend, "records", None) if backend is not None else None)
     return Case(label, cfg, sim, summ, req, tf, wall)
 
@@ -537,6 +548,14 @@ def write_report(out: Path, res: dict, hil: Case, models: list, profiles: dict, 
              f"({'O_DIRECT' if meta.get('o_direct') else meta.get('o_direct_note')}); "
              f"date {meta.get('date')}.\n")
     L.append(f"Command: `python -m calibration.hil {args.get('argv', '')}`\n")
+    if meta.get("shared_pcie"):
+        L.append(f"**One GPU** (`--devices {','.join(map(str, meta.get('devices') or [0]))}`): the PE (node 0) "
+                 "and the DE (node 1) both run on this GPU, so their H2D/D2H copies share its one PCIe "
+                 "link, where the model (1P1D x 1 GPU) has two, one per GPU. The DE-side copies "
+                 "(`de_h2d`, `d2h`) and the PE-side ones (`pe_in`, `pe_out`) may therefore contend on "
+                 "the hardware but not in the model; with storage ~25x slower than PCIe this matters "
+                 "only when PCIe copies of both nodes overlap. The probe's `h2d_2gpu` (two GPUs' H2D) "
+                 "cannot be measured: `dram_Bps` falls back to 2 x links.h2d.\n")
     c = hil.cfg
     L.append("## Scenario\n")
     L.append(f"- model {c['model']['name']} (KV {c['model']['kv_bytes_per_token']} B/token), gpu config "
@@ -645,15 +664,80 @@ def write_report(out: Path, res: dict, hil: Case, models: list, profiles: dict, 
     return files
 
 
+# ---------------------------------------------------------------------------- summary
+def _rel(a, b):
+    return (a - b) / b if (a is not None and b) else math.nan
+
+
+def replay_summary(system_runs: dict, profile_paths: dict) -> dict:
+    """``hil_summary.json``'s body.
+
+    ``system_runs``: system -> {"replays": [summary dict of each HIL replay],
+    "models": {label: summary dict}}.  Per system: the median over replays of the HIL JCT and
+    mean TTFT, each model's JCT / mean TTFT and its relative error against those medians
+    ((model - HIL) / HIL), and the replay-to-replay spread ((max - min) / median, and the
+    largest |replay - median| / median)."""
+    out = {"target_abs_rel_err": 0.05, "profiles": {k: str(v) for k, v in profile_paths.items()},
+           "error": "(model - median HIL) / median HIL", "systems": {}}
+    for system, d in system_runs.items():
+        reps = d["replays"]
+        jct = np.array([r["jct_s"] for r in reps], float)
+        ttft = np.array([r["ttft_s"]["mean"] for r in reps], float)
+        tpot = np.array([r["tpot_s"]["mean"] for r in reps], float)
+        mj, mt, mp = float(np.median(jct)), float(np.median(ttft)), float(np.median(tpot))
+
+        def spread(x, med):
+            return {"range_rel": float((x.max() - x.min()) / med) if med else math.nan,
+                    "max_abs_dev_rel": float(np.max(np.abs(x - med)) / med) if med else math.nan}
+        sysd = {"n_replays": len(reps),
+                "replays": [{"jct_s": r["jct_s"], "ttft_mean_s": r["ttft_s"]["mean"],
+                             "tpot_mean_s": r["tpot_s"]["mean"],
+                             "requests_completed": r["requests_completed"],
+                             "requests_total": r["requests_total"], "truncated": r.get("truncated", False)}
+                            for r in reps],
+                "hil_median": {"jct_s": mj, "ttft_mean_s": mt, "tpot_mean_s": mp},
+                "spread": {"jct": spread(jct, mj), "ttft_mean": spread(ttft, mt)},
+                "all_completed": all(r["requests_completed"] == r["requests_total"] and not r.get("truncated")
+                                     for r in reps),
+                "models": {}}
+        for label, m in d["models"].items():
+            ej, et = _rel(m["jct_s"], mj), _rel(m["ttft_s"]["mean"], mt)
+            sysd["models"][label] = {
+                "jct_s": m["jct_s"], "ttft_mean_s": m["ttft_s"]["mean"], "tpot_mean_s": m["tpot_s"]["mean"],
+                "jct_rel_err": ej, "ttft_mean_rel_err": et, "tpot_mean_rel_err": _rel(m["tpot_s"]["mean"], mp),
+                "within_target": bool(abs(ej) <= 0.05 and abs(et) <= 0.05)}
+        out["systems"][system] = sysd
+    return out
+
+
 # ---------------------------------------------------------------------------- main
+def _devices(s):
+    if s is None:
+        return None
+    try:
+        out = [int(x) for x in str(s).split(",") if x.strip() != ""]
+    except ValueError:
+        raise SystemExit(f"calibration.hil: --devices {s!r}: give GPU indices separated by commas, "
+                         f"e.g. --devices 0 (one GPU) or --devices 0,1") from None
+    if not 1 <= len(out) <= 2 or any(d < 0 for d in out):
+        raise SystemExit(f"calibration.hil: --devices {s!r}: give one or two GPU indices >= 0, "
+                         f"e.g. --devices 0 or --devices 0,1")
+    return out
+
+
 def main(argv=None) -> int:
     from calibration.suites import parse_bytes
 
     ap = argparse.ArgumentParser(prog="python -m calibration.hil", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
-                    help="cuda: pinned H2D/D2H on GPUs 0 and 1; cpu: host memcpy (CI)")
+                    help="cuda: pinned H2D/D2H on the GPUs of --devices; cpu: host memcpy (CI)")
+    ap.add_argument("--devices", default=None,
+                    help="cuda: GPU indices, '0' (PE and DE on one GPU) or '0,1' (PE on the first, DE on "
+                         "the second); default: the first two visible, or GPU 0 alone")
     ap.add_argument("--systems", default="round_robin", help="comma list of systems, one HIL run each")
+    ap.add_argument("--replays", type=int, default=1,
+                    help="HIL runs per system (>= 3 measures the replay's own noise); hil_summary.json")
     ap.add_argument("--agents", type=int, default=None)
     ap.add_argument("--turns", type=int, default=None, help="at most this many turns in total")
     ap.add_argument("--mal", default=None)
@@ -671,6 +755,9 @@ def main(argv=None) -> int:
     ap.add_argument("--max-wall-s", type=float, default=420.0, help="guard on each HIL run's length (s)")
     ap.add_argument("--override", action="append", default=[], help="extra Hydra override (repeatable)")
     a = ap.parse_args(argv)
+    if a.replays < 1:
+        ap.error(f"--replays must be >= 1 (got {a.replays})")
+    devices = _devices(a.devices)
 
     from calibration.profile import load_profile
     from dpsim.cluster.profile import apply_profile
@@ -690,16 +777,21 @@ def main(argv=None) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     t_all = time.perf_counter()
-    be = HardwareBackend(a.device, file_dir=a.file_dir, poll_s=a.poll_us * 1e-6, speed=a.speed, **pools)
+    shipped = load_profile(a.profile)  # a bad profile fails before any hardware is touched
+    be = HardwareBackend(a.device, devices=devices, file_dir=a.file_dir, poll_s=a.poll_us * 1e-6,
+                         speed=a.speed, **pools)
     try:
         be.open()
     except TransportUnavailable as e:
         print(f"calibration.hil: {e}", file=sys.stderr)
         return 2
     print(f"[hil] backend open in {be.meta['open_s']:.1f} s: {be.meta}", flush=True)
-    shipped = load_profile(a.profile)
+    if be.meta.get("shared_pcie"):
+        print(f"[hil] one GPU ({be.devices}): PE and DE share its PCIe link (the model has one per GPU)",
+              flush=True)
     profiles = {"shipped": shipped}
     desc = {"model_shipped": f"`{os.path.relpath(a.profile)}` ({shipped['meta'].get('gpu') or shipped['meta'].get('source')})"}
+    runs: dict = {}
     try:
         if not a.no_probe:
             t = time.perf_counter()
@@ -715,6 +807,8 @@ def main(argv=None) -> int:
             print(f"[hil] probe in {time.perf_counter() - t:.1f} s: " + json.dumps(
                 {k: (round(v["bandwidth_Bps"] / 1e9, 3), round(v["latency_s"] * 1e6, 1)) for k, v in pr["links"].items()})
                 + " " + json.dumps({k: round(v["total_Bps"] / 1e9, 3) for k, v in pr["sharing"].items()}), flush=True)
+        # The HIL run's link capacities (read by the scheduler) come from the profile the model is
+        # judged with: the probe when there is one, else --profile.
         pm = profiles.get("probe", shipped)
         rc = 0
         systems = [s for s in a.systems.split(",") if s]
@@ -724,33 +818,55 @@ def main(argv=None) -> int:
             # would make dpsim.runner.build re-price them.
             base["cluster"]["link_profile"] = None
             cfg_hil = hil_config(apply_profile(base, pm, mapping))
-            print(f"[hil] {system}: HIL run (real time) ...", flush=True)
-            be.records = []
-            hil = run_case(cfg_hil, "hil", backend=be, speed=a.speed, max_turns=turns, max_wall_s=a.max_wall_s)
-            print(f"[hil] {system}: HIL done in {hil.wall_s:.1f} s wall: jct {hil.summary['jct_s']:.3f} s, "
-                  f"ttft {hil.summary['ttft_s']['mean']}, {hil.summary['requests_completed']}/"
-                  f"{hil.summary['requests_total']} requests, {len(hil.transfers)} transfers", flush=True)
             models = []
             for name, prof in profiles.items():
                 cfg_m = apply_profile(base, prof, mapping)
                 models.append(run_case(cfg_m, f"model_{name}", max_turns=turns))
                 s = models[-1].summary
                 print(f"[hil] {system}: model_{name}: jct {s['jct_s']:.3f} s, ttft {s['ttft_s']['mean']}", flush=True)
-            res = compare(hil, models, profiles, mapping)
-            meta = be.describe()
-            sub = out if len(systems) == 1 else out / system
-            args = {"argv": " ".join(sys.argv[1:] if argv is None else argv), "speed": a.speed,
-                    "mapping": mapping, "profile": a.profile, "profile_desc": desc, "turns": turns,
-                    "agents": agents, "mal": mal, "gen_scale": gs, "system": system}
-            files = write_report(sub, res, hil, models, profiles, meta, args)
-            print(f"[hil] {system}: wrote {sub}: {files}", flush=True)
-            e2e = res["e2e"].set_index("metric")
-            for m in models:
-                print(f"[hil] {system}: {m.label}: JCT err {_fmt(e2e.loc['jct_s'].get('err_' + m.label), True)}, "
-                      f"mean TTFT err {_fmt(e2e.loc['ttft_mean_s'].get('err_' + m.label), True)}, "
-                      f"TPOT err {_fmt(e2e.loc['tpot_mean_s'].get('err_' + m.label), True)}", flush=True)
-            if hil.summary["requests_completed"] != hil.summary["requests_total"]:
-                rc = 1
+            runs[system] = {"replays": [], "models": {m.label: m.summary for m in models}}
+            for r in range(a.replays):
+                tag = f" replay {r + 1}/{a.replays}" if a.replays > 1 else ""
+                print(f"[hil] {system}{tag}: HIL run (real time) ...", flush=True)
+                be.records = []
+                hil = run_case(cfg_hil, "hil", backend=be, speed=a.speed, max_turns=turns, max_wall_s=a.max_wall_s)
+                print(f"[hil] {system}{tag}: HIL done in {hil.wall_s:.1f} s wall: jct {hil.summary['jct_s']:.3f} s, "
+                      f"ttft {hil.summary['ttft_s']['mean']}, {hil.summary['requests_completed']}/"
+                      f"{hil.summary['requests_total']} requests, {len(hil.transfers)} transfers", flush=True)
+                runs[system]["replays"].append(hil.summary)
+                res = compare(hil, models, profiles, mapping)
+                meta = be.describe()
+                sub = out if len(systems) == 1 else out / system
+                if a.replays > 1:
+                    sub = sub / f"replay{r + 1}"
+                args = {"argv": " ".join(sys.argv[1:] if argv is None else argv), "speed": a.speed,
+                        "mapping": mapping, "profile": a.profile, "profile_desc": desc, "turns": turns,
+                        "agents": agents, "mal": mal, "gen_scale": gs, "system": system,
+                        "replay": r + 1, "replays": a.replays}
+                files = write_report(sub, res, hil, models, profiles, meta, args)
+                print(f"[hil] {system}{tag}: wrote {sub}: {files}", flush=True)
+                e2e = res["e2e"].set_index("metric")
+                for m in models:
+                    print(f"[hil] {system}{tag}: {m.label}: JCT err {_fmt(e2e.loc['jct_s'].get('err_' + m.label), True)}, "
+                          f"mean TTFT err {_fmt(e2e.loc['ttft_mean_s'].get('err_' + m.label), True)}, "
+                          f"TPOT err {_fmt(e2e.loc['tpot_mean_s'].get('err_' + m.label), True)}", flush=True)
+                if hil.summary["requests_completed"] != hil.summary["requests_total"]:
+                    rc = 1
+                # after every replay, so a run cut short keeps what it measured
+                summ = replay_summary(runs, {"shipped": a.profile, **({"probe": "probe_profile.yaml"}
+                                                                        if "probe" in profiles else {})})
+                summ.update({"devices": be.devices if a.device == "cuda" else None,
+                             "shared_pcie": bool(be.meta.get("shared_pcie")), "gpu": (be.meta.get("gpus") or [None])[0],
+                             "command": "python -m calibration.hil " + args["argv"]})
+                with open(out / "hil_summary.json", "w") as f:
+                    json.dump(summ, f, indent=1, default=str)
+        if runs:
+            for system, d in json.load(open(out / "hil_summary.json"))["systems"].items():
+                for label, m in d["models"].items():
+                    print(f"[hil] summary {system}: {label} vs median of {d['n_replays']} replays: JCT "
+                          f"{_fmt(m['jct_rel_err'], True)}, mean TTFT {_fmt(m['ttft_mean_rel_err'], True)}; "
+                          f"replay spread (max-min)/median JCT {_pct(d['spread']['jct']['range_rel'], False)}, TTFT "
+                          f"{_pct(d['spread']['ttft_mean']['range_rel'], False)}", flush=True)
     finally:
         be.close()
     print(f"[hil] total {time.perf_counter() - t_all:.1f} s", flush=True)

@@ -153,11 +153,25 @@ def _execute(cfgs: list[_Cfg], sc: SuiteConfig, log, errors: list | None = None)
     return rows
 
 
-def _sizes_cfgs(t: Transport, sc: SuiteConfig) -> list[_Cfg]:
-    cap = min(sc.max_bytes, t.max_transfer_bytes())
+def _note(notes, log, msg: str) -> None:
+    """An option the suite had to adjust: printed and kept (meta ``adjusted``)."""
+    if notes is not None:
+        notes.append(msg)
+    if log:
+        log(f"  NOTE {msg}")
+
+
+def _sizes_cfgs(t: Transport, sc: SuiteConfig, notes=None, log=None) -> list[_Cfg]:
+    tmax = t.max_transfer_bytes()
+    cap = min(sc.max_bytes, tmax)
+    if cap < sc.max_bytes:
+        _note(notes, log, f"sizes: --max-bytes {fmt_bytes(sc.max_bytes)} capped to {fmt_bytes(cap)} "
+                          f"(the largest transfer this {t.name} transport can hold: free memory / disk)")
     cfgs = []
     for r in t.routes():
         rcap = min(cap, r.max_bytes or cap)
+        if rcap < cap:
+            _note(notes, log, f"sizes: route {r.kind} capped to {fmt_bytes(rcap)} (its own limit)")
         for n, split in size_grid(sc.min_bytes, rcap):
             def run(verify, r=r, n=n):
                 return [({}, t.transfer(n, src=r.src, dst=r.dst, verify=verify))]
@@ -168,9 +182,22 @@ def _sizes_cfgs(t: Transport, sc: SuiteConfig) -> list[_Cfg]:
     return cfgs
 
 
-def _conc_cfgs(t: Transport, sc: SuiteConfig) -> list[_Cfg]:
-    cap = min(sc.max_bytes, t.max_transfer_bytes() // 2)
-    sizes = sorted({min(s, cap) for s in sc.conc_sizes if s >= sc.min_bytes} or {min(sc.min_bytes, cap)})
+def _conc_cfgs(t: Transport, sc: SuiteConfig, notes=None, log=None) -> list[_Cfg]:
+    tmax = t.max_transfer_bytes()
+    cap = min(sc.max_bytes, tmax)
+    sizes = set()
+    for s in sc.conc_sizes:
+        if s < sc.min_bytes:
+            _note(notes, log, f"concurrency: size {fmt_bytes(s)} dropped (below --min-bytes "
+                              f"{fmt_bytes(sc.min_bytes)})")
+            continue
+        if s > cap:
+            why = ("--max-bytes" if cap == sc.max_bytes else
+                   f"the largest transfer this {t.name} transport can hold (free memory / disk)")
+            _note(notes, log, f"concurrency: size {fmt_bytes(s)} capped to {fmt_bytes(cap)} ({why}); "
+                              f"raise --max-bytes or free memory/disk to measure it")
+        sizes.add(min(s, cap))
+    sizes = sorted(sizes or {min(sc.min_bytes, cap)})
     cfgs = []
     for gname, routes in t.concurrency_groups():
         duplex = len({(r.src, r.dst) for r in routes}) > 1
@@ -193,9 +220,14 @@ def _conc_cfgs(t: Transport, sc: SuiteConfig) -> list[_Cfg]:
     return cfgs
 
 
-def _block_cfgs(t: Transport, sc: SuiteConfig) -> list[_Cfg]:
+def _block_cfgs(t: Transport, sc: SuiteConfig, notes=None, log=None) -> list[_Cfg]:
     cap = min(sc.max_block_total, t.max_transfer_bytes(), sc.max_bytes)
     cfgs = []
+    skipped = sorted({(b, nb) for b in sc.block_sizes for nb in sc.block_counts if nb * b > cap})
+    if skipped:
+        _note(notes, log, f"blocks: {len(skipped)} (block size, count) pairs over {fmt_bytes(cap)} in total "
+                          f"skipped (--max-block-total / --max-bytes / memory), e.g. "
+                          + ", ".join(f"{nb} x {fmt_bytes(b)}" for b, nb in skipped[:3]))
     for r in t.block_routes():
         for b in sc.block_sizes:
             for nb in sc.block_counts:
@@ -220,9 +252,10 @@ def _block_cfgs(t: Transport, sc: SuiteConfig) -> list[_Cfg]:
 
 
 def run_suites(t: Transport, suites, sc: SuiteConfig | None = None, log=print,
-               errors: list | None = None) -> pd.DataFrame:
+               errors: list | None = None, notes: list | None = None) -> pd.DataFrame:
     """Run the named suites on a checked transport; return the tidy table.
-    Errors of single configurations are appended to ``errors``."""
+    Errors of single configurations are appended to ``errors``; every option the suites
+    adjusted (a size capped, a size dropped) is printed and appended to ``notes``."""
     sc = sc or SuiteConfig()
     np.random.seed(sc.seed)
     builders = {"sizes": _sizes_cfgs, "concurrency": _conc_cfgs, "blocks": _block_cfgs}
@@ -233,7 +266,7 @@ def run_suites(t: Transport, suites, sc: SuiteConfig | None = None, log=print,
         if s not in builders:
             raise ValueError(f"unknown suite {s!r}; choose from {SUITES} or all")
         t0 = time.perf_counter()
-        cfgs = builders[s](t, sc)
+        cfgs = builders[s](t, sc, notes, log)
         if log:
             log(f"[{t.name}] suite {s}: {len(cfgs)} configurations")
         rows += _execute(cfgs, sc, log, errors)

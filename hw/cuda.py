@@ -188,8 +188,11 @@ class CudaTransport(Transport):
             self.devices = list(range(min(n, 2)))
         bad = [d for d in self.devices if d >= n]
         if bad:
+            ok = ",".join(str(i) for i in range(min(n, 2))) or "0"
             raise TransportUnavailable("cuda", f"GPU(s) {bad} requested but only {n} visible",
-                                       "pick --devices among the visible GPUs")
+                                       f"pick GPUs among the {n} visible (0..{n - 1}) with --devices, "
+                                       f"e.g. `--devices {ok}` (python -m calibration run and "
+                                       f"python -m calibration.hil both take it)")
         for d in self.devices:
             torch.cuda.init()
             torch.empty(1, device=f"cuda:{d}")  # make the primary context current

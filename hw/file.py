@@ -13,6 +13,9 @@ then drops the range from the page cache with ``posix_fadvise(DONTNEED)``
 before each read, which works on disk-backed filesystems but not on tmpfs
 (there the "storage" is RAM and the numbers are memcpy numbers).
 
+Options: ``path``, ``queue_depth`` (4), ``chunk_bytes`` (1 MiB), ``o_direct``, ``max_bytes``,
+``file_bytes`` (smallest read file; default 1 MiB, else twice the largest read).
+
 Link kinds: ``file_read`` (storage -> host), ``file_write`` (host -> storage).
 The file holds a known pattern (word ``w`` = ``w * K mod 2**64``), so every
 read can be verified.
@@ -71,13 +74,16 @@ class FileTransport(Transport):
 
     def __init__(self, path: str | None = None, queue_depth: int = 4,
                  chunk_bytes: int = 1 << 20, o_direct: bool = True,
-                 max_bytes: int | None = None, keep_file: bool = False):
+                 max_bytes: int | None = None, keep_file: bool = False, file_bytes: int = 0):
         self.dir = path or tempfile.gettempdir()
         self.queue_depth = max(1, int(queue_depth))
         self.chunk_bytes = round_up(max(int(chunk_bytes), PAGE))
         self.want_o_direct = o_direct
         self._max_bytes = max_bytes
         self.keep_file = keep_file
+        # the read file is at least this large (reads land at random offsets in it): match the
+        # file a replay reads from (hw.replay: 4 GiB) so both see the same storage locality
+        self.min_file_bytes = round_up(max(int(file_bytes or 0), 1 << 20), 1 << 20)
         self.read_path = os.path.join(self.dir, f"dpsim_file_transport_{os.getpid()}.dat")
         self.write_path = self.read_path + ".w"
         self.file_bytes = 0
@@ -240,7 +246,7 @@ class FileTransport(Transport):
             off = slot * n
             fd = self._wfd
         else:
-            self._ensure_file(max(n * 2, 1 << 20))
+            self._ensure_file(max(n * 2, self.min_file_bytes))
             max_off = (self.file_bytes - n) // PAGE
             off = int(self._rng.integers(0, max_off + 1)) * PAGE if max_off > 0 else 0
             fd = self._rfd
@@ -338,7 +344,7 @@ class FileTransport(Transport):
         pread of the whole range.  Queue depth 1 (the calling thread)."""
         bb = round_up(block_bytes)
         total = n_blocks * bb
-        self._ensure_file(max(2 * total, 1 << 20))
+        self._ensure_file(max(2 * total, self.min_file_bytes))
         buf = self._buf(("blk", "r"), total)
         fd = self._rfd
         nfile_blocks = self.file_bytes // bb
@@ -406,5 +412,7 @@ class FileTransport(Transport):
             "o_direct_note": self.o_direct_note,
             "queue_depth": self.queue_depth,
             "chunk_bytes": self.chunk_bytes,
+            "read_file_bytes": self.file_bytes,
+            "min_file_bytes": self.min_file_bytes,
         })
         return d

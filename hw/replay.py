@@ -12,7 +12,9 @@ only while transfers are in flight) drains a thread-safe queue of finished trans
 
 Mapping (one host with two GPUs: node 0 = GPU 0 = the PE, node 1 = GPU 1 = the DE; run the
 simulation with ``cluster.gpus_per_node=1``, ``prefill_nodes=1``, ``decode_nodes=1``; global
-GPU ``g`` -> ``devices[g % len(devices)]``, node ``n`` -> host region ``n % 2``):
+GPU ``g`` -> ``devices[g % len(devices)]``, node ``n`` -> host region ``n % 2``).  With one GPU
+(``devices=[0]``) the PE and the DE both run on GPU 0: their copies share that GPU's one PCIe
+link, where the simulated 1P1D has one per GPU (``describe()["shared_pcie"]``):
 
 =====================================  =====================  ==============================
 route kind (tag)                       ``cuda`` mapping       ``cpu`` mapping (CI)
@@ -222,7 +224,7 @@ class HardwareBackend(ExternalBackend):
 
     name = "hardware"
 
-    def __init__(self, device: str = "cuda", *, devices=(0, 1), file_dir: str | None = None,
+    def __init__(self, device: str = "cuda", *, devices=None, file_dir: str | None = None,
                  file_bytes: int = 4 << 30, host_pool_bytes: int = 8 << 30, dev_pool_bytes: int = 4 << 30,
                  chunk_bytes: int = 64 << 20, file_chunk_bytes: int = 1 << 20, queue_depth: int = 4,
                  workers: int = 32, io_workers: int = 32, poll_s: float = 1e-4, speed: float = 1.0,
@@ -231,7 +233,9 @@ class HardwareBackend(ExternalBackend):
             raise ValueError(f"device must be 'cuda' or 'cpu' (got {device!r})")
         self.device = device
         self.mapping = device  # dpsim.cluster.profile mapping name
-        self.devices = list(devices)
+        # None: the first two visible GPUs (cuda), or GPU 0 alone where only one is visible;
+        # a list: exactly those (one GPU: the PE and the DE both run on it).
+        self.devices = None if devices is None else [int(d) for d in devices]
         self.file_dir = file_dir
         self.chunk = max(PAGE, (int(chunk_bytes) // PAGE) * PAGE)
         self.fchunk = max(PAGE, (int(file_chunk_bytes) // PAGE) * PAGE)
@@ -293,6 +297,9 @@ class HardwareBackend(ExternalBackend):
             ct = CudaTransport(devices=self.devices)
             ct.check()  # one clear TransportUnavailable if torch / GPUs are missing
             torch = ct.torch
+            self.devices = list(ct.devices)  # resolved (auto: min(2, visible))
+            self.meta["devices"] = list(self.devices)
+            self.meta["shared_pcie"] = len(self.devices) == 1
             self.torch = torch
             self.meta["gpus"] = [torch.cuda.get_device_name(d) for d in self.devices]
             self.meta["torch"] = torch.__version__
@@ -300,6 +307,8 @@ class HardwareBackend(ExternalBackend):
         self._open_files()
         pinned = self.device == "cuda"
         self.host = _HostPool(self.region_bytes * self.n_regions, pinned, self.torch)
+        if self.devices is None:  # cpu: two host "GPU" buffers
+            self.devices = [0, 1]
         ndev = len(self.devices) if self.device == "cuda" else max(2, len(self.devices))
         for i in range(ndev):
             if self.device == "cuda":
