@@ -44,6 +44,65 @@ def _choice(cfg, key, choices):
     return v
 
 
+def _bool(cfg, key):
+    v = _get(cfg, key)
+    if not isinstance(v, bool):
+        raise ConfigError(f"{key}={v!r} must be true or false")
+    return v
+
+
+# Keys that make an option of a config group what its name says.  A system is defined by every
+# key its own file sets (dpsim/conf/system/<name>.yaml, on top of _common.yaml); an experiment by
+# its mode.  Overriding one of them while keeping the option's name would label the results with
+# a system or experiment that did not run.
+_DEFINING = {"system": None, "experiment": ("mode",)}
+
+
+def _option_file(group: str, name) -> dict | None:
+    """The keys the packaged option file ``conf/<group>/<name>.yaml`` sets itself (None if
+    ``name`` is not a packaged option, e.g. a user-named variant)."""
+    import yaml
+    from pathlib import Path
+
+    if not isinstance(name, str) or name.startswith("_") or "/" in name:
+        return None
+    p = Path(__file__).resolve().parent / "conf" / group / f"{name}.yaml"
+    if not p.is_file():
+        return None
+    d = yaml.safe_load(p.read_text()) or {}
+    if group in d and isinstance(d[group], dict):  # a @package _global_ file (experiment/*.yaml)
+        d = d[group]
+    return {k: v for k, v in d.items() if k not in ("defaults", "name")}
+
+
+def _packaged(group: str) -> list[str]:
+    from pathlib import Path
+    d = Path(__file__).resolve().parent / "conf" / group
+    return sorted(p.stem for p in d.glob("*.yaml") if not p.stem.startswith("_"))
+
+
+def check_labels(cfg: Mapping) -> None:
+    """A packaged system/experiment keeps its name only with the keys that define it."""
+    for group, keys in _DEFINING.items():
+        sub = cfg.get(group) or {}
+        name = sub.get("name")
+        own = _option_file(group, name)
+        if not own:
+            continue
+        for k, want in own.items():
+            if keys is not None and k not in keys:
+                continue
+            if isinstance(want, dict) or k not in sub:
+                continue
+            got = sub[k]
+            if got != want:
+                alt = [n for n in _packaged(group) if (_option_file(group, n) or {}).get(k) == got]
+                pick = f"{group}={' or '.join(alt)}" if alt else f"a {group} that runs {k}={got}"
+                raise ConfigError(
+                    f"{group}.{k}={got} contradicts {group}={name} (which sets {k}: {want}), so the results "
+                    f"would be labelled {name}: use {pick}, or name the variant: {group}.name=<new name>")
+
+
 def validate(cfg: Mapping) -> dict:
     """Check the resolved config (a plain dict).  Returns it unchanged when valid."""
     from .cluster.routes import TRANSFORMS
@@ -96,4 +155,28 @@ def validate(cfg: Mapping) -> dict:
         _num(cfg, f"{e}.steady_tol", lo=0, lo_open=True, hi=1.0)
     _num(cfg, "metrics.sample_dt", lo=0, lo_open=True)
     _num(cfg, "seed", lo=0, integer=True)
+
+    _num(cfg, "limits.memory_bytes", lo=0, lo_open=True, allow_none=True,
+         fix="bytes, or null for the machine's available memory")
+    _num(cfg, "limits.bytes_per_agent", lo=0)
+    _num(cfg, "limits.bytes_per_request", lo=0)
+    _num(cfg, "limits.min_free_disk_bytes", lo=0)
+    for k in ("parquet", "plots", "timeline", "progress"):
+        _bool(cfg, f"output.{k}")
+    _num(cfg, "output.timeline_max_agents", lo=0, integer=True)
+    _num(cfg, "output.progress_log_s", lo=0, lo_open=True)
+
+    # The model's expert-parallel groups must fit the nodes of their role.  (Counted in the
+    # model's own GPUs per node, model.parallel.gpus_per_node: test fixtures and the HIL replay run
+    # reduced clusters, cluster.gpus_per_node < 8, with the model's 8-GPU layout; see issue #14.)
+    mg = _num(cfg, "model.parallel.gpus_per_node", lo=1, integer=True)
+    for role in ("prefill", "decode"):
+        ep = _num(cfg, f"model.parallel.ep_size_{role}", lo=1, integer=True)
+        n = int(cfg["cluster"][f"{role}_nodes"])
+        if ep > n * mg:
+            need = -(-ep // mg)
+            raise ConfigError(f"model.parallel.ep_size_{role}={ep} needs {ep} {role} GPUs but the cluster has "
+                              f"cluster.{role}_nodes={n} x {mg} = {n * mg}: set cluster.{role}_nodes={need} "
+                              f"or model.parallel.ep_size_{role}<={n * mg} (if the weights still fit)")
+    check_labels(cfg)
     return cfg

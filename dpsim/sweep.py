@@ -4,11 +4,14 @@ Every job of ``dpsim -m ...`` writes ``summary.json`` (or ``error.json`` when it
 its own directory; at the end of the sweep :class:`CollectSweep` (a Hydra callback) reads them
 all and writes ``sweep.parquet`` and ``sweep.csv`` into the sweep directory: one row per run,
 its overrides as columns, summary metrics as columns, failed runs as rows with their error.
+``status`` is ``ok`` (a summary was written) or ``failed``/``interrupted`` (an error.json);
+``run_status`` is the summary's own ``complete``/``truncated``/``interrupted``.
 ``collect(DIR)`` does the same for an existing sweep directory.
 """
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 try:
@@ -41,10 +44,14 @@ def collect(sweep_dir: str | Path):
         err = job / "error.json"
         if summ.exists():
             s = json.loads(summ.read_text())
-            row = {"job": job.name, "status": "ok", "error": ""}
+            row = {"job": job.name, "status": "ok", "error": "",
+                   "run_status": s.pop("status", "complete")}  # complete | truncated | interrupted
         elif err.exists():
             s = json.loads(err.read_text())
-            row = {"job": job.name, "status": "failed", "error": s.get("error", "")}
+            st = s.pop("status", "failed")
+            row = {"job": job.name, "status": "interrupted" if st == "interrupted" else "failed",
+                   "error": s.get("error", ""), "run_status": st}
+            s.pop("traceback", None)
         else:
             continue
         ov = s.pop("overrides", {}) or {}
@@ -74,4 +81,4 @@ class CollectSweep(Callback):
         d = Path(config.hydra.sweep.dir)
         if d.exists():
             df = collect(d)
-            print(f"sweep table: {d / 'sweep.parquet'} ({len(df)} runs)")
+            logging.getLogger("dpsim").info(f"sweep table: {d / 'sweep.parquet'} ({len(df)} runs)")

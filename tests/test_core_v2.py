@@ -86,8 +86,9 @@ def test_oracle_transform_frees_kv_moves_only():
 
 
 def test_oracle_system_moves_no_kv_bytes_but_model_traffic():
-    summ, sim = run(make_cfg("system=oracle", "model=ds660b", "experiment=offline", "cluster.decode_nodes=2",
-                             "workload.agents=4"))
+    # (ds660b's EP groups must fit the cluster: prefill EP16 on 2 nodes, decode EP16 on 2)
+    summ, sim = run(make_cfg("system=oracle", "model=ds660b", "experiment=offline", "cluster.prefill_nodes=2",
+                             "cluster.decode_nodes=2", "model.parallel.ep_size_decode=16", "workload.agents=4"))
     assert summ["requests_completed"] == summ["requests_total"]
     assert summ["snic_read_bytes_prefill_nodes"] == 0 and summ["snic_read_bytes_decode_nodes"] == 0
     cnic = sum(g.cnic_rd.delivered(sim.env.now) for g in sim.cluster.gpus)

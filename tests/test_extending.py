@@ -49,7 +49,7 @@ def test_read_path_rule_fixed_fraction(unregister):
         def __call__(self, req, pe, de) -> ReadPlan:
             return ReadPlan.split(req.hit, int(round(0.3 * req.hit)))
 
-    summ, sim = run(make_cfg("system=pe_only", "system.read_path=toy_30_70", *TINY))
+    summ, sim = run(make_cfg("system=pe_only", "system.read_path=toy_30_70", "system.name=toy_30_70", *TINY))
     assert summ["requests_completed"] == summ["requests_total"] > 0
     p, d = summ["snic_read_bytes_prefill_nodes"], summ["snic_read_bytes_decode_nodes"]
     assert d / (p + d) == pytest.approx(0.3, abs=0.01)

@@ -198,8 +198,8 @@ def test_decode_ep_all_to_all_rides_the_cnics():
     nodes (DS 660B, 2 decode nodes).  Before core v2 the decode engines read the per-token EP
     bytes before the simulation had set them and silently modelled none."""
     from dpsim.net import HIGH
-    ov = ("model=ds660b", "experiment=offline", "cluster.prefill_nodes=1", "cluster.decode_nodes=2",
-          "workload.agents=16")
+    ov = ("model=ds660b", "experiment=offline", "cluster.prefill_nodes=2", "cluster.decode_nodes=2",
+          "model.parallel.ep_size_decode=16", "workload.agents=16")  # EP groups that fit the cluster
     sim = build(make_cfg(*ov, "experiment.max_sim_s=40"))
     assert all(d.ep_tok > 0 for d in sim.des)
     sim.run()

@@ -20,13 +20,42 @@ def test_notebooks_exist_without_outputs():
                 assert not c.outputs and c.execution_count is None, f"{p.name} has committed outputs"
 
 
+def _images(nb) -> list[str]:
+    """The code cells' PNG outputs (what a reader of the executed notebook sees as figures)."""
+    return [o["data"]["image/png"] for c in nb.cells if c.cell_type == "code" for o in c.outputs
+            if o.output_type in ("display_data", "execute_result") and "image/png" in o.get("data", {})]
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_executes(path, tmp_path, monkeypatch):
+def test_notebook_executes_and_shows_figures(path, tmp_path, monkeypatch):
     monkeypatch.setenv("DPSIM_NB_SCALE", "small")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
+    # The kernel picks its own (inline) backend, as in Jupyter: the suite's MPLBACKEND=Agg
+    # (conftest.py) would hide a library call that switched it.
+    monkeypatch.delenv("MPLBACKEND", raising=False)
     nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
                                      resources={"metadata": {"path": str(tmp_path)}})
     client.execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
+    assert len(_images(nb)) >= 1, f"{path.name} executed but showed no figure"
+
+
+def test_library_calls_leave_the_notebook_backend_alone(tmp_path):
+    """Running a simulation with plots (and a report) from a session keeps its backend."""
+    import subprocess
+    import sys
+    code = f"""
+import matplotlib
+matplotlib.use("module://matplotlib_inline.backend_inline")
+import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})
+from helpers import make_cfg
+from dpsim.runner import run
+run(make_cfg("workload.agents=4"), out_dir={str(tmp_path / 'run')!r})
+import matplotlib.pyplot as plt
+print("BACKEND", matplotlib.get_backend(), len(plt.get_fignums()))
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert (tmp_path / "run" / "ttft_cdf.png").stat().st_size > 0
+    assert "BACKEND module://matplotlib_inline.backend_inline 0" in p.stdout

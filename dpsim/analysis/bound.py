@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from dataclasses import dataclass
 
 
@@ -88,6 +89,26 @@ def steady_read_throughput(sim, trim: float = 0.2) -> tuple[float, int]:
     return float((b[i1] - b[i0]) / (t[i1] - t[i0])), i1 - i0
 
 
+def _check_args(a) -> str | None:
+    """One line naming the bad argument and the fix, or None."""
+    if a.g < 1:
+        return f"--g {a.g}: GPUs per node must be an integer >= 1 (§S2: 8)"
+    for k, what in (("s", "SNIC / CNIC bandwidth ratio"), ("M", "node memory bandwidth (B/s)"),
+                    ("B", "CNIC bandwidth per direction (B/s)")):
+        v = getattr(a, k)
+        if not (math.isfinite(v) and v > 0):
+            return f"--{k} {v:g}: the {what} must be a positive number"
+    if a.s >= a.g:
+        return f"--s {a.s:g}: the SNIC / CNIC ratio must be below --g {a.g} (a node's SNIC bandwidth < its CNICs')"
+    if (a.P is None) != (a.D is None):
+        return "--P and --D go together: give both (prefill and decode node counts) or neither"
+    for k in ("P", "D"):
+        v = getattr(a, k)
+        if v is not None and v < 1:
+            return f"--{k} {v}: node counts must be integers >= 1"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="dpsim bound", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -98,11 +119,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--P", type=int, default=None)
     ap.add_argument("--D", type=int, default=None)
     a = ap.parse_args(argv)
+    bad = _check_args(a)
+    if bad:
+        print(f"dpsim bound: error: {bad}", file=sys.stderr)
+        return 2
     b = pd_range(a.g, a.s, a.M, a.B)
+    if b.hi < b.lo:
+        print(f"dpsim bound: error: --g {a.g} --s {a.s:g} --M {a.M:g} --B {a.B:g} leaves no bottleneck-free "
+              f"P/D (lower bound {b.lo:.4g} > upper bound {b.hi:.4g}: "
+              f"{min(b.hi_terms, key=b.hi_terms.get)} binds); lower --s (SNIC/CNIC bandwidth) or raise --g/--M",
+              file=sys.stderr)
+        return 2
     print(f"bottleneck-free P/D range: {b.lo:.4g} <= P/D <= {b.hi:.4g}")
     for k, v in b.hi_terms.items():
         print(f"  upper bound from {k:<14} {v:.4g}")
-    if a.P and a.D:
+    if a.P is not None and a.D is not None:
         r = a.P / a.D
         print(f"P/D = {a.P}/{a.D} = {r:.4g}: {'inside' if b.contains(r) else 'OUTSIDE'} the range")
         snic = a.s * a.B

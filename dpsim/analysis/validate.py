@@ -23,7 +23,8 @@ Every quantitative row has the simulated value, the paper's value, the relative 
 pass/fail at 10%.  ``--quick`` shrinks agent counts so the whole run takes well under two
 minutes; its rows are marked ``quick`` (they are not the paper's conditions, so their errors
 are only a smoke test).  ``--out DIR`` writes ``report.md``, ``report.csv`` and
-``report.png`` (simulated vs paper, one bar pair per point).
+``report.png`` (simulated / paper, one bar per point).  Exit status: 0 when every point is within
+10% and every claim holds, 1 when one fails (named on stderr), 2 on a bad argument.
 
 The point tables (:mod:`dpsim.analysis.points`, re-exported here) and the simulation helpers
 here are shared with ``calibration/fit_c1.py`` and ``calibration/fit_snic.py``.
@@ -295,27 +296,24 @@ def write_outputs(rep: Report, out: Path, title: str) -> list[Path]:
               f"{sum(c['pass'] for c in rep.claims)}/{len(rep.claims)} claims hold.", ""]
     p.write_text("\n".join(lines))
     files.append(p)
-    # Figure: simulated / paper per point (log scale bars of both)
+    # Figure: simulated / paper per point, one horizontal bar each (full labels on the left)
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from ..metrics.outputs import new_figure
         rows = [r for r in rep.rows if r["paper"] is not None and math.isfinite(r["sim"])]
-        fig, ax = plt.subplots(figsize=(max(8, 0.55 * len(rows) + 2), 5))
-        xs = range(len(rows))
-        ax.bar([x - 0.2 for x in xs], [r["sim"] / r["paper"] for r in rows], 0.4, label="simulated / paper")
-        ax.bar([x + 0.2 for x in xs], [1.0] * len(rows), 0.4, label="paper (= 1)", color="0.75")
-        ax.axhspan(1 - TOL, 1 + TOL, color="tab:green", alpha=0.12, label=f"±{TOL:.0%}")
-        ax.set_xticks(list(xs))
-        ax.set_xticklabels([f"{r['group']}: {r['point'][:38]}" for r in rows], rotation=75, ha="right",
-                           fontsize=7)
-        ax.set_ylabel("value relative to the paper")
+        fig = new_figure(figsize=(10, 1.2 + 0.32 * len(rows)), layout="constrained")
+        ax = fig.subplots()
+        ys = list(range(len(rows)))[::-1]
+        ratio = [r["sim"] / r["paper"] for r in rows]
+        colors = ["tab:blue" if r["pass"] else "tab:red" for r in rows]
+        ax.barh(ys, ratio, 0.6, color=colors)
+        ax.axvspan(1 - TOL, 1 + TOL, color="tab:green", alpha=0.15)
+        ax.axvline(1.0, color="0.3", lw=1)
+        ax.set_yticks(ys)
+        ax.set_yticklabels([f"{r['group']}: {r['point']}" for r in rows], fontsize=7)
+        ax.set_xlabel(f"simulated / paper (1 = the paper; green band = within {TOL:.0%}; red bar = outside)")
         ax.set_title(title)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
         p = out / "report.png"
         fig.savefig(p, dpi=110)
-        plt.close(fig)
         files.append(p)
     except Exception as e:  # pragma: no cover - plotting is optional
         print(f"validate: figure skipped ({type(e).__name__}: {e})", file=sys.stderr)
@@ -396,6 +394,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="extra Hydra override for every simulation (repeatable)")
     args = ap.parse_args(list(argv) if argv is not None else None)
+    bad = check_sets(args.sets)
+    if bad:
+        print(f"dpsim validate: error: {bad}", file=sys.stderr)
+        return 2
     t0 = time.perf_counter()
     title = "dpsim validation" + (" (quick)" if args.quick else "")
     print(title)
@@ -406,9 +408,38 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{sum(c['pass'] for c in rep.claims)}/{len(rep.claims)} qualitative claims hold "
           f"({time.perf_counter() - t0:.0f} s)")
     if args.out is not None:
-        for f in write_outputs(rep, args.out, title):
-            print(f"  wrote {f}")
+        try:
+            for f in write_outputs(rep, args.out, title):
+                print(f"  wrote {f}")
+        except OSError as e:
+            print(f"dpsim validate: error: --out {args.out}: cannot write ({e.strerror or e}); "
+                  f"choose another directory", file=sys.stderr)
+            return 2
+    failed = [r["point"] for r in rep.rows if r["pass"] is False] + \
+        [c["claim"] for c in rep.claims if not c["pass"]]
+    if failed:
+        print(f"dpsim validate: {len(failed)} failing: " + "; ".join(failed), file=sys.stderr)
+        return 1
     return 0
+
+
+def check_sets(sets: Sequence[str]) -> str | None:
+    """One line naming a bad ``--set`` and the fix, or None (each composes with the config)."""
+    for s in sets:
+        k, eq, _v = s.partition("=")
+        if not eq or not k.strip():
+            return f"--set {s!r}: expected KEY=VALUE (e.g. --set cluster.snic_efficiency=0.7)"
+    if not sets:
+        return None
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from ..cli import _one_line
+    try:
+        make_cfg(*sets)
+    except (HydraException, OmegaConfBaseException, ValueError) as e:
+        return f"--set: {_one_line(e)}"
+    return None
 
 
 if __name__ == "__main__":

@@ -47,14 +47,20 @@ def write_parquet(path: Path, df) -> None:
     os.replace(tmp, path)
 
 
+def new_figure(**kw):
+    """A figure that is not registered with pyplot: library code draws and saves it without
+    choosing or switching the matplotlib backend (a notebook keeps its inline backend) and
+    without leaving figures open."""
+    from matplotlib.figure import Figure
+    return Figure(**kw)
+
+
 def write_plots(out: Path, sim, req, links) -> list[str]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     written = []
     # SNIC utilisation per node over time.
     if len(links):
-        fig, ax = plt.subplots(figsize=(8, 4))
+        fig = new_figure(figsize=(8, 4))
+        ax = fig.subplots()
         cap = sim.cfg["cluster"]["snic_Bps"]
         for n in sim.cluster.nodes:
             d = links[links.series == f"snic_rx[{n.nid}]"]
@@ -67,11 +73,11 @@ def write_plots(out: Path, sim, req, links) -> list[str]:
         fig.tight_layout()
         p = out / "snic_utilisation.png"
         _save(fig, p)
-        plt.close(fig)
         written.append(p.name)
     d = req[req.status == "done"]
     if len(d):
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig = new_figure(figsize=(6, 4))
+        ax = fig.subplots()
         x = np.sort(d.ttft_s.to_numpy())
         ax.plot(x, np.arange(1, len(x) + 1) / len(x))
         ax.set_xscale("log")
@@ -82,7 +88,6 @@ def write_plots(out: Path, sim, req, links) -> list[str]:
         fig.tight_layout()
         p = out / "ttft_cdf.png"
         _save(fig, p)
-        plt.close(fig)
         written.append(p.name)
     return written
 
