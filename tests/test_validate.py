@@ -1,7 +1,9 @@
-"""`dpsim validate --quick`: the report's structure (every calibration point present with a finite
-relative error, every claim with a verdict) -- not its values."""
+"""`dpsim validate --quick`: every calibration point present with a finite relative error and the
+verdict its error gives, every claim with the verdict its own numbers give, the exact claim (§S7
+closed form) passing, and an exit status that says whether anything failed."""
 import csv
 import math
+import re
 import subprocess
 import sys
 
@@ -20,7 +22,7 @@ def test_validate_quick_report_structure(tmp_path):
     # (its speed is a benchmark matter; the timeout only guards against a hang)
     p = subprocess.run([sys.executable, "-m", "dpsim.analysis.validate", "--quick", "--out", str(out)],
                        capture_output=True, text=True, timeout=900)
-    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.returncode in (0, 1), p.stderr[-3000:]
     for f in ("report.md", "report.csv", "report.png"):
         assert (out / f).stat().st_size > 0, f
     rows = list(csv.DictReader((out / "report.csv").open()))
@@ -40,10 +42,25 @@ def test_validate_quick_report_structure(tmp_path):
         assert math.isfinite(float(r["rel_err"])), r
         assert math.isclose(float(r["rel_err"]), float(r["sim"]) / float(r["paper"]) - 1, rel_tol=1e-3,
                             abs_tol=1e-4), r
-        assert r["pass"] in ("pass", "fail"), r
         assert (r["pass"] == "pass") == (abs(float(r["rel_err"])) <= 0.10), r
+    by = {}
     for name in CLAIMS:
-        assert any(r["point"].startswith(name) and r["pass"] in ("pass", "fail") for r in claims), name
+        hit = [r for r in claims if r["point"].startswith(name)]
+        assert len(hit) == 1, name
+        by[name] = hit[0]
+    # Each claim's verdict is what its detail's numbers say.
+    xs = [float(x) for x in re.findall(r"agents: ([0-9.]+)x", by[CLAIMS[0]]["note"])]
+    assert len(xs) >= 2 and (by[CLAIMS[0]]["pass"] == "pass") == all(b > a for a, b in zip(xs, xs[1:]))
+    lo, hi = (float(x) for x in re.findall(r"(?:32K|64K) ([0-9.]+)x", by[CLAIMS[1]]["note"]))
+    assert (by[CLAIMS[1]]["pass"] == "pass") == (hi > lo)
+    gap = float(re.search(r"\(([-+0-9.]+)%\)", by[CLAIMS[2]]["note"]).group(1))
+    assert (by[CLAIMS[2]]["pass"] == "pass") == (abs(gap) <= 15.0 + 0.05)
+    assert by[CLAIMS[3]]["pass"] == "pass"  # 1/7 <= P/D <= 7/2 is exact arithmetic
+    # The exit status: 1 exactly when a point or a claim failed, and stderr names it.
+    failing = [r["point"] for r in rows if r["pass"] == "fail"]
+    assert p.returncode == (1 if failing else 0), (p.returncode, failing)
+    for name in failing:
+        assert name in p.stderr
     md = (out / "report.md").read_text()
     assert "Qualitative claims" in md and all(q.name in md for q in want_c1)
     # the printed report carries the same rows

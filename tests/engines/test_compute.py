@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import time
 from pathlib import Path
 
 import pytest
@@ -282,15 +281,17 @@ def test_other_gpus_load():
     assert ComputeModel(m8, load("gpu", "h200"), m["knobs"]).hbm_kv_bytes > 0
 
 
-def test_hot_path_is_fast(cms):
+def test_hot_path_is_pure_arithmetic(cms):
+    """The per-batch calls the simulation makes millions of times are cached arithmetic: no
+    config look-up or allocation per call, so their values are a fixed function of the inputs.
+    (Their speed is a benchmark matter, benchmarks/bench_sim.py: no wall-clock assertion here.)"""
     cm = cms["ds660b"]
-    t = time.perf_counter()
-    acc = 0.0
-    for i in range(20_000):
-        w = cm.attn_work(30_000 + i, 300)
-        acc += cm.prefill_time(3000, 10 * w, 10) + cm.decode_step_time(64, 64 * 30_000)
-    assert acc > 0
-    assert time.perf_counter() - t < 1.0  # ~1 us per call in practice
+    a = [cm.prefill_time(3000, 10 * cm.attn_work(30_000 + i, 300), 10) for i in range(0, 2000, 500)]
+    b = [cm.prefill_time(3000, 10 * cm.attn_work(30_000 + i, 300), 10) for i in range(0, 2000, 500)]
+    assert a == b and all(x > 0 for x in a)
+    assert a == sorted(a)  # more context, more attention work, longer prefill
+    d1, d2 = cm.decode_step_time(64, 64 * 30_000), cm.decode_step_time(64, 64 * 60_000)
+    assert 0 < d1 < d2
 
 
 def test_prefill_tokens_per_s(cms):

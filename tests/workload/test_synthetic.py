@@ -1,7 +1,6 @@
 """The §S8 synthetic generator: fit to the paper's table, heterogeneity, MAL, determinism."""
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -74,15 +73,13 @@ def test_heterogeneous_long_trajectories_have_short_steps():
     assert m["turns"] * (m["append"] + m["gen"]) > 1.5 * m["total"]  # "does not multiply out"
 
 
-def test_deterministic_by_seed_and_fast():
-    t0 = time.perf_counter()
+def test_deterministic_by_seed():
+    # (the generator's speed is a benchmark matter: no wall-clock assertion here)
     a = generate("64k", n=500, seed=11)
-    dt = time.perf_counter() - t0
     b = generate("64k", n=500, seed=11)
     c = generate("64k", n=500, seed=12)
     assert [x.prompt.tolist() for x in a] == [x.prompt.tolist() for x in b]
     assert [x.prompt.tolist() for x in a] != [x.prompt.tolist() for x in c]
-    assert dt < 1.0
 
 
 def test_parse_mal_and_bad_arguments():
