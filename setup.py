@@ -1,8 +1,8 @@
-"""Build hook: compiles the flow-level network (dpsim/net/{links,maxmin,network}.py) with Cython.
+"""Build hook: compiles the event loop and the flow-level network (dpsim/net/{links,maxmin,loop,network}.py) with Cython.
 
 The pure-Python modules stay the reference and are installed unchanged.  The same ``.py`` files,
 typed by their augmenting ``.pxd`` files, are copied into ``build/cython_src/dpsim/net/_c/`` and
-compiled into the extension modules ``dpsim.net._c.links`` / ``maxmin`` / ``network``, so one
+compiled into the extension modules ``dpsim.net._c.links`` / ``maxmin`` / ``loop`` / ``network``, so one
 process can import both builds (``dpsim.net`` picks the compiled one unless
 ``DPSIM_PURE_PYTHON=1``).
 
@@ -20,7 +20,7 @@ from setuptools.command.build_ext import build_ext
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join("dpsim", "net")
-MODULES = ("links", "maxmin", "network")
+MODULES = ("links", "maxmin", "loop", "network")
 STAMP = "_srchash"  # a 4th tiny extension: the hash of the sources the build was made from
 GEN_ROOT = os.path.join("build", "cython_src")
 GEN_PKG = os.path.join(GEN_ROOT, "dpsim", "net", "_c")
@@ -115,7 +115,7 @@ class OptionalBuildExt(build_ext):
             super().build_extension(ext)
         except Exception as e:  # noqa: BLE001
             _warn(f"compiling {ext.name} failed ({type(e).__name__}: {e})")
-            # Leave no partial set behind: dpsim.net needs all three modules or none.
+            # Leave no partial set behind: dpsim.net needs all its modules or none.
             for m in MODULES + (STAMP,):
                 for d in (self.build_lib, HERE):
                     p = os.path.join(d, self.get_ext_filename(f"dpsim.net._c.{m}"))

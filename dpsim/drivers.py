@@ -123,8 +123,7 @@ class OnlineDriver:
     def _stop(self, reason: str) -> None:
         self.stopped = True
         self.stop_reason = reason
-        if not self.sim.done_event.triggered:
-            self.sim.done_event.succeed()
+        self.sim.end()
 
     def finished(self) -> bool:
         return self.stopped

@@ -11,16 +11,14 @@ from __future__ import annotations
 import math
 import time
 
-import simpy
-
 from .cluster import Cluster
 from .engines.decode import DecodeDeps, DecodeEngine
 from .engines.prefill import PrefillDeps, PrefillEngine
 from .engines.prefill_modes import strategy_for
-from .lifecycle import Agent, Clock, Lifecycle, RequestLog
+from .lifecycle import Agent, Lifecycle, RequestLog
 from .lifecycle.ports import KVPort
 from .lifecycle.stage import FINAL
-from .net import HIGH, LOW, Network
+from .net import HIGH, LOW, Network, as_clock
 from .protocols import check_compute
 from .scheduling import LoadLedger, SchedContext, make_policy
 
@@ -59,14 +57,15 @@ class Simulation:
         trajectories to replay, one per agent; ``compute``: a compute model
         (dpsim.protocols.ComputeModel); ``backend``: the link backend (default: analytical flow
         sharing); ``env``: a SimPy environment (e.g. a real-time one for hardware-in-the-loop
-        replay)."""
+        replay; the run then goes through :class:`dpsim.net.SimpyClock`), default: the
+        simulation's own :class:`dpsim.net.EventLoop` (``sim.env`` is then that loop)."""
         check_compute(compute)
         self.cfg = cfg
         self.sys = sc = cfg["system"]
-        self.env = env if env is not None else simpy.Environment()
-        self.clock = Clock(self.env)
+        self.clock = as_clock(env)
+        self.env = env if env is not None else self.clock  # what drivers, tables and HIL read .now of
         ccfg = cfg["cluster"]
-        self.net = Network(self.env, high_share=ccfg["high_priority_share"], backend=backend,
+        self.net = Network(self.clock, high_share=ccfg["high_priority_share"], backend=backend,
                            check=bool(cfg["check_invariants"]))
         self.compute = compute
         self.kvb = float(compute.kv_bytes_per_token)
@@ -99,7 +98,7 @@ class Simulation:
         self.des = [DecodeEngine(g, i, ddeps) for i, g in
                     enumerate(g for n in self.cluster.decode_nodes for g in n.gpus)]
         self.total_requests = int(sum(t.n_rounds for t in agents))
-        self.done_event = self.env.event()
+        self.ended = False  # every agent done (offline) or the driver says stop (online)
         snic = ccfg["snic_Bps"] * ccfg["snic_efficiency"]
         self.sched = SchedContext(self.pes, self.des, self.cluster.prefill_nodes, self.cluster.decode_nodes,
                                   self.ledger, self.clock, compute, self.kvb, self.block, self.L,
@@ -115,6 +114,9 @@ class Simulation:
         self.events = 0
         self.truncated = False
         self.max_sim_s = float(cfg["experiment"]["max_sim_s"] or INF)  # null: run to completion
+        # How many zero-delay hops a stop takes (see end()): SimPy ran the done event, then --
+        # when a max_sim_s guard made the target AnyOf(done, guard) -- the condition event.
+        self._hops = 2 if self.max_sim_s < INF else 1
         self._check_fit()
 
     # ------------------------------------------------------------------ wiring
@@ -135,14 +137,29 @@ class Simulation:
             self._driver.agent_done(agent)
 
     def _maybe_all_done(self) -> None:
-        if self.done_event.triggered:
+        if self.ended:
             return
         if self._driver is not None:
             if self._driver.finished():
-                self.done_event.succeed()
+                self.end()
         elif self.life.outstanding == 0:
             if all(a.next_round >= a.traj.n_rounds or a.failed for a in self.agents):
-                self.done_event.succeed()
+                self.end()
+
+    def end(self) -> None:
+        """Stop the run once what is already due at this instant has run.  The stop itself is a
+        timer (``_STOP_HOPS`` deep), so the events that precede it are exactly those that ran
+        before the SimPy-driven core (``env.run(until=AnyOf(done, timeout(max_sim_s)))``) stopped:
+        results stay byte-identical."""
+        if not self.ended:
+            self.ended = True
+            self.clock.timer(0.0, self._stop_hop, self._hops - 1)
+
+    def _stop_hop(self, left: int) -> None:
+        if left > 0:
+            self.clock.timer(0.0, self._stop_hop, left - 1)
+        else:
+            self.clock.stop()
 
     # What drivers, metrics and tables read (the lifecycle keeps them).
     progress = property(lambda self: self.life.progress)
@@ -188,35 +205,30 @@ class Simulation:
     # ------------------------------------------------------------------ run
     def run(self) -> None:
         t0 = time.perf_counter()
-        env = self.env
         if self._driver is not None:
             self._driver.start()
         else:
             for a in self.agents:
                 self.start_agent(a)
         self.metrics.start()  # after the first events exist: the sampler stops on an empty queue
-        until = self.done_event
-        try:
-            if self.max_sim_s < INF:
-                env.run(until=simpy.AnyOf(env, [until, env.timeout(self.max_sim_s)]))
-            else:
-                env.run(until=until)
-            if self.done_event.triggered and (self._driver is None or self._driver.name == "offline"):
-                # Drain: the last rounds' KV is still being persisted.  Step only while the
-                # network has work, so a pending max_sim_s guard (or, in a real-time
-                # environment, wall-clock waiting) does not stretch the run.
-                net = self.net
-                while env.peek() < INF and net.busy():
-                    env.step()
-        except RuntimeError as e:
-            if "No scheduled events left" in str(e) or "until" in str(e):
-                self._stalled()
-            raise
+        clock = self.clock
+        if self.max_sim_s < INF:
+            # The guard: stop at max_sim_s (one hop later, as the first of the two events does).
+            clock.timer(self.max_sim_s, self._stop_hop, 1)
+        if not clock.run():
+            self._stalled()
+        if self.ended and (self._driver is None or self._driver.name == "offline"):
+            # Drain: the last rounds' KV is still being persisted.  Step only while the
+            # network has work, so a pending max_sim_s guard (or, in a real-time
+            # environment, wall-clock waiting) does not stretch the run.
+            net = self.net
+            while clock.peek() < INF and net.busy():
+                clock.step()
         self.wall_s = time.perf_counter() - t0
         self.metrics.finish()
-        if not self.done_event.triggered and self._driver is None:
+        if not self.ended and self._driver is None:
             self.truncated = True
-        self.events = self.clock.timers + self.net.wakeups + self.metrics.samples
+        self.events = clock.events
 
     def _stalled(self) -> None:
         stuck = [r for r in self.log.live.values() if r.stage not in FINAL]
@@ -224,5 +236,5 @@ class Simulation:
         for r in stuck:
             by_stage.setdefault(str(r.stage), []).append(r.rid)
         desc = "; ".join(f"{k}: {len(v)} (e.g. request ids {v[:5]})" for k, v in by_stage.items())
-        raise SimulationStalled(f"simulation stalled at t={self.env.now:.6g}s with {len(stuck)} "
+        raise SimulationStalled(f"simulation stalled at t={self.clock.now:.6g}s with {len(stuck)} "
                                 f"unfinished requests and no pending events -- {desc}")

@@ -122,20 +122,59 @@ def test_same_config_and_seed_give_byte_identical_tables():
     assert np.isfinite(a.end_s).all()
 
 
-def test_clock_runs_timers_in_time_then_setting_order():
+def _clock_trace(clock, run):
+    seen = []
+    clock.timer(2.0, lambda _e: seen.append(("b", clock.now)))
+    clock.timer(1.0, lambda _e: (seen.append(("a", clock.now)),
+                                 clock.timer(0.0, lambda _e: seen.append(("a0", clock.now)))))
+    clock.timer(2.0, lambda arg: seen.append((arg, clock.now)), "c")
+    clock.timer(-1.0, lambda _e: seen.append(("now", clock.now)))
+    clock.timer(3.0, lambda _e: (seen.append(("stop", clock.now)), clock.stop()))
+    clock.timer(4.0, lambda _e: seen.append(("after", clock.now)))
+    stopped = run()
+    return seen, stopped
+
+
+@pytest.mark.parametrize("impl", ["python", "compiled"])
+def test_event_loop_runs_timers_in_time_then_setting_order(impl):
+    """The event loop: time order, ties in setting order, dt <= 0 means now (after what is
+    already due), the argument is passed, stop() ends run() after the running callback, the
+    rest stays pending and runs on; every timer rung is counted."""
+    import dpsim.net as dnet
+    try:
+        ns = dnet.implementation(impl)
+    except ImportError:
+        pytest.skip("compiled extension not built")
+    clock = ns.EventLoop()
+    seen, stopped = _clock_trace(clock, clock.run)
+    assert stopped is True
+    assert seen == [("now", 0.0), ("a", 1.0), ("a0", 1.0), ("b", 2.0), ("c", 2.0), ("stop", 3.0)]
+    assert clock.events == 6 and clock.peek() == 4.0 and clock.pending() == 1
+    assert clock.run() is False  # ran out of timers
+    assert seen[-1] == ("after", 4.0) and clock.events == 7 and clock.peek() == math.inf
+
+
+def test_simpy_clock_matches_event_loop():
+    """Over a SimPy environment (the real-time HIL path) the same timers ring in the same order,
+    and SimPy processes run beside them."""
     import simpy
 
-    from dpsim.lifecycle import Clock
+    from dpsim.lifecycle.clock import EventLoop, SimpyClock, as_clock
     env = simpy.Environment()
-    clock = Clock(env)
-    seen = []
-    clock.timer(2.0, lambda _e: seen.append(("b", env.now)))
-    clock.timer(1.0, lambda _e: (seen.append(("a", env.now)), clock.timer(0.0, lambda _e: seen.append(("a0", env.now)))))
-    clock.timer(2.0, lambda _e: seen.append(("c", env.now)))
-    clock.timer(-1.0, lambda _e: seen.append(("now", env.now)))
-    env.run()
-    assert seen == [("now", 0.0), ("a", 1.0), ("a0", 1.0), ("b", 2.0), ("c", 2.0)]
-    assert clock.timers == 5
+    clock = as_clock(env)
+    assert isinstance(clock, SimpyClock) and as_clock(clock) is clock
+    assert isinstance(as_clock(None), EventLoop)
+    ticks = []
+
+    def proc():
+        yield env.timeout(1.5)
+        ticks.append(env.now)
+    env.process(proc())
+    seen, stopped = _clock_trace(clock, clock.run)
+    loop = EventLoop()
+    ref, ref_stopped = _clock_trace(loop, loop.run)
+    assert (seen, stopped) == (ref, ref_stopped) and ticks == [1.5]
+    assert clock.events == loop.events == 6
 
 
 def test_core_shape_rules():

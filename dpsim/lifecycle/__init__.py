@@ -7,7 +7,7 @@ Reading guide (each module is one idea):
 * ``transitions.py`` ``Lifecycle``: one method per stage transition, top to bottom;
 * ``join.py``        ``Join``: wait for n parallel parts (split reads, H2D + persist);
 * ``ports.py``       ``KVPort``: every KV move as a transfer over a cluster route;
-* ``clock.py``       ``Clock``: now and timers over SimPy, counting its events;
+* ``clock.py``       ``Clock``: now and timers (the event loop), counting its events;
 * ``log.py``         ``RequestLog``: finished requests stored by column.
 
 Around it: ``dpsim.sim`` builds the pieces and runs them; ``dpsim.engines`` holds the prefill

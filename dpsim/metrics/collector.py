@@ -44,18 +44,16 @@ class Collector:
 
     def _tick(self, _ev=None) -> None:
         self._record()
-        env = self.sim.env
+        clock = self.sim.clock
         # Keep sampling only while something else is scheduled: an empty queue then means the
-        # simulation has stalled (or ended) and SimPy reports it.
-        if not self._stopped and env.peek() < math.inf:
-            ev = env.timeout(self.dt)
-            ev.callbacks.append(self._tick)
+        # simulation has stalled (or ended) and the loop reports it.
+        if not self._stopped and clock.peek() < math.inf:
+            clock.timer(self.dt, self._tick)
 
     def _record(self) -> None:
         self.samples += 1
         sim = self.sim
-        env = sim.env
-        now = env.now
+        now = sim.clock.now
         row = np.empty(len(self._links))
         for i, ls in enumerate(self._links):
             s = 0.0
@@ -76,7 +74,7 @@ class Collector:
 
     def finish(self) -> None:
         self._stopped = True
-        if not self.times or self.times[-1] < self.sim.env.now:
+        if not self.times or self.times[-1] < self.sim.clock.now:
             self._record()
 
     # ------------------------------------------------------------------ tables

@@ -1,7 +1,9 @@
-"""Flow-level network: links, transfers, max-min sharing with priority classes, link backends.
+"""Flow-level network: links, transfers, max-min sharing with priority classes, link backends;
+and the event loop the whole simulation runs on (:class:`EventLoop`, or :class:`SimpyClock` over
+a SimPy environment).
 
 Two builds of the same sources: the pure-Python modules (``dpsim.net.links`` / ``maxmin`` /
-``network``, the reference) and, when the Cython extension was built at install time, the
+``loop`` / ``network``, the reference) and, when the Cython extension was built at install time, the
 compiled ``dpsim.net._c.*`` modules generated from those very files.  This package exports the
 compiled classes when they are available, the pure ones when the environment variable
 ``DPSIM_PURE_PYTHON=1`` is set or the extension is missing; :data:`IMPLEMENTATION` says which
@@ -12,28 +14,30 @@ from __future__ import annotations
 import os
 from types import SimpleNamespace
 
-from . import links as _py_links, maxmin as _py_maxmin, network as _py_network
+from . import links as _py_links, loop as _py_loop, maxmin as _py_maxmin, network as _py_network
 from .backends import (CapacityViolation, ExternalBackend, FixedRateBackend, FlowBackend,
                        LinkBackend)
 from .links import HIGH, INF, LOW
 
-_NAMES = ("Link", "Transfer", "allocate", "allocate_scratch", "fill", "fill_scratch", "Network")
+_NAMES = ("Link", "Transfer", "allocate", "allocate_scratch", "fill", "fill_scratch", "EventLoop", "Network")
 
 
-def _load(links, maxmin, network, name):
-    ns = {"IMPLEMENTATION": name, "links": links, "maxmin": maxmin, "network": network,
+def _load(links, maxmin, loop, network, name):
+    ns = {"IMPLEMENTATION": name, "links": links, "maxmin": maxmin, "loop": loop, "network": network,
+          "EventLoop": loop.EventLoop, "SimpyClock": loop.SimpyClock, "as_clock": loop.as_clock,
           "Link": links.Link, "Transfer": links.Transfer, "allocate": maxmin.allocate,
           "allocate_scratch": maxmin.allocate_scratch, "fill": maxmin.fill,
           "fill_scratch": maxmin.fill_scratch, "Network": network.Network}
     return SimpleNamespace(**ns)
 
 
-PYTHON = _load(_py_links, _py_maxmin, _py_network, "python")
+PYTHON = _load(_py_links, _py_maxmin, _py_loop, _py_network, "python")
 
 COMPILED = None
 COMPILED_ERROR = None
 try:
-    from ._c import _srchash as _c_stamp, links as _c_links, maxmin as _c_maxmin, network as _c_network
+    from ._c import (_srchash as _c_stamp, links as _c_links, loop as _c_loop, maxmin as _c_maxmin,
+                     network as _c_network)
     from ._srchash_calc import source_hash as _source_hash
     if _c_stamp.SOURCE_HASH != _source_hash(os.path.dirname(os.path.abspath(__file__))):
         raise ImportError("the compiled build is stale (dpsim/net/*.py changed since it was built; "
@@ -50,7 +54,7 @@ else:
         __doc__ = _c_network.Network.__doc__
         __module__ = "dpsim.net"
 
-    COMPILED = _load(_c_links, _c_maxmin, _c_network, "compiled")
+    COMPILED = _load(_c_links, _c_maxmin, _c_loop, _c_network, "compiled")
     COMPILED.Network = Network
     del Network
 
@@ -78,8 +82,12 @@ allocate = _ACTIVE.allocate
 allocate_scratch = _ACTIVE.allocate_scratch
 fill = _ACTIVE.fill
 fill_scratch = _ACTIVE.fill_scratch
+EventLoop = _ACTIVE.EventLoop
+SimpyClock = _ACTIVE.SimpyClock
+as_clock = _ACTIVE.as_clock
 Network = _ACTIVE.Network
 
-__all__ = ["HIGH", "LOW", "INF", "Link", "Transfer", "allocate", "fill", "Network", "LinkBackend",
+__all__ = ["HIGH", "LOW", "INF", "Link", "Transfer", "allocate", "fill", "EventLoop", "SimpyClock", "as_clock",
+           "Network", "LinkBackend",
            "FlowBackend", "FixedRateBackend", "ExternalBackend", "CapacityViolation",
            "IMPLEMENTATION", "implementation"]

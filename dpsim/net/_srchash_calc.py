@@ -7,7 +7,7 @@ import os
 
 # The .py files only: they are what a wheel installs next to the extension (the .pxd typing is
 # covered by the tests that compare both builds).
-SOURCES = ("links.py", "maxmin.py", "network.py")
+SOURCES = ("links.py", "maxmin.py", "loop.py", "network.py")
 
 
 def source_hash(directory: str) -> str:

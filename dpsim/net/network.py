@@ -1,4 +1,4 @@
-"""Flow-level network on SimPy: transfers over routes of links, shared max-min fairly.
+"""Flow-level network on the event loop: transfers over routes of links, shared max-min fairly.
 
 Rates are recomputed whenever a transfer starts or ends, at most once per simulated instant
 (changes at the same time are coalesced), and only for the flows the change can affect: in a
@@ -26,6 +26,7 @@ from dpsim.net.backends import (CapacityViolation, ExternalBackend, FixedRateBac
                                 LinkBackend)
 
 from .links import HIGH, INF, LOW, Link, Transfer
+from .loop import as_clock
 from .maxmin import allocate, allocate_scratch
 
 
@@ -73,13 +74,12 @@ class _Sharing:
     def _arm(self, now: float, delay: float) -> None:
         """Schedule a wake-up ``delay`` after ``now``.  Only when none is pending at or before
         that time: a pending one re-arms for what is due next when it runs, so no wake-up is
-        scheduled twice for the same entry (SimPy events cannot be cancelled)."""
-        at = now + delay  # the time SimPy will run it at
+        scheduled twice for the same entry (timers cannot be cancelled)."""
+        at = now + delay  # the time the loop will run it at
         if at < self._wake_at:
             self._wake_at = at
         heappush(self._wakes, at)
-        ev = self.env.timeout(delay)
-        ev.callbacks.append(self._wake)
+        self.env.timer(delay, self._wake)
 
     def complete(self, tr: Transfer) -> None:
         """An external backend reports that ``tr`` finished now: account its bytes on its links
@@ -321,7 +321,7 @@ class Network(_Sharing):
                  check: bool = False):
         if not 0.0 < high_share <= 1.0:
             raise ValueError(f"net.high_share must be in (0, 1] (got {high_share})")
-        self.env = env
+        self.env = as_clock(env)  # an EventLoop (or SimpyClock); a SimPy environment is wrapped
         self.high_share = float(high_share)
         self.backend = backend or FlowBackend()
         self._flow_model = isinstance(self.backend, FlowBackend)
@@ -346,7 +346,7 @@ class Network(_Sharing):
         self.bytes_delivered = 0.0
         self.rerates = 0
         self.max_overload = 0.0
-        self.wakeups = 0  # wake-ups run (each one SimPy event of the network's own)
+        self.wakeups = 0  # wake-ups run (each one timer of the network's own)
 
     # ------------------------------------------------------------------ topology
     def add_link(self, name: str, capacity: float, kind: str = "", node: int = -1) -> Link:
@@ -388,7 +388,7 @@ class Network(_Sharing):
             self.bytes_requested += tr.size
         if latency > 0.0:
             # The first byte leaves after ``latency``: a start entry in the network's own heap
-            # (no SimPy event of its own).
+            # (no timer of its own).
             self._seq += 1
             t = now + latency
             heappush(self._heap, (t, self._seq, _START, tr))
