@@ -1,17 +1,30 @@
 """``dpsim report SWEEP_DIR``: the standard comparisons of a multirun, drawn from its sweep table.
 
+Runs are grouped by **every key that varies across the sweep** (one column each): two runs with
+different configs are never averaged together.  The only thing aggregated is replicates over a
+seed (``seed`` or ``*.seed``): such a group shows the mean, the min-max interval and the number of
+seeds.  Runs that did not complete (failed, truncated, interrupted) are listed, not averaged in.
+
 Writes into ``SWEEP_DIR`` (or ``--out``):
-* ``jct_vs_agents.png``  -- offline JCT against the number of agents, one line per system (a
-  panel per model);
-* ``capacity.png``       -- online: the largest APS whose run met the SLO, per system and model;
-* ``snic_by_role.png``   -- storage-NIC bytes read on prefill vs decode nodes, per system;
-* ``report.md``          -- the tables behind the figures, and failed runs with their errors.
+* ``jct_vs_agents.png``  -- offline JCT against the number of agents, one line per group of the
+  other varying keys (bars when there is a single agent count);
+* ``capacity.png``       -- online: the largest APS whose run met the SLO, per group;
+* ``snic_by_role.png``   -- storage-NIC bytes read on prefill vs decode nodes, per group;
+* ``report.md``          -- the Markdown tables behind the figures, and the runs left out with why.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
+
+METRICS = {"jct_s": "JCT (s)", "prompt_tokens_per_s": "prompt tok/s", "ttft_s.mean": "TTFT mean (s)",
+           "tpot_s.mean": "TPOT mean (s)", "snic_read_bytes_prefill_nodes": "SNIC read P (B)",
+           "snic_read_bytes_decode_nodes": "SNIC read D (B)"}
+# Summary columns that describe the config of a run (so they vary with an override): shown when
+# they vary even if the override column has another name (e.g. experiment=offline sets agents).
+CONFIG_COLUMNS = ("model", "system", "mode", "prefill_nodes", "decode_nodes", "gpus_per_node", "agents", "aps")
 
 
 def _load(d: Path):
@@ -23,73 +36,205 @@ def _load(d: Path):
     return pd.read_parquet(p) if p.exists() else collect(d)
 
 
+def is_replicate_key(k: str) -> bool:
+    return k == "seed" or k.endswith(".seed")
+
+
+def varying_keys(df) -> list[str]:
+    """Config keys (override columns, without the ``override.`` prefix, and the summary's config
+    columns) that take more than one value among ``df``'s rows; seeds excluded."""
+    keys = []
+    for c in df.columns:
+        if c.startswith("override."):
+            k = c[len("override."):]
+        elif c in CONFIG_COLUMNS:
+            k = c
+        else:
+            continue
+        if k.startswith("hydra") or is_replicate_key(k) or k in keys:
+            continue
+        if df[c].astype(str).nunique(dropna=False) > 1:
+            keys.append(k)
+    # a summary column and the override of the same fact: keep one (the summary's, typed)
+    return [k for k in keys if not (k.startswith("workload.agents") and "agents" in keys)
+            and not (k == "cluster.prefill_nodes" and "prefill_nodes" in keys)
+            and not (k == "cluster.decode_nodes" and "decode_nodes" in keys)
+            and not (k == "workload.aps" and "aps" in keys)]
+
+
+def _col(k: str) -> str:
+    return k if k in CONFIG_COLUMNS else f"override.{k}"
+
+
+def _fmt(v) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float):
+        if v.is_integer() and abs(v) < 1e15:
+            return str(int(v))
+        return f"{v:.4g}"
+    return str(v)
+
+
+def md_table(header: list[str], rows: list[list]) -> list[str]:
+    """A Markdown table (no extra dependency)."""
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        out.append("| " + " | ".join(_fmt(v).replace("|", "\\|") for v in r) + " |")
+    return out
+
+
+def grouped(df, keys: list[str], metric: str):
+    """One row per combination of ``keys``: (key values..., mean, lo, hi, n) of ``metric`` over the
+    group's replicates (the rows differ only in a seed, or are repeats of one config)."""
+    import pandas as pd
+
+    cols = [_col(k) for k in keys]
+    vals = pd.to_numeric(df[metric], errors="coerce")
+    d = df.assign(_v=vals)
+    if not cols:
+        d = d.assign(_all="all")
+        cols = ["_all"]
+    rows = []
+    for k, g in d.groupby(cols, sort=True, dropna=False):
+        k = k if isinstance(k, tuple) else (k,)
+        v = g._v.dropna()
+        rows.append([*(() if cols == ["_all"] else k), float(v.mean()) if len(v) else math.nan,
+                     float(v.min()) if len(v) else math.nan, float(v.max()) if len(v) else math.nan, len(v)])
+    return rows
+
+
+def max_aps_within_slo(on, keys: list[str]) -> list[list]:
+    """Online capacity: per combination of ``keys`` (not ``aps``), the largest APS whose run met
+    the SLO (0.0 when none did).  The one implementation of "max APS within SLO"."""
+    cols = [_col(k) for k in keys]
+    out = []
+    groups = on.groupby(cols, sort=True) if cols else [((), on)]
+    for k, g in groups:
+        k = k if isinstance(k, tuple) else (k,)
+        good = g[g.slo_met.astype(bool)]
+        out.append([*k, float(good.aps.astype(float).max()) if len(good) else 0.0, len(g)])
+    return out
+
+
+def _label(keys, vals) -> str:
+    return ", ".join(f"{k}={_fmt(v)}" for k, v in zip(keys, vals)) or "all runs"
+
+
 def make_report(d: Path, out: Path | None = None) -> list[str]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .metrics.outputs import new_figure
 
     out = out or d
     out.mkdir(parents=True, exist_ok=True)
     df = _load(d)
     if not len(df):
         raise SystemExit(f"dpsim report: no runs found under {d} (expected job folders with summary.json)")
-    ok = df[df.status == "ok"] if "status" in df else df
+    status = df["status"] if "status" in df else None
+    run_status = df["run_status"] if "run_status" in df else None
+    okmask = (status == "ok") if status is not None else df.index == df.index
+    if run_status is not None:
+        okmask &= run_status.fillna("complete").isin(["complete"])
+    ok = df[okmask]
+    left = df[~okmask]
+    keys = varying_keys(ok) if len(ok) else []
+    reps = [c[len("override."):] for c in df.columns if c.startswith("override.")
+            and is_replicate_key(c[len("override."):]) and df[c].nunique() > 1]
     written = []
-    md = [f"# dpsim report: {d}", "", f"{len(df)} runs, {len(ok)} ok, {len(df) - len(ok)} failed", ""]
+    md = [f"# dpsim report: {d}", "",
+          f"{len(df)} runs: {len(ok)} complete, {len(left)} left out (failed, truncated or interrupted).", "",
+          "Varying keys (a column each; runs of different configs are never averaged): "
+          + (", ".join(f"`{k}`" for k in keys) or "none"),
+          "Replicates: " + (f"over {', '.join(f'`{r}`' for r in reps)}: mean, [min, max] and n per group"
+                            if reps else "none (one run per config; n counts repeats of one config)"), ""]
 
-    off = ok[ok.get("mode", "offline") == "offline"] if "mode" in ok else ok
-    if len(off) and {"agents", "system", "jct_s"} <= set(off.columns):
-        models = sorted(off.model.unique()) if "model" in off else [None]
-        fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 3.6), squeeze=False)
-        for ax, m in zip(axes[0], models):
-            sub = off if m is None else off[off.model == m]
-            piv = sub.pivot_table(index="agents", columns="system", values="jct_s", aggfunc="mean")
-            piv.plot(ax=ax, marker="o")
+    # --------------------------------------------------------------- offline JCT
+    off = ok[ok["mode"] == "offline"] if "mode" in ok else ok
+    if len(off) and {"agents", "jct_s"} <= set(off.columns):
+        gkeys = [k for k in keys if k != "agents"]
+        rows = grouped(off, gkeys + ["agents"], "jct_s")
+        md += ["## Offline JCT (s)", ""] + md_table(
+            [*gkeys, "agents", "JCT mean (s)", "min", "max", "n"], rows) + [""]
+        fig = new_figure(figsize=(7, 4), layout="constrained")
+        ax = fig.subplots()
+        agents = sorted({int(r[len(gkeys)]) for r in rows})
+        series = {}
+        for r in rows:
+            series.setdefault(tuple(r[:len(gkeys)]), []).append((int(r[len(gkeys)]), r[-4], r[-3], r[-2]))
+        if len(agents) == 1:  # one agent count: a bar per group, not dots on a fractional axis
+            labels = [_label(gkeys, k) for k in series]
+            ys = [v[0][1] for v in series.values()]
+            err = [[v[0][1] - v[0][2] for v in series.values()], [v[0][3] - v[0][1] for v in series.values()]]
+            ax.barh(range(len(ys)), ys, xerr=err if reps else None, color="tab:blue")
+            ax.set_yticks(range(len(ys)))
+            ax.set_yticklabels(labels, fontsize=8)
+            ax.set_xlabel("JCT (s)")
+            ax.set_title(f"offline JCT, {agents[0]} agents")
+        else:
+            for k, pts in series.items():
+                pts.sort()
+                x = [p[0] for p in pts]
+                ax.plot(x, [p[1] for p in pts], marker="o", label=_label(gkeys, k))
+                if reps:
+                    ax.fill_between(x, [p[2] for p in pts], [p[3] for p in pts], alpha=0.2)
+            if agents[-1] / max(1, agents[0]) >= 8:
+                ax.set_xscale("log", base=2)
+            ax.set_xticks(agents)
+            ax.set_xticklabels([str(a) for a in agents])
+            ax.minorticks_off()
             ax.set_xlabel("agents")
             ax.set_ylabel("JCT (s)")
-            ax.set_title(f"offline JCT{' — ' + m if m else ''}")
-            md += [f"## JCT (s){' — ' + m if m else ''}", "", "```", piv.to_string(), "```", ""]
-        fig.tight_layout()
+            ax.set_title("offline JCT")
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         fig.savefig(out / "jct_vs_agents.png", dpi=110)
-        plt.close(fig)
         written.append("jct_vs_agents.png")
 
+    # --------------------------------------------------------------- online capacity
     on = ok[ok["mode"] == "online"] if "mode" in ok else ok.iloc[0:0]
-    if len(on) and {"aps", "slo_met", "system"} <= set(on.columns):
-        key = ["model", "system"] if "model" in on else ["system"]
-        rows = []
-        for k, g in on.groupby(key):
-            good = g[g.slo_met.astype(bool)]
-            rows.append((*((k,) if isinstance(k, str) else k), float(good.aps.max()) if len(good) else 0.0))
-        import pandas as pd
-        cap = pd.DataFrame(rows, columns=[*key, "max_aps_within_slo"])
-        fig, ax = plt.subplots(figsize=(6, 3.6))
-        (cap.pivot(index="model", columns="system", values="max_aps_within_slo") if "model" in cap
-         else cap.set_index("system")).plot.bar(ax=ax, rot=0)
-        ax.set_ylabel("max APS within SLO")
-        fig.tight_layout()
+    if len(on) and {"aps", "slo_met"} <= set(on.columns):
+        gkeys = [k for k in keys if k not in ("aps", "workload.aps")]
+        cap = max_aps_within_slo(on, gkeys)
+        md += ["## Online capacity (max APS within SLO)", ""] + md_table(
+            [*gkeys, "max APS within SLO", "runs"], cap) + [""]
+        fig = new_figure(figsize=(7, 1.5 + 0.35 * len(cap)), layout="constrained")
+        ax = fig.subplots()
+        ax.barh(range(len(cap)), [r[-2] for r in cap], color="tab:green")
+        ax.set_yticks(range(len(cap)))
+        ax.set_yticklabels([_label(gkeys, r[:-2]) for r in cap], fontsize=8)
+        ax.set_xlabel("max APS within SLO")
         fig.savefig(out / "capacity.png", dpi=110)
-        plt.close(fig)
         written.append("capacity.png")
-        md += ["## Online capacity (max APS within SLO)", "", "```", cap.to_string(index=False), "```", ""]
 
-    cols = {"snic_read_bytes_prefill_nodes", "snic_read_bytes_decode_nodes", "system"}
+    # --------------------------------------------------------------- SNIC reads by role
+    cols = {"snic_read_bytes_prefill_nodes", "snic_read_bytes_decode_nodes"}
     if len(ok) and cols <= set(ok.columns):
-        g = ok.groupby("system")[["snic_read_bytes_prefill_nodes", "snic_read_bytes_decode_nodes"]].mean() / 1e9
-        g.columns = ["prefill nodes", "decode nodes"]
-        fig, ax = plt.subplots(figsize=(6, 3.6))
-        g.plot.bar(ax=ax, rot=0)
-        ax.set_ylabel("SNIC read (GB, mean over runs)")
+        p_rows = grouped(ok, keys, "snic_read_bytes_prefill_nodes")
+        d_rows = grouped(ok, keys, "snic_read_bytes_decode_nodes")
+        rows = [[*p[:len(keys)], p[-4] / 1e9, dd[-4] / 1e9, p[-1]] for p, dd in zip(p_rows, d_rows)]
+        md += ["## SNIC reads by node role (GB per run)", ""] + md_table(
+            [*keys, "prefill nodes (GB)", "decode nodes (GB)", "n"], rows) + [""]
+        fig = new_figure(figsize=(7, 1.5 + 0.4 * len(rows)), layout="constrained")
+        ax = fig.subplots()
+        ys = list(range(len(rows)))
+        ax.barh([y - 0.2 for y in ys], [r[-3] for r in rows], 0.4, label="prefill nodes")
+        ax.barh([y + 0.2 for y in ys], [r[-2] for r in rows], 0.4, label="decode nodes")
+        ax.set_yticks(ys)
+        ax.set_yticklabels([_label(keys, r[:len(keys)]) for r in rows], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("SNIC read (GB per run)")
         ax.set_title("storage reads by node role")
-        fig.tight_layout()
+        ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 1.08), ncol=2)
         fig.savefig(out / "snic_by_role.png", dpi=110)
-        plt.close(fig)
         written.append("snic_by_role.png")
-        md += ["## SNIC reads by node role (GB, mean per run)", "", "```", g.to_string(), "```", ""]
 
-    bad = df[df.status != "ok"] if "status" in df else df.iloc[0:0]
-    if len(bad):
-        md += ["## Failed runs", ""] + [f"- job {r.job}: {r.error}" for r in bad.itertuples()] + [""]
+    if len(left):
+        md += ["## Failed runs and runs that did not complete", ""] + md_table(
+            ["job", "status", "why"],
+            [[r.get("job"), r.get("run_status") or r.get("status"),
+              (r.get("error") or "").splitlines()[0] if r.get("error") else
+              f"{r.get('run_status')}: {_fmt(r.get('requests_completed'))}/{_fmt(r.get('requests_total'))} requests"]
+             for r in left.to_dict("records")]) + [""]
     (out / "report.md").write_text("\n".join(md))
     written.append("report.md")
     return written
@@ -103,9 +248,14 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     d = Path(a.sweep_dir)
     if not d.is_dir():
-        print(f"dpsim report: {d} is not a directory", file=sys.stderr)
+        print(f"dpsim report: error: {d} is not a directory; give a multirun's hydra.sweep.dir", file=sys.stderr)
         return 2
-    files = make_report(d, Path(a.out) if a.out else None)
+    try:
+        files = make_report(d, Path(a.out) if a.out else None)
+    except OSError as e:
+        print(f"dpsim report: error: cannot write {e.filename or a.out or d} ({e.strerror or e}); "
+              f"choose another --out DIR", file=sys.stderr)
+        return 2
     for f in files:
         print(f"wrote {(Path(a.out) if a.out else d) / f}")
     return 0

@@ -102,11 +102,23 @@ def run_figure(name: str, scale: str, out: Path, jobs: int = 1):
 
 
 # ---------------------------------------------------------------------------- figures
+class _Figures:
+    """``subplots``/``close`` like pyplot's, on figures pyplot does not know about: drawing the
+    paper's figures neither chooses nor switches the matplotlib backend (a notebook keeps its own)."""
+
+    @staticmethod
+    def subplots(*args, figsize=None, squeeze=True, **kw):
+        from dpsim.metrics.outputs import new_figure
+        fig = new_figure(figsize=figsize)
+        return fig, fig.subplots(*args, squeeze=squeeze, **kw)
+
+    @staticmethod
+    def close(fig) -> None:
+        pass
+
+
 def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+    return _Figures
 
 
 def _ok(df):
