@@ -55,7 +55,8 @@ def version() -> str:
     from importlib import metadata
 
     from . import __version__
-    for dist in ("dpsim-dualpath", "dpsim"):
+    from .launchers import DIST
+    for dist in (DIST, "dpsim"):
         try:
             md = metadata.metadata(dist)
         except metadata.PackageNotFoundError:

@@ -44,6 +44,9 @@ PLUGINS: dict[tuple[str, str], tuple[str, tuple[str, ...], str]] = {
 }
 
 _CONF = Path(__file__).parent / "conf"
+# The distribution's name (pyproject.toml [project].name): PyPI's `dpsim` is an unrelated power-system
+# simulator, so install commands must name this one.  The import package and the command stay `dpsim`.
+DIST = "dpsim-dualpath"
 
 
 def _available(module: str) -> bool:
@@ -117,7 +120,7 @@ def missing_plugin_message(argv: Iterable[str]) -> str | None:
             bucket.append(name)
     if not what:
         return None
-    cmd = " ".join(([f"'dpsim[{','.join(sorted(extras))}]'"] if extras else []) + pkgs)
+    cmd = " ".join(([f"'{DIST}[{','.join(sorted(extras))}]'"] if extras else []) + pkgs)
     src = (f" (in a source checkout: pip install -e '.[{','.join(sorted(extras))}]'"
            + (f" {' '.join(pkgs)})" if pkgs else ")")) if extras else ""
     verb = "is" if len(what) == 1 else "are"

@@ -97,7 +97,7 @@ def test_missing_plugin_one_clear_message(tmp_path, hidden, args, extra):
     assert p.returncode == 2
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1, p.stderr
-    assert f"pip install 'dpsim[{extra}]'" in lines[0] and "not installed" in lines[0]
+    assert f"pip install 'dpsim-dualpath[{extra}]'" in lines[0] and "not installed" in lines[0]
     assert "Traceback" not in p.stderr and "Could not" not in p.stderr
     assert not any(tmp_path.iterdir())  # nothing ran
 
@@ -109,7 +109,7 @@ def test_missing_plugin_message_unit(monkeypatch):
     assert missing_plugin_message(["-m", "hydra/launcher=nonexistent"]) is None  # Hydra's to report
     m = missing_plugin_message(["-m", "hydra/launcher=ray", "+search=pd_policy_online"])
     assert "the Ray launcher" in m and "the Optuna sweeper" in m and "search=pd_policy_online" in m
-    assert "pip install 'dpsim[optuna,ray]'" in m
+    assert "pip install 'dpsim-dualpath[optuna,ray]'" in m
     monkeypatch.setattr(launchers, "_available", lambda m: True)
     assert missing_plugin_message(["-m", "hydra/launcher=ray", "+search=pd_policy"]) is None
 

@@ -8,7 +8,8 @@ key             meaning
 source          ``bundled`` (the WEKA sample shipped with dpsim), ``synthetic`` (§S8 generator)
                 or ``file`` (``path``)
 path            trace file or WEKA session directory (``source: file`` only); relative paths
-                are resolved against the working directory, then Hydra's original one
+                are resolved against the working directory, then Hydra's original one, then
+                the source checkout's root (the shared traces: ``paths.shared_traces``)
 format          reader name (one of ``dpsim.workload.readers.FORMATS``, or an alias) or null =
                 sniff
 mal             maximum trajectory length in tokens (int, or "32k"/"48k"/"64k"), or null = no
@@ -91,6 +92,9 @@ def _resolve_path(p) -> Path:
                 return alt
     except (ImportError, ValueError):  # pragma: no cover
         pass
+    root = Path(__file__).resolve().parents[2]  # the source checkout (editable install)
+    if (root / "pyproject.toml").exists() and (root / path).exists():
+        return root / path
     return path
 
 
@@ -155,7 +159,8 @@ def load_workload(cfg: Mapping) -> list[Trajectory]:
         path = _resolve_path(c["path"])
         if not path.exists():
             raise TraceError(f"workload.path: {path} not found; give an existing trace file "
-                             f"(absolute, or relative to the directory dpsim was started in)")
+                             f"(absolute, or relative to the directory dpsim was started in), or for the "
+                             f"shared traces set DPSIM_SHARED_TRACES / paths.shared_traces=DIR")
         fmt = c["format"]
         if fmt is not None:
             try:
