@@ -11,7 +11,9 @@
 # 1 GiB and k = 1,2,3,4,6 concurrent transfers of 128 MiB, 512 MiB and 1 GiB (a Full-Block read of
 # one request is its hit KV: DS 27B stores 21,720 B/token, so a 48K-token hit is ~1.0 GiB; the HIL
 # replay's median read is ~0.7 GB), each as 1 MiB requests 4 deep (the replay's queue depth), from
-# a 4 GiB read file (the replay's file size).  `fit` writes OUTDIR/profile.yaml and OUTDIR/report/.
+# a 4 GiB read file (the replay's file size).  `cuda_launch` (events around the Python copy call)
+# takes 60 trials per size: its launch jitter (IQR 30-70 %) makes the median of 7 trials move by
+# ~13 %.  `fit` writes OUTDIR/profile.yaml and OUTDIR/report/.
 # Every stage runs in its own process under `timeout`, so a failure or a hang
 # loses only that stage.  Raw results land in /tmp/dpsim_cal/run and are packed
 # into OUTDIR/run.tgz after every stage (a run cut short still returns what it did).
@@ -44,7 +46,7 @@ stage() {  # name timeout_s cmd...
 }
 stage probe 40 bash -c "nvidia-smi; nvidia-smi topo -m; $PY -c 'import torch,sys; print(sys.version); print(torch.__version__, torch.version.cuda, torch.cuda.device_count(), [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]); print(\"nccl\", torch.cuda.nccl.version())'; $PY -c 'import cuda.bindings; print(\"cuda-bindings\", cuda.bindings.__version__)'; df -h /tmp; free -g; nproc"
 stage cuda_sizes 120 $PY -m calibration run --transport cuda --suite sizes --out "$R" --name cuda_sizes $DEV $S
-stage cuda_launch 60 $PY -m calibration run --transport cuda --suite sizes --out "$R" --name cuda_sizes_launch --opt gate=false --max-bytes 64MiB --trials 7 $DEV $S
+stage cuda_launch 60 $PY -m calibration run --transport cuda --suite sizes --out "$R" --name cuda_sizes_launch --opt gate=false --max-bytes 64MiB --trials 60 --config-budget 0.5 $DEV $S
 stage cuda_conc 100 $PY -m calibration run --transport cuda --suite concurrency --out "$R" --name cuda_conc $DEV $S
 stage compute 120 $PY -m calibration compute --out "$R" $C
 stage cuda_blocks 120 $PY -m calibration run --transport cuda --suite blocks --out "$R" --name cuda_blocks --trials 7 $DEV $S

@@ -50,7 +50,8 @@ DEFAULT_PROFILE = HERE / "profiles" / "h100_measured.yaml"
 TARGET = 0.10  # acceptance: within 10% on JCT and mean TTFT
 
 __all__ = ["compose", "scenario_overrides", "hil_config", "build_sim", "run_case", "probe",
-           "transfer_frame", "compare", "request_lower_bound", "write_report", "replay_summary", "main"]
+           "transfer_frame", "compare", "request_lower_bound", "write_report", "replay_summary",
+           "merge_summaries", "main"]
 
 
 # ---------------------------------------------------------------------------- config
@@ -719,6 +720,25 @@ def replay_summary(system_runs: dict, profile_paths: dict) -> dict:
     return out
 
 
+def merge_summaries(paths) -> dict:
+    """One ``hil_summary.json`` from several (e.g. one device call per system): the systems of
+    all, each kept as its call wrote it; per-call facts (command, devices, gpu) listed per system."""
+    out = None
+    for p in paths:
+        d = json.load(open(p))
+        if out is None:
+            out = {k: v for k, v in d.items() if k != "systems"}
+            out["systems"] = {}
+            out["calls"] = {}
+        for name, sysd in d["systems"].items():
+            if name in out["systems"]:
+                raise SystemExit(f"calibration.hil --merge: system {name!r} is in more than one summary "
+                                 f"({p}); merge summaries of different systems")
+            out["systems"][name] = sysd
+            out["calls"][name] = {k: d.get(k) for k in ("command", "devices", "shared_pcie", "gpu")}
+    return out
+
+
 # ---------------------------------------------------------------------------- main
 def _devices(s):
     if s is None:
@@ -763,7 +783,16 @@ def main(argv=None) -> int:
     ap.add_argument("--poll-us", type=float, default=100.0)
     ap.add_argument("--max-wall-s", type=float, default=420.0, help="guard on each HIL run's length (s)")
     ap.add_argument("--override", action="append", default=[], help="extra Hydra override (repeatable)")
+    ap.add_argument("--merge", nargs="+", default=None, metavar="SUMMARY",
+                    help="only merge these hil_summary.json files (different systems) into OUT/hil_summary.json")
     a = ap.parse_args(argv)
+    if a.merge:
+        out = Path(a.out)
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / "hil_summary.json", "w") as f:
+            json.dump(merge_summaries(a.merge), f, indent=1, default=str)
+        print(f"[hil] merged {len(a.merge)} summaries -> {out / 'hil_summary.json'}")
+        return 0
     if a.replays < 1:
         ap.error(f"--replays must be >= 1 (got {a.replays})")
     devices = _devices(a.devices)

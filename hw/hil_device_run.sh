@@ -34,7 +34,7 @@ $PY -c 'import sys, torch, simpy, hydra, omegaconf, pandas, pyarrow, dpsim; prin
   || { echo "=== dpsim or a dependency is not importable by $PY: see calibration/README.md (Offline GPU node)"; exit 4; }
 df -h /tmp; free -g | head -2; nproc
 echo "=== smoke $(date -u +%T)"
-timeout -k 10 150 $PY -m calibration.hil --out /tmp/hil_smoke --quick --device cuda --no-probe "${DEVARG[@]}" || { echo "=== smoke failed"; exit 3; }
+timeout -k 10 150 $PY -m calibration.hil --out /tmp/hil_smoke --quick --device cuda --no-probe ${DEVARG[@]+"${DEVARG[@]}"} || { echo "=== smoke failed"; exit 3; }
 echo "=== replay $(date -u +%T)"
 timeout -k 10 ${HIL_TIMEOUT:-540} $PY -m calibration.hil --out /tmp/hil_out --device cuda "$@"
 rc=$?
