@@ -3,12 +3,12 @@
 # Run on a connected machine, in the repository root:
 #     bash calibration/wheelhouse.sh [DIR]          # default DIR: wheelhouse/ (git-ignored)
 # It writes into DIR:
-#   * dpsim-<version>-py3-none-any.whl  -- this checkout, pure Python (DPSIM_NO_EXT=1: the optional
+#   * dpsim_dualpath-<version>-py3-none-any.whl  -- this checkout (distribution dpsim-dualpath), pure Python (DPSIM_NO_EXT=1: the optional
 #     Cython network is skipped, so the wheel runs on any CPython >= 3.11 and any platform);
 #   * the pinned pure-Python dependencies of calibration/offline-requirements.txt (antlr4's sdist
 #     is built into a wheel here, so the node needs no build tools).
 # Copy DIR to the node with the checkout, then there (no index, no build isolation):
-#     python3 -m pip install --no-index --find-links DIR dpsim
+#     python3 -m pip install --no-index --find-links DIR dpsim-dualpath
 # which installs into that python3 -- e.g. the image's own venv that holds its CUDA PyTorch -- and
 # takes numpy/pandas/pyarrow/matplotlib/... from it.  Do NOT ask for the [torch] extra there: it
 # pins a torch release the node cannot download; dpsim uses whatever CUDA torch python3 imports.
@@ -22,7 +22,7 @@ DIR=${1:-wheelhouse}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PYTHON:-python3}
 mkdir -p "$DIR"
-rm -f "$DIR"/dpsim-*.whl
+rm -f "$DIR"/dpsim-*.whl "$DIR"/dpsim_dualpath-*.whl
 # the checkout itself: pure wheel, built with the build requirements already installed here
 DPSIM_NO_EXT=1 "$PY" -m pip wheel --no-deps --no-build-isolation -w "$DIR" "$HERE" >/dev/null
 # pinned dependencies as wheels (pure Python: py3-none-any), sdists built here

@@ -5,7 +5,7 @@
 #            --profile calibration/profiles/h200_measured.yaml
 # dpsim must be importable by $PYTHON (default python3): on a node without a package index, install
 # it first from a wheelhouse (calibration/README.md, "Offline GPU node"):
-#   python3 -m pip install --no-index --find-links calibration/wheelhouse dpsim
+#   python3 -m pip install --no-index --find-links calibration/wheelhouse dpsim-dualpath
 # A quick smoke replay runs first (with the same --devices); OUTDIR/hil.tgz gets both result
 # directories, hil_summary.json is also copied to OUTDIR.
 set -u
