@@ -150,12 +150,14 @@ def scenarios(quick: bool, skip_large: bool, trunc_sim_s: float, ref_full_ladder
     if quick:
         out.append(dict(key="paper", group="paper", label="paper cell (quick: 2P4D 64K 128 agents)",
                         overrides=_offline(2, 4, "64k", 128)))
-        ladder = [(1, 2, 64), (2, 4, 128), (4, 8, 256)]
+        ladder = [(2, 4, 64), (4, 8, 128), (8, 16, 256)]
     else:
         out.append(dict(key="paper", group="paper", label="paper cell 2P4D 64K 1024 agents",
                         overrides=_offline(2, 4, "64k", 1024)))
-        # same agents per GPU as the paper cell: 1024 per 6 nodes
-        ladder = [(P, D, round(1024 * (P + D) / 6)) for P, D in ((1, 2), (4, 8), (12, 24), (48, 96))]
+        # same agents per GPU as the paper cell: 1024 per 6 nodes.  The smallest rung is 2P4D:
+        # DS 660B's prefill EP group (16 GPUs) needs two prefill nodes, and the config check
+        # refuses a cluster smaller than an EP group (issue #14).
+        ladder = [(P, D, round(1024 * (P + D) / 6)) for P, D in ((2, 4), (4, 8), (12, 24), (48, 96))]
     for i, (P, D, n) in enumerate(ladder):
         top = i == len(ladder) - 1
         skip_ref = (not quick) and top and not ref_full_ladder

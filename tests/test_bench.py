@@ -20,12 +20,12 @@ def _bench():
 def test_quick_no_ref_one_scenario(tmp_path):
     b = _bench()
     out = tmp_path / "rows.json"
-    rc = b.main(["--quick", "--no-ref", "--only", "ladder-1P2D", "--timeout", "120", "--json", str(out)])
+    rc = b.main(["--quick", "--no-ref", "--only", "ladder-2P4D", "--timeout", "120", "--json", str(out)])
     assert rc == 0
     d = json.loads(out.read_text())
     assert d["ref"] is None and d["quick"] is True
     rows = d["rows"]
-    assert [r["key"] for r in rows] == ["ladder-1P2D"]
+    assert [r["key"] for r in rows] == ["ladder-2P4D"]
     cur = rows[0]["cur"]
     assert "error" not in cur, cur
     assert cur["requests"] > 0 and cur["rss_mib"] > 0

@@ -49,6 +49,12 @@ class DecodeEngine:
         self.gpu = gpu
         self.idx = idx
         self.seqs: dict = {}  # rid -> _Seq
+        # Sum over seqs of (ctx0 - step0): the batch's attended context after ``steps``
+        # iterations is base + n * steps (no cap), kept as sequences join and leave (integers:
+        # exact), so an iteration's cost is O(1) in the batch size.
+        self.base = 0
+        self.fresh: list = []  # the seqs whose first iteration starts at step ``fresh_step``
+        self.fresh_step = -1
         self.heap: list = []  # (end_step, rid)
         self.steps = 0  # iterations completed so far (integer)
         self.t_int = 0.0  # start of the current interval (an iteration boundary)
@@ -87,9 +93,7 @@ class DecodeEngine:
         cap = self.cap
         steps = self.steps
         if cap is None:
-            S = 0
-            for s in self.seqs.values():
-                S += s.ctx0 + steps - s.step0
+            S = self.base + n * steps
             n_grow = n
         else:
             S = 0
@@ -195,14 +199,20 @@ class DecodeEngine:
                 req.t_second = t
                 self.clock.timer(0.0, lambda _e, r=req: self.deps.done(r, self))
                 continue
-            s = _Seq(req, self.steps + steps_needed, req.prompt + 1, self.steps)
+            steps = self.steps
+            s = _Seq(req, steps + steps_needed, req.prompt + 1, steps)
             self.seqs[req.rid] = s
+            self.base += s.ctx0 - steps
+            if self.fresh_step != steps:
+                self.fresh = []
+                self.fresh_step = steps
+            self.fresh.append(s)
             heapq.heappush(self.heap, (s.end_step, req.rid))
+        if self.fresh_step != self.steps:
+            return
         a, _c = self._iter_params()
-        steps = self.steps
-        for s in self.seqs.values():  # everyone whose first iteration starts now
-            if s.step0 == steps:
-                s.req.t_second = t + a if s.req.gen > 1 else t
+        for s in self.fresh:  # everyone whose first iteration starts now (joined at this step)
+            s.req.t_second = t + a if s.req.gen > 1 else t
 
     def _advance(self, k: int, now: float) -> None:
         self.busy_time += now - self.t_int
@@ -212,7 +222,9 @@ class DecodeEngine:
         heap = self.heap
         while heap and heap[0][0] <= self.steps:
             _e, rid = heapq.heappop(heap)
-            done.append(self.seqs.pop(rid))
+            s = self.seqs.pop(rid)
+            self.base -= s.ctx0 - s.step0
+            done.append(s)
         cb = self.deps.done
         for s in done:
             cb(s.req, self)
