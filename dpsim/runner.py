@@ -179,12 +179,10 @@ def run(cfg: dict, out_dir: str | Path | None = None, cfg_yaml: str | None = Non
         prev = signal.signal(signal.SIGTERM, _on_sigterm)
     except ValueError:  # not the main thread (e.g. a launcher's worker thread): no handler
         prev = None
-    t0 = time.perf_counter()
     try:
         sim.run()
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM through _on_sigterm
-        interrupted = signal.SIGTERM if isinstance(e, _Stop) else signal.SIGINT
-        _finish_partial(sim, t0)
+        interrupted = signal.SIGTERM if isinstance(e, _Stop) else signal.SIGINT  # sim.run closed its books
     finally:
         if prev is not None:
             signal.signal(signal.SIGTERM, prev)
@@ -197,30 +195,6 @@ def run(cfg: dict, out_dir: str | Path | None = None, cfg_yaml: str | None = Non
     if interrupted is not None:
         raise Interrupted(interrupted, summ)
     return summ, sim
-
-
-def _finish_partial(sim, t0: float) -> None:
-    """Close the books of a simulation stopped mid-run (what sim.run() does at its end)."""
-    sim.wall_s = time.perf_counter() - t0
-    try:
-        sim.metrics.finish()
-    except Exception:  # pragma: no cover - a sample mid-event; the series so far stand
-        pass
-    if not getattr(sim, "events", None):
-        clock = sim.clock
-        try:
-            sim.events = (clock.events if hasattr(clock, "events") else
-                          clock.timers + sim.net.wakeups + sim.metrics.samples)
-        except AttributeError:  # pragma: no cover - another kernel: count unknown
-            sim.events = 0
-
-
-def _ended(sim) -> bool:
-    """Every agent done (offline) or the driver said stop (online)."""
-    ended = getattr(sim, "ended", None)  # the event-loop core
-    if ended is None:
-        ended = sim.done_event.triggered  # the SimPy core
-    return bool(ended)
 
 
 def _summarise(cfg, sim, out_dir, cfg_yaml, extra, interrupted) -> dict:
@@ -251,7 +225,7 @@ def _summarise(cfg, sim, out_dir, cfg_yaml, extra, interrupted) -> dict:
         summ["slo_met"] = bool(drv.stop_reason.startswith("steady state") or
                                drv.stop_reason.startswith("agents exhausted")) and \
             (last == last and last <= slo_t) and (tpot is not None and tpot <= slo_p)
-    summ["truncated"] = not _ended(sim)
+    summ["truncated"] = not sim.ended
     if summ["truncated"]:
         summ["max_sim_s"] = cfg["experiment"]["max_sim_s"]
     summ["status"] = ("interrupted" if interrupted is not None else

@@ -215,20 +215,24 @@ class Simulation:
         if self.max_sim_s < INF:
             # The guard: stop at max_sim_s (one hop later, as the first of the two events does).
             clock.timer(self.max_sim_s, self._stop_hop, 1)
-        if not clock.run():
-            self._stalled()
-        if self.ended and (self._driver is None or self._driver.name == "offline"):
-            # Drain: the last rounds' KV is still being persisted.  Step only while the
-            # network has work, so a pending max_sim_s guard (or, in a real-time
-            # environment, wall-clock waiting) does not stretch the run.
-            net = self.net
-            while clock.peek() < INF and net.busy():
-                clock.step()
-        self.wall_s = time.perf_counter() - t0
-        self.metrics.finish()
-        if not self.ended and self._driver is None:
-            self.truncated = True
-        self.events = clock.events
+        try:
+            if not clock.run():
+                self._stalled()
+            if self.ended and (self._driver is None or self._driver.name == "offline"):
+                # Drain: the last rounds' KV is still being persisted.  Step only while the
+                # network has work, so a pending max_sim_s guard (or, in a real-time
+                # environment, wall-clock waiting) does not stretch the run.
+                net = self.net
+                while clock.peek() < INF and net.busy():
+                    clock.step()
+        finally:
+            # The books close however the run ends (done, truncated, stalled, or interrupted by
+            # Ctrl-C / SIGTERM raised from inside a callback): what ran so far stays readable.
+            self.wall_s = time.perf_counter() - t0
+            self.metrics.finish()
+            if not self.ended and self._driver is None:
+                self.truncated = True
+            self.events = clock.events
 
     def _stalled(self) -> None:
         stuck = [r for r in self.log.live.values() if r.stage not in FINAL]
