@@ -75,7 +75,12 @@ def cmd_run(a) -> int:
                      heldout_block_counts=_ints(a.heldout_block_counts), block_sizes=_sizes(a.block_sizes),
                      max_block_total=parse_bytes(a.max_block_total), verify=not a.no_verify)
     os.makedirs(a.out, exist_ok=True)
-    t = get_transport(a.transport, **opts)
+    try:
+        t = get_transport(a.transport, **opts)
+    except (TypeError, ValueError) as e:  # an unknown --opt KEY or a bad value: one line, the fix
+        print(f"calibration run --transport {a.transport}: bad --opt ({e}); the options are the "
+              f"keyword arguments of the transport class (hw/README.md)", file=sys.stderr)
+        return 2
     try:
         t.check()
     except TransportUnavailable as e:

@@ -11,7 +11,8 @@
 # 1 GiB and k = 1,2,3,4,6 concurrent transfers of 128 MiB, 512 MiB and 1 GiB (a Full-Block read of
 # one request is its hit KV: DS 27B stores 21,720 B/token, so a 48K-token hit is ~1.0 GiB; the HIL
 # replay's median read is ~0.7 GB), each as 1 MiB requests 4 deep (the replay's queue depth), from
-# a 4 GiB read file (the replay's file size).  `cuda_launch` (events around the Python copy call)
+# a 4 GiB read file (the replay's file size), each read starting where the last ended (the
+# replay's access pattern; --opt offsets=random is the other choice).  `cuda_launch` (events around the Python copy call)
 # takes 60 trials per size: its launch jitter (IQR 30-70 %) makes the median of 7 trials move by
 # ~13 %.  `fit` writes OUTDIR/profile.yaml and OUTDIR/report/.
 # Every stage runs in its own process under `timeout`, so a failure or a hang
@@ -52,7 +53,7 @@ stage compute 120 $PY -m calibration compute --out "$R" $C
 stage cuda_blocks 120 $PY -m calibration run --transport cuda --suite blocks --out "$R" --name cuda_blocks --trials 7 $DEV $S
 stage nccl 120 $PY -m calibration run --transport nccl --suite all --out "$R" --trials 7 $DEV $S
 stage cpu 40 $PY -m calibration run --transport cpu --suite all --out "$R" --max-bytes 256MiB --trials 7 --config-budget 1 --max-block-total 64MiB $S
-stage file 300 $PY -m calibration run --transport file --suite all --out "$R" --file-dir "$FD" --trials 5 --config-budget 0.5 --opt file_bytes=4294967296 --max-block-total 64MiB --block-counts 1,8,61,256,1024 $S $F
+stage file 300 $PY -m calibration run --transport file --suite all --out "$R" --file-dir "$FD" --trials 5 --config-budget 0.5 --opt file_bytes=4294967296 --opt offsets=sequential --max-block-total 64MiB --block-counts 1,8,61,256,1024 $S $F
 stage verbs 20 $PY -m calibration run --transport verbs --suite all --out "$R"
 stage fit 120 $PY -m calibration fit "$R" --out "$OUT/profile.yaml" --report "$OUT/report"
 ls -la "$R"

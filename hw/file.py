@@ -14,7 +14,9 @@ before each read, which works on disk-backed filesystems but not on tmpfs
 (there the "storage" is RAM and the numbers are memcpy numbers).
 
 Options: ``path``, ``queue_depth`` (4), ``chunk_bytes`` (1 MiB), ``o_direct``, ``max_bytes``,
-``file_bytes`` (smallest read file; default 1 MiB, else twice the largest read).
+``file_bytes`` (smallest read file; default 1 MiB, else twice the largest read), ``offsets``
+(``random`` page-aligned read offsets, or ``sequential``: each read where the last ended, as the
+HIL replay reads).
 
 Link kinds: ``file_read`` (storage -> host), ``file_write`` (host -> storage).
 The file holds a known pattern (word ``w`` = ``w * K mod 2**64``), so every
@@ -74,7 +76,8 @@ class FileTransport(Transport):
 
     def __init__(self, path: str | None = None, queue_depth: int = 4,
                  chunk_bytes: int = 1 << 20, o_direct: bool = True,
-                 max_bytes: int | None = None, keep_file: bool = False, file_bytes: int = 0):
+                 max_bytes: int | None = None, keep_file: bool = False, file_bytes: int = 0,
+                 offsets: str = "random"):
         self.dir = path or tempfile.gettempdir()
         self.queue_depth = max(1, int(queue_depth))
         self.chunk_bytes = round_up(max(int(chunk_bytes), PAGE))
@@ -84,6 +87,14 @@ class FileTransport(Transport):
         # the read file is at least this large (reads land at random offsets in it): match the
         # file a replay reads from (hw.replay: 4 GiB) so both see the same storage locality
         self.min_file_bytes = round_up(max(int(file_bytes or 0), 1 << 20), 1 << 20)
+        # where each read (sizes / concurrency suites) starts: "random" page-aligned offsets, or
+        # "sequential": where the previous read ended, wrapping at the end of the file -- the
+        # HIL replay's pattern (hw.replay reads consecutive regions of its file round robin)
+        if offsets not in ("random", "sequential"):
+            raise ValueError(f"file transport option offsets={offsets!r}: choose random or sequential "
+                             f"(--opt offsets=sequential)")
+        self.offsets = offsets
+        self._rcur = 0
         self.read_path = os.path.join(self.dir, f"dpsim_file_transport_{os.getpid()}.dat")
         self.write_path = self.read_path + ".w"
         self.file_bytes = 0
@@ -248,7 +259,11 @@ class FileTransport(Transport):
         else:
             self._ensure_file(max(n * 2, self.min_file_bytes))
             max_off = (self.file_bytes - n) // PAGE
-            off = int(self._rng.integers(0, max_off + 1)) * PAGE if max_off > 0 else 0
+            if self.offsets == "sequential":
+                off = self._rcur if self._rcur + n <= self.file_bytes else 0
+                self._rcur = off + n
+            else:
+                off = int(self._rng.integers(0, max_off + 1)) * PAGE if max_off > 0 else 0
             fd = self._rfd
         return write, fd, buf, off, n
 
@@ -414,5 +429,6 @@ class FileTransport(Transport):
             "chunk_bytes": self.chunk_bytes,
             "read_file_bytes": self.file_bytes,
             "min_file_bytes": self.min_file_bytes,
+            "offsets": self.offsets,
         })
         return d
