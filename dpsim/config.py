@@ -103,6 +103,44 @@ def check_labels(cfg: Mapping) -> None:
                     f"would be labelled {name}: use {pick}, or name the variant: {group}.name=<new name>")
 
 
+def check_layout(cfg: Mapping) -> None:
+    """The model's expert-parallel layout must fit the cluster it runs on.
+
+    * Each role's EP group fits that role's nodes, counted in the model's own GPUs per node
+      (``model.parallel.gpus_per_node``): ``ep_size_<role> <= cluster.<role>_nodes x
+      model.parallel.gpus_per_node``.  (DS 660B's EP16/EP32 need 2P4D.)
+    * ``cluster.gpus_per_node`` may differ from ``model.parallel.gpus_per_node``: a reduced cluster
+      (tests, the one-GPU HIL replay) simulates fewer engines per node with the model's layout, and
+      ``cluster.gpus_per_node`` still sets how many engines run.  What it cannot change is the
+      share of the EP all-to-all that leaves a node, which the model's layout sets
+      (``1 - model.parallel.gpus_per_node / ep_size``, dpsim/engines/compute.py): when that share is
+      not zero (an EP group spanning nodes, model traffic on, a MoE model) a different
+      ``cluster.gpus_per_node`` would be ignored for it, so it is refused.
+    """
+    mg = _num(cfg, "model.parallel.gpus_per_node", lo=1, integer=True)
+    cg = int(cfg["cluster"]["gpus_per_node"])
+    eps = {}
+    for role in ("prefill", "decode"):
+        ep = eps[role] = _num(cfg, f"model.parallel.ep_size_{role}", lo=1, integer=True)
+        n = int(cfg["cluster"][f"{role}_nodes"])
+        if ep > n * mg:
+            need = -(-ep // mg)
+            raise ConfigError(f"model.parallel.ep_size_{role}={ep} needs {ep} {role} GPUs but the cluster has "
+                              f"cluster.{role}_nodes={n} x model.parallel.gpus_per_node={mg} = {n * mg}: set "
+                              f"cluster.{role}_nodes={need} or model.parallel.ep_size_{role}<={n * mg} "
+                              f"(if the weights still fit)")
+    moe = (cfg.get("model") or {}).get("moe") is not None
+    traffic = bool((cfg.get("system") or {}).get("model_traffic", False))
+    spanning = [r for r, ep in eps.items() if ep > mg]
+    if cg != mg and moe and traffic and spanning:
+        r = spanning[0]
+        raise ConfigError(
+            f"cluster.gpus_per_node={cg} differs from model.parallel.gpus_per_node={mg}, which sets the share of "
+            f"the {r} EP group's all-to-all (model.parallel.ep_size_{r}={eps[r]}) that leaves a node, so "
+            f"cluster.gpus_per_node would be ignored for it: set model.parallel.gpus_per_node={cg} (with EP "
+            f"sizes that fit), or cluster.gpus_per_node={mg}, or system.model_traffic=false")
+
+
 def validate(cfg: Mapping) -> dict:
     """Check the resolved config (a plain dict).  Returns it unchanged when valid."""
     from .cluster.routes import TRANSFORMS
@@ -166,12 +204,6 @@ def validate(cfg: Mapping) -> dict:
     _num(cfg, "output.timeline_max_agents", lo=0, integer=True)
     _num(cfg, "output.progress_log_s", lo=0, lo_open=True)
 
-    # Not checked yet (issue #14, left for the lead): an expert-parallel group larger than its
-    # role's GPUs (model.parallel.ep_size_* > cluster.<role>_nodes x model.parallel.gpus_per_node,
-    # e.g. ds660b's EP16/EP32 on fewer than 2P4D nodes) is accepted; benchmarks/bench_sim.py's
-    # 1P2D ladder rung runs exactly such a layout, so refusing it needs that ladder changed first.
-    _num(cfg, "model.parallel.gpus_per_node", lo=1, integer=True)
-    for role in ("prefill", "decode"):
-        _num(cfg, f"model.parallel.ep_size_{role}", lo=1, integer=True)
+    check_layout(cfg)
     check_labels(cfg)
     return cfg

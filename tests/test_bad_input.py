@@ -26,6 +26,9 @@ BAD = [
     (["workload.agents=100000000"], "workload.agents", "limits.memory_bytes"),
     (["system=pe_only", "system.read_path=de"], "system.read_path", "system=de_only"),
     (["system=oracle", "system.route_transform=none"], "system.route_transform", "system.name="),
+    (["model.parallel.ep_size_prefill=16"], "model.parallel.ep_size_prefill", "cluster.prefill_nodes=2"),
+    (["model=ds660b", "cluster.prefill_nodes=2", "cluster.decode_nodes=4", "cluster.gpus_per_node=4"],
+     "cluster.gpus_per_node=4", "model.parallel.gpus_per_node=4"),
     (["experiment=online", "experiment.mode=offline"], "experiment.mode", "experiment=default or offline"),
     (["output.plots=maybe"], "output.plots", "true or false"),
     (["system=nonexistent"], "system/nonexistent", "dualpath"),
@@ -133,6 +136,37 @@ def test_label_must_match_what_runs():
     with pytest.raises(ConfigError, match="experiment.mode=offline contradicts experiment=online"):
         validate(make_cfg("experiment=online", "experiment.mode=offline"))
     validate(make_cfg("experiment=online", "experiment.max_sim_s=100"))
+
+
+def test_ep_group_must_fit_its_role():
+    with pytest.raises(ConfigError, match=r"ep_size_decode=32 needs 32 decode GPUs .* cluster.decode_nodes=4"):
+        validate(make_cfg("model=ds660b", "cluster.prefill_nodes=2", "cluster.decode_nodes=2"))
+    with pytest.raises(ConfigError, match=r"ep_size_prefill=16 needs 16 prefill GPUs .* cluster.prefill_nodes=2"):
+        validate(make_cfg("model=ds660b", "cluster.prefill_nodes=1", "cluster.decode_nodes=4"))
+    validate(make_cfg("model=ds660b", "cluster.prefill_nodes=2", "cluster.decode_nodes=4"))
+    # counted in the model's GPUs per node: EP16 fits one node of a 16-GPU layout
+    validate(make_cfg("model=ds660b", "cluster.prefill_nodes=1", "cluster.decode_nodes=2",
+                      "cluster.gpus_per_node=16", "model.parallel.gpus_per_node=16"))
+
+
+def test_gpus_per_node_refused_only_where_the_model_layout_overrides_it():
+    """cluster.gpus_per_node != model.parallel.gpus_per_node is refused when an EP group spans the
+    model's nodes (its CNIC share is set by the model's layout, so the cluster's value would be
+    ignored for it); a reduced cluster whose EP traffic stays inside a node still runs, with
+    cluster.gpus_per_node engines per node."""
+    big = ("model=ds660b", "cluster.prefill_nodes=2", "cluster.decode_nodes=4")
+    for g in (4, 16):
+        with pytest.raises(ConfigError, match=rf"cluster.gpus_per_node={g} differs from model.parallel.gpus_per_node=8"
+                                              r".*ep_size_prefill=16.*model.parallel.gpus_per_node="):
+            validate(make_cfg(*big, f"cluster.gpus_per_node={g}"))
+    validate(make_cfg(*big, "cluster.gpus_per_node=4", "system.model_traffic=false"))
+    validate(make_cfg(*big, "cluster.gpus_per_node=4", "model.parallel.gpus_per_node=4",
+                      "cluster.prefill_nodes=4", "cluster.decode_nodes=8"))
+    # ds27b: EP8 inside one node of the model's layout, no EP bytes leave a node
+    small = build(make_cfg("cluster.gpus_per_node=4", "workload.agents=2"))
+    full = build(make_cfg("workload.agents=2"))
+    assert (len(small.des), len(full.des)) == (4, 8)
+    assert all(d.ep_tok == 0.0 for d in small.des + full.des)
 
 
 def test_memory_estimate_refuses_before_building():
