@@ -270,6 +270,48 @@ def _us(x):
     return "-" if x is None else f"{x * 1e6:.2f}"
 
 
+REFERENCE_GPU = "H100"  # C3 was measured on an H100 SXM host (shared/spec/calibration-points.md)
+
+
+def reference_caveat(gpu) -> str | None:
+    """The caveat printed above the C3 comparison when the measured GPU is not C3's (None when
+    it is, or no GPU was measured)."""
+    if not gpu:
+        return None
+    if REFERENCE_GPU.lower() in str(gpu).lower():
+        return None
+    return (f"**Caveat: different machines.** C3 was measured on an H100 SXM host (PCIe Gen5 x16, "
+            f"NVLink NV18); these numbers come from **{gpu}**. A ratio here compares two machines, "
+            f"it is not an error of the fit: copies inside the GPU (D2D) follow its memory bandwidth "
+            f"(an H200 has HBM3e, ~1.4x an H100's by the vendor datasheets), while host copies follow "
+            f"the PCIe link, and small sizes follow launch overheads of that host.")
+
+
+def unmeasured_links(profile: dict, tables: dict, as_pairs: bool = False) -> list:
+    """Links a one-GPU (or GPU-less) run cannot measure, with the reason, from the cuda metadata:
+    ``p2p`` (and the two-GPU sharing groups) need two GPUs."""
+    metas = tables.get("metas") or {}
+    out = []
+    cuda = [mm for mm in metas.values() if mm.get("transport") == "cuda"]
+    if cuda and "p2p" not in (profile.get("links") or {}):
+        n = max(int(mm.get("device_count") or len(mm.get("devices") or [])) for mm in cuda)
+        used = max(len(mm.get("devices") or []) for mm in cuda)
+        if used < 2:
+            why = (f"a peer copy needs two GPUs; this run used one ({n} visible), so p2p, p2p_same, "
+                   f"p2p_duplex and h2d_2gpu were not measured")
+            out.append(("p2p", why))
+    return out if as_pairs else [f"{k} -- {v}" for k, v in out]
+
+
+def adjusted_options(tables: dict) -> list:
+    """(results name, note) for every option a suite adjusted (meta ``adjusted``)."""
+    out = []
+    for name, mm in sorted((tables.get("metas") or {}).items()):
+        for n in mm.get("adjusted") or []:
+            out.append((name, n))
+    return out
+
+
 def markdown_report(profile: dict, tables: dict, c3: dict | None = None, title: str = "Calibration report") -> str:
     """A REPORT.md body: measured numbers, fit errors, C3 comparison."""
     m = profile["meta"]
@@ -281,6 +323,14 @@ def markdown_report(profile: dict, tables: dict, c3: dict | None = None, title: 
     unav = tables.get("unavailable") or {}
     for k, v in unav.items():
         out.append(f"- **not measured: {k}** -- {v.get('message')}")
+    for line in unmeasured_links(profile, tables):
+        out.append(f"- **not measured: {line}**")
+    adj = adjusted_options(tables)
+    if adj:
+        out.append("- **options the suites adjusted** (as printed during the run):")
+        out += [f"  - `{name}`: {n}" for name, n in adj]
+    else:
+        out.append("- options the suites adjusted: none (every size and count ran as given)")
     out.append("")
     sizes = [4 << 10, 64 << 10, 1 << 20, 16 << 20, 256 << 20, 1 << 30]
     out.append("## Measured bandwidth per primitive (median of trials; GB/s = 1e9 B/s; time in us)\n")
@@ -346,8 +396,15 @@ def markdown_report(profile: dict, tables: dict, c3: dict | None = None, title: 
             rows.append({"group": name, "kinds": "+".join(S["kinds"]), "directions": S.get("directions"),
                          "total (GB/s)": f"{S['total_Bps'] / 1e9:.1f}", "max measured aggregate (GB/s)":
                          "-" if best is None else f"{best:.1f}", "binding": S.get("binding"),
-                         "held-out MAPE": _pct(f.get("mape")), "held-out worst": _pct(f.get("max_err"))})
+                         "held-out MAPE": _pct(f.get("mape")), "held-out worst": _pct(f.get("max_err")),
+                         "scored sizes": (f">= {fmt_bytes(f['heldout_min_bytes'])}" if f.get("heldout_min_bytes")
+                                          else "all"),
+                         "held-out MAPE, all sizes": _pct(f.get("mape_all_heldout"))})
         out.append(md_table(pd.DataFrame(rows)))
+        out.append("\nTotals are fitted and scored on concurrent transfers of >= 16 MiB where a group has "
+                   "them (below that a transfer's own launch/queueing cost sets the makespan; the link "
+                   "latency and per-message costs price it); the last column scores every held-out size. "
+                   "In duplex groups each direction is also bounded by its own link, as in the flow model.\n")
     comp = profile.get("compute") or {}
     if comp.get("gemm") or comp.get("attention"):
         out.append("\n## Compute\n")
@@ -378,17 +435,22 @@ def markdown_report(profile: dict, tables: dict, c3: dict | None = None, title: 
                        ", ".join(f"M={r['M']}: {r['tflops']:.0f}" for r in tbl) + " TFLOP/s\n")
     if c3:
         out.append("\n## Comparison with C3 (shared/spec/calibration-points.md)\n")
+        cav = reference_caveat(m.get("gpu"))
+        if cav:
+            out.append(cav + "\n")
         out.append("`measured` = device-side copy time (gated); `measured_launch` = events around the Python "
                    "`copy_` call, which includes the launch overhead (the method C3's small sizes suggest).\n")
         rows = []
         from .c3_reference import TABLE
 
+        why = dict(unmeasured_links(profile, tables, as_pairs=True))
         for kind, (label, gb) in TABLE.items():
             for n, g in zip((64 << 10, 1 << 20, 16 << 20, 1 << 30), gb):
                 meas = _gbps_at(summ, kind, n) if not summ.empty else None
                 ml = _gbps_at(summ, kind + "_launch", n) if not summ.empty else None
+                miss = "not measured" + (" (one GPU: see above)" if kind in why else "")
                 rows.append({"primitive": label, "size": fmt_bytes(n), "C3 (GB/s)": g,
-                             "measured (GB/s)": "-" if meas is None else f"{meas:.1f}",
+                             "measured (GB/s)": miss if meas is None else f"{meas:.1f}",
                              "measured_launch (GB/s)": "-" if ml is None else f"{ml:.1f}",
                              "measured/C3": "-" if meas is None else f"{meas / g:.2f}"})
         out.append(md_table(pd.DataFrame(rows)))
