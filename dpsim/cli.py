@@ -171,6 +171,19 @@ def _split_argv(argv: list[str]) -> tuple[list[str], bool] | None:
 def _one_line(e: BaseException) -> str:
     """Hydra's multi-line composition errors as one line with the fix."""
     msg = str(e).strip()
+    cause = e.__cause__
+    if cause is not None and type(cause).__name__ == "ValidationError" and "full_key:" in str(cause):
+        # a value of the wrong type for its schema (dpsim/conf/schema.py): name the key and what it takes
+        from .conf.schema import expected
+        key = str(cause).split("full_key:", 1)[1].split()[0]
+        override = next((ln.split("override ", 1)[1] for ln in msg.splitlines() if "override " in ln), "")
+        value = override.partition("=")[2] if override.startswith(key + "=") else None
+        if value is None:
+            import re
+            m = re.search(r"Value '([^']*)'", str(cause))
+            value = m.group(1) if m else "?"
+        want = expected(key) or str(cause).splitlines()[0]
+        return f"{key}={value}: must be {want}"
     lines = [ln.strip() for ln in msg.splitlines() if ln.strip()]
     if "Available options in" in msg:
         i = next(i for i, ln in enumerate(lines) if ln.startswith("Available options in"))
@@ -394,6 +407,8 @@ def _failed(out: Path, line: str, err: str, overrides: dict, multirun: bool, cfg
 
 def _hydra_main() -> None:
     import hydra
+
+    from . import conf  # noqa: F401 -- registers the schemas (dpsim_schema) in Hydra's ConfigStore
 
     hydra.main(version_base=None, config_path="conf", config_name="config")(_app)()
 

@@ -19,36 +19,17 @@ def _get(cfg: Mapping, key: str):
     return cur
 
 
-def _num(cfg, key, *, lo=None, hi=None, lo_open=False, integer=False, allow_none=False, fix=""):
+def _num(cfg, key, *, lo=None, hi=None, lo_open=False, integer=False, fix=""):
+    """A cross-field requirement on a number (types and ranges of each key: the schema)."""
     v = _get(cfg, key)
-    if v is None and allow_none:
-        return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
         raise ConfigError(f"{key}={v!r} must be a number{('; ' + fix) if fix else ''}")
-    if not math.isfinite(float(v)):
-        raise ConfigError(f"{key}={v!r} must be finite")
-    if integer and float(v) != int(v):
-        raise ConfigError(f"{key}={v!r} must be an integer")
     if lo is not None and (v <= lo if lo_open else v < lo):
         rel = ">" if lo_open else ">="
         raise ConfigError(f"{key}={v!r} must be {rel} {lo}{('; ' + fix) if fix else ''}")
     if hi is not None and v > hi:
         raise ConfigError(f"{key}={v!r} must be <= {hi}{('; ' + fix) if fix else ''}")
     return int(v) if integer else float(v)
-
-
-def _choice(cfg, key, choices):
-    v = _get(cfg, key)
-    if v not in choices:
-        raise ConfigError(f"{key}={v!r} is not one of {sorted(choices)}")
-    return v
-
-
-def _bool(cfg, key):
-    v = _get(cfg, key)
-    if not isinstance(v, bool):
-        raise ConfigError(f"{key}={v!r} must be true or false")
-    return v
 
 
 # Keys that make an option of a config group what its name says.  A system is defined by every
@@ -117,11 +98,11 @@ def check_layout(cfg: Mapping) -> None:
       not zero (an EP group spanning nodes, model traffic on, a MoE model) a different
       ``cluster.gpus_per_node`` would be ignored for it, so it is refused.
     """
-    mg = _num(cfg, "model.parallel.gpus_per_node", lo=1, integer=True)
-    cg = int(cfg["cluster"]["gpus_per_node"])
+    par = cfg["model"]["parallel"]  # types and ranges: the schema
+    mg, cg = int(par["gpus_per_node"]), int(cfg["cluster"]["gpus_per_node"])
     eps = {}
     for role in ("prefill", "decode"):
-        ep = eps[role] = _num(cfg, f"model.parallel.ep_size_{role}", lo=1, integer=True)
+        ep = eps[role] = int(par[f"ep_size_{role}"])
         n = int(cfg["cluster"][f"{role}_nodes"])
         if ep > n * mg:
             need = -(-ep // mg)
@@ -143,67 +124,28 @@ def check_layout(cfg: Mapping) -> None:
 
 def validate(cfg: Mapping) -> dict:
     """Check the resolved config (a plain dict).  Returns it unchanged when valid."""
-    from .cluster.routes import TRANSFORMS
-    from .engines.prefill_modes import mode_names
-    from .scheduling import POLICIES, READ_PATHS
+    from .conf.schema import DpsimSchema, SchemaError, check
 
-    c = "cluster"
-    _num(cfg, f"{c}.prefill_nodes", lo=1, integer=True,
-         fix="a P/D cluster needs at least one prefill node (cluster.prefill_nodes)")
-    _num(cfg, f"{c}.decode_nodes", lo=1, integer=True,
-         fix="a P/D cluster needs at least one decode node (cluster.decode_nodes)")
-    _num(cfg, f"{c}.gpus_per_node", lo=1, integer=True)
-    for k in ("cnic_Bps", "snic_Bps", "dram_Bps"):
-        _num(cfg, f"{c}.{k}", lo=0, lo_open=True, fix="bandwidths are bytes/s and must be positive")
-    _num(cfg, f"{c}.pcie_Bps", lo=0, lo_open=True, allow_none=True)
-    _num(cfg, f"{c}.storage_Bps", lo=0, lo_open=True, allow_none=True,
-         fix="null means the storage backend is not a bottleneck (§S2)")
-    for k in ("cnic_efficiency", "snic_efficiency"):
-        _num(cfg, f"{c}.{k}", lo=0, lo_open=True, hi=1.0)
-    _num(cfg, f"{c}.high_priority_share", lo=0, lo_open=True, hi=1.0)
-    _num(cfg, f"{c}.storage_latency_s", lo=0)
-    _num(cfg, f"{c}.net_latency_s", lo=0)
-    _num(cfg, f"{c}.dram_buffer_bytes", lo=0, lo_open=True)
-    _choice(cfg, f"{c}.snic_duplex", {"full", "half"})
+    try:  # every key's type and range (dpsim/conf/schema.py)
+        check(DpsimSchema, cfg)
+    except SchemaError as e:
+        raise ConfigError(str(e)) from None
 
-    s = "system"
-    _choice(cfg, f"{s}.scheduler", set(POLICIES))
-    _choice(cfg, f"{s}.read_path", set(READ_PATHS))
-    _choice(cfg, f"{s}.prefill_mode", mode_names())
-    _choice(cfg, f"{s}.route_transform", set(TRANSFORMS))
-    bs = _num(cfg, f"{s}.block_size", lo=1, integer=True)
-    for k in ("layer_block_s", "full_block_s", "storage_block_s"):
-        _num(cfg, f"{s}.submission.{k}", lo=0)
-    _num(cfg, f"{s}.batching.max_prefill_tokens", lo=1, integer=True)
-
-    kvb = _num(cfg, "model.kv_bytes_per_token", lo=0, lo_open=True)
+    bs, kvb = cfg["system"]["block_size"], cfg["model"]["kv_bytes_per_token"]
     full_block = bs * kvb
     if cfg["cluster"]["dram_buffer_bytes"] < full_block:
         raise ConfigError(f"cluster.dram_buffer_bytes={cfg['cluster']['dram_buffer_bytes']:.4g} is smaller "
                           f"than one Full Block ({bs} tokens x {kvb:.0f} B = {full_block:.4g} B): raise it")
 
-    e = "experiment"
-    mode = _choice(cfg, f"{e}.mode", {"offline", "online"})
-    _num(cfg, f"{e}.max_sim_s", lo=0, lo_open=True, allow_none=True)
-    if mode == "online":
+    if cfg["experiment"]["mode"] == "online":  # keys only an online experiment has
+        e = "experiment"
         _num(cfg, "workload.aps", lo=0, lo_open=True,
              fix="set workload.aps=<agents per second> for experiment=online")
-        for k in ("slo_ttft_s", "slo_tpot_s", "window_s", "steady_lag_s"):
-            _num(cfg, f"{e}.{k}", lo=0, lo_open=True)
-        _num(cfg, f"{e}.steady_tol", lo=0, lo_open=True, hi=1.0)
-    _num(cfg, "metrics.sample_dt", lo=0, lo_open=True)
-    _num(cfg, "seed", lo=0, integer=True)
-
-    _num(cfg, "limits.memory_bytes", lo=0, lo_open=True, allow_none=True,
-         fix="bytes, or null for the machine's available memory")
-    _num(cfg, "limits.bytes_per_agent", lo=0)
-    _num(cfg, "limits.bytes_per_request", lo=0)
-    _num(cfg, "limits.min_free_disk_bytes", lo=0)
-    for k in ("parquet", "plots", "timeline", "progress"):
-        _bool(cfg, f"output.{k}")
-    _num(cfg, "output.timeline_max_agents", lo=0, integer=True)
-    _num(cfg, "output.progress_log_s", lo=0, lo_open=True)
-
+        for k in ("slo_ttft_s", "slo_tpot_s", "window_s", "steady_lag_s", "steady_tol", "check_dt_s",
+                  "min_sim_s"):
+            if cfg[e].get(k) is None:
+                raise ConfigError(f"{e}.{k} is not set but experiment.mode=online needs it: use experiment=online "
+                                  f"(dpsim/conf/experiment/online.yaml), or set {e}.{k}")
     check_layout(cfg)
     check_labels(cfg)
     return cfg

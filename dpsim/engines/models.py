@@ -17,7 +17,8 @@ Conventions
   and ``mha`` (keys/values up-projected per head; what V3 used for dense prefill; the cached
   prefix then also pays the up-projection once per cached token and chunk).
 
-Config validation raises :class:`ValueError` naming the offending key.
+Config validation: types and ranges by the schema (:class:`dpsim.conf.schema.ModelSchema`),
+cross-key rules here; both raise :class:`ValueError` naming the offending key.
 """
 from __future__ import annotations
 
@@ -171,29 +172,43 @@ class ModelShape:
         if not isinstance(m, Mapping):
             raise ValueError("model config: expected a mapping")
         w = f"model config '{m.get('name', '?')}'"
-        g = lambda key, **kw: cfg_get(m, key, where=w, **kw)  # noqa: E731
+        from ..conf.schema import ModelSchema, SchemaError, check
+
+        try:  # types, ranges and names of every key present (dpsim/conf/schema.py)
+            check(ModelSchema, m, partial=True)
+        except SchemaError as e:
+            raise ValueError(f"{w}: key '{e.key}' {e.problem} (got {e.value!r})") from None
+
+        def g(key, kind=float, default=_MISSING):
+            """The value at ``key`` (checked by the schema), as ``kind``; missing -> ``default``."""
+            node: Any = m
+            for part in key.split("."):
+                if not isinstance(node, Mapping) or part not in node:
+                    if default is not _MISSING:
+                        return default
+                    raise ValueError(f"{w}: missing required key '{key}'")
+                node = node[part]
+            return node if node is None or kind in (str, bool) else kind(node)
 
         name = g("name", kind=str)
-        L = g("n_layers", kind=int, min_value=1)
-        h = g("hidden", kind=int, min_value=1)
-        H = g("n_heads", kind=int, min_value=1)
-        vocab = g("vocab_size", kind=int, min_value=1)
-        tied = g("tie_embeddings", kind=bool, default=False)
+        L = g("n_layers", kind=int)
+        h = g("hidden", kind=int)
+        H = g("n_heads", kind=int)
+        vocab = g("vocab_size", kind=int)
+        tied = g("tie_embeddings", kind=bool)
         attention = g("attention", kind=str)
-        weight_bytes = g("weight_bytes", strict_min=True)
-        embed_bytes = g("embed_bytes", strict_min=True)
+        weight_bytes = g("weight_bytes")
+        embed_bytes = g("embed_bytes")
 
         # ---------------- attention
         up_flops = 0.0
         if attention == "mla":
-            qr = g("mla.q_lora_rank", kind=int, min_value=1, allow_none=True)
-            kvr = g("mla.kv_lora_rank", kind=int, min_value=1)
-            rope = g("mla.qk_rope_dim", kind=int, min_value=0)
-            nope = g("mla.qk_nope_dim", kind=int, min_value=1)
-            vd = g("mla.v_head_dim", kind=int, min_value=1)
+            qr = g("mla.q_lora_rank", kind=int)
+            kvr = g("mla.kv_lora_rank", kind=int)
+            rope = g("mla.qk_rope_dim", kind=int)
+            nope = g("mla.qk_nope_dim", kind=int)
+            vd = g("mla.v_head_dim", kind=int)
             mode = g("mla.prefill_mode", kind=str)
-            if mode not in ("mqa", "mha"):
-                raise ValueError(f"{w}: key 'mla.prefill_mode' must be 'mqa' or 'mha', got {mode!r}")
             q_params = (h * qr + qr * H * (nope + rope)) if qr else h * H * (nope + rope)
             kv_a = h * (kvr + rope)
             kv_b = kvr * H * (nope + vd)
@@ -209,9 +224,9 @@ class ModelShape:
             attn_dec_key = mqa_pair
             q_source = qr if qr else h
         elif attention == "gqa":
-            Hkv = g("gqa.n_kv_heads", kind=int, min_value=1)
-            d = g("gqa.head_dim", kind=int, min_value=1)
-            bias = g("gqa.qkv_bias", kind=bool, default=False)
+            Hkv = g("gqa.n_kv_heads", kind=int)
+            d = g("gqa.head_dim", kind=int)
+            bias = g("gqa.qkv_bias", kind=bool)
             attn_params = float(h * H * d + 2 * h * Hkv * d + H * d * h + ((H + 2 * Hkv) * d if bias else 0))
             attn_pair = 4.0 * H * d
             attn_dec_key = 4.0 * H * d
@@ -223,9 +238,9 @@ class ModelShape:
         # ---------------- sparse attention (DSA lightning indexer)
         sparse = m.get("sparse")
         if sparse is not None:
-            topk = g("sparse.topk", kind=int, min_value=1)
-            ih = g("sparse.indexer_heads", kind=int, min_value=1)
-            idim = g("sparse.indexer_dim", kind=int, min_value=1)
+            topk = g("sparse.topk", kind=int)
+            ih = g("sparse.indexer_heads", kind=int)
+            idim = g("sparse.indexer_dim", kind=int)
             # wq_b (q_lora -> ih*idim), wk (hidden -> idim), weights_proj (hidden -> ih)
             idx_params = float(q_source * ih * idim + h * idim + h * ih)
             # q.k logits (2*idim per head) + ReLU-weighted sum over heads (2 per head)
@@ -236,21 +251,25 @@ class ModelShape:
             idx_pair = 0.0
 
         # ---------------- FFN / MoE
-        dense_inter = g("dense_intermediate", kind=int, min_value=1)
+        dense_inter = g("dense_intermediate", kind=int)
         dense_mlp = 3.0 * h * dense_inter  # gate, up, down
         moe = m.get("moe")
         if moe is not None:
-            E = g("moe.n_routed_experts", kind=int, min_value=1)
-            k = g("moe.n_active_experts", kind=int, min_value=1, max_value=E)
-            S = g("moe.n_shared_experts", kind=int, min_value=0)
-            mi = g("moe.moe_intermediate", kind=int, min_value=1)
-            nd = g("moe.n_dense_layers", kind=int, min_value=0, max_value=L)
+            E = g("moe.n_routed_experts", kind=int)
+            k = g("moe.n_active_experts", kind=int)
+            if k > E:
+                raise ValueError(f"{w}: key 'moe.n_active_experts'={k} must be <= moe.n_routed_experts={E}")
+            S = g("moe.n_shared_experts", kind=int)
+            mi = g("moe.moe_intermediate", kind=int)
+            nd = g("moe.n_dense_layers", kind=int)
+            if nd > L:
+                raise ValueError(f"{w}: key 'moe.n_dense_layers'={nd} must be <= n_layers={L}")
             expert = 3.0 * h * mi
             routed, active_routed, shared, router = E * expert, k * expert, S * expert, float(h * E)
             n_moe = L - nd
-            dispatch = g("ep.dispatch_bytes_per_elem", strict_min=True)
-            scale = g("ep.dispatch_scale_bytes_per_elem", default=0.0)
-            combine = g("ep.combine_bytes_per_elem", strict_min=True)
+            dispatch = g("ep.dispatch_bytes_per_elem")
+            scale = g("ep.dispatch_scale_bytes_per_elem")
+            combine = g("ep.combine_bytes_per_elem")
             ep_bytes = float(h * (dispatch + scale + combine) * k)
         else:
             E = k = 0
@@ -268,11 +287,11 @@ class ModelShape:
         gemm_params = L * per_layer + nd * dense_mlp + n_moe * (active_routed + shared + router)
 
         # ---------------- KV cache
-        kv_main = g("kv_cache.main_bytes_per_layer", strict_min=True)
-        kv_idx = g("kv_cache.indexer_bytes_per_layer", default=0.0)
+        kv_main = g("kv_cache.main_bytes_per_layer")
+        kv_idx = g("kv_cache.indexer_bytes_per_layer")
         if sparse is None and kv_idx:
             raise ValueError(f"{w}: key 'kv_cache.indexer_bytes_per_layer' must be 0 without sparse attention")
-        kv_tok = g("kv_bytes_per_token", kind=int, min_value=1)
+        kv_tok = g("kv_bytes_per_token", kind=int)
         kv_derived = int(round(L * (kv_main + kv_idx)))
         if abs(kv_tok - kv_derived) > 0.5 * L:
             raise ValueError(
@@ -285,7 +304,7 @@ class ModelShape:
             ("total_params", total, 0.02),
             ("active_params", active, 0.02),
         ):
-            stated = g(key, default=None, allow_none=True)
+            stated = g(key, default=None)
             if stated is not None and abs(stated - derived) > tol * max(derived, 1.0):
                 raise ValueError(
                     f"{w}: key '{key}'={stated:.6g} disagrees with the value derived from the "

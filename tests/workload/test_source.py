@@ -84,6 +84,14 @@ def test_bad_values_name_the_key(patch, key):
     assert str(ei.value).startswith(key), str(ei.value)
 
 
+def test_partial_mapping_names_the_missing_key():
+    """The values live in the YAML only: a mapping without a key says which one is missing."""
+    cfg = _cfg("bundled")
+    cfg.pop("think")
+    with pytest.raises(ValueError, match=r"^workload.think=None: missing key"):
+        load_workload(cfg)
+
+
 def test_file_source_reads_canonical_and_mal_string(tmp_path):
     cfg = {**_cfg("bundled"), "source": "file", "path": str(REPO / "traces" / "weka_sample.jsonl"),
            "mal": "128k", "agents": 40, "think": "trace", "append_scale": 1.5}
@@ -97,4 +105,4 @@ def test_corrupt_file_gives_trace_error(tmp_path):
     p = tmp_path / "bad.jsonl"
     p.write_text('{"format": "dpsim-trajectories", "version": 1}\n{"id": "a", "rounds": [[1, 0, 0]]}\n')
     with pytest.raises(TraceError, match="gen"):
-        load_workload({"source": "file", "path": str(p)})
+        load_workload({**_cfg("bundled"), "source": "file", "path": str(p)})
