@@ -72,7 +72,7 @@ def _options(group: str) -> list[str]:
 
 def help_text() -> str:
     groups = "\n".join(f"  {g:<11} {', '.join(_options(g))}" for g in _GROUPS)
-    extra = "\n".join(f"  {g:<11} {', '.join(_options(g))}" for g in ("search",) if _options(g))
+    extra = "\n".join(f"  {g:<11} {', '.join(_options(g))}" for g in ("search", "figure") if _options(g))
     return f"""usage: dpsim [KEY=VALUE ...] [-m]        run a simulation (Hydra app; no arguments: the default scenario)
        dpsim trace {{stats,convert,validate,generate}} ...   trace tools (dpsim trace --help)
        dpsim bound [--P N --D N ...]        the §S7 closed-form P/D range and read bandwidths
@@ -88,6 +88,7 @@ Add-on configs (+GROUP=OPTION):
 
 Any value: KEY=VALUE, e.g. cluster.prefill_nodes=2 workload.agents=256 experiment.max_sim_s=600
 Sweeps: dpsim -m system=basic,dualpath workload.agents=64,128 [hydra/launcher=joblib|ray|submitit_slurm]
+Paper figures: dpsim -m +figure=offline_grid_small (a sweep, the table and the figure; docs/sweeps.md)
 Every key and its current value: dpsim --cfg job  (Hydra's own help: dpsim --hydra-help)
 Outputs: hydra.run.dir=DIR (default outputs/DATE/TIME): summary.json, Parquet tables, plots,
 config.resolved.yaml and dpsim.log.  Bad input: one line naming the key, exit status 2 and
@@ -409,6 +410,9 @@ def _hydra_main() -> None:
     import hydra
 
     from . import conf  # noqa: F401 -- registers the schemas (dpsim_schema) in Hydra's ConfigStore
+    from .sweep import register_sweepers
+
+    register_sweepers()  # hydra/sweeper=grids|capacity (the paper's figures)
 
     hydra.main(version_base=None, config_path="conf", config_name="config")(_app)()
 

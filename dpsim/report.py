@@ -235,6 +235,12 @@ def make_report(d: Path, out: Path | None = None) -> list[str]:
               (r.get("error") or "").splitlines()[0] if r.get("error") else
               f"{r.get('run_status')}: {_fmt(r.get('requests_completed'))}/{_fmt(r.get('requests_total'))} requests"]
              for r in left.to_dict("records")]) + [""]
+    from .figures import draw, figure_of
+    fig = figure_of(d)
+    if fig is not None:  # a paper figure's sweep (+figure=...): its own figure too
+        files = draw(d, out, df=df)
+        written += files
+        md += [f"## Figure {fig['name']} ({fig.get('scale')})", ""] + [f"* `{f}`" for f in files] + [""]
     (out / "report.md").write_text("\n".join(md))
     written.append("report.md")
     return written

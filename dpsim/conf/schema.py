@@ -295,11 +295,12 @@ class ObjectiveSchema:
 
 @dataclass
 class FigureSchema:
-    """A paper experiment (``+figure=<name>``, dpsim/conf/figure/*.yaml): what ``dpsim report``
-    and experiments/plots.py draw from its sweep table."""
+    """A paper experiment (``+figure=<name>``, dpsim/conf/figure/*.yaml); its runs are the grids
+    of its sweeper, its figure is drawn from the sweep table (dpsim.figures)."""
     name: str = F()
-    plot: str = F()
-    title: Optional[str] = F(optional=True)
+    scale: str = F(choices={"paper", "small"})
+    plot: str = F(choices=_registry("dpsim.figures", "PLOTS"))
+    pd: Dict[str, Any] = F()   # model name -> {P, D}: its default P/D (figure/_paper.yaml, §S9)
 
 
 @dataclass
