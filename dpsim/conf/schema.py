@@ -56,7 +56,7 @@ def _registry(module: str, name: str):
 
 POS = dict(gt=0)
 BW = dict(gt=0, fix="bandwidths are bytes/s and must be positive")
-SHARE = dict(gt=0, le=1.0)
+SHARE = dict(gt=0, le=1.0, fix="a fraction of the line rate or bandwidth, in (0, 1]")
 
 
 # ------------------------------------------------------------------------------------ cluster
