@@ -191,7 +191,7 @@ class Simulation:
                 biggest = max(biggest, int((t.prompt + t.gen).max()))
         need = biggest * self.kvb
         ccfg = self.cfg["cluster"]
-        if need > ccfg["dram_buffer_bytes"]:
+        if need > self.cluster.nodes[0].buffer.capacity:  # unbounded under FREE_BUFFERS (Oracle)
             raise SimulationError(
                 f"cluster.dram_buffer_bytes={ccfg['dram_buffer_bytes']:.4g} cannot hold the KV of the "
                 f"longest request ({biggest} tokens x {self.kvb:.0f} B = {need:.4g} B): raise it or "

@@ -95,6 +95,27 @@ def test_oracle_system_moves_no_kv_bytes_but_model_traffic():
     assert cnic > 0  # EP all-to-all still rides the CNICs
 
 
+def test_oracle_never_waits_for_a_dram_buffer():
+    """§S9 Oracle makes every KV move free, and so the staging memory: with DRAM buffers so
+    small that DualPath's requests queue for them (and the longest prompt would not even fit),
+    Oracle's allocation takes no time and its buffers are unbounded."""
+    small = ["cluster.dram_buffer_bytes=4e9", "workload.agents=48", "cluster.prefill_nodes=1",
+             "cluster.decode_nodes=1"]
+    with pytest.raises(Exception, match="dram_buffer_bytes"):
+        build(make_cfg("system=dualpath", *small))
+    big = ["cluster.dram_buffer_bytes=12e9", "workload.agents=48", "cluster.prefill_nodes=1",
+           "cluster.decode_nodes=1"]
+    _s, dp = run(make_cfg("system=dualpath", *big))
+    t = request_table(dp)
+    assert t.alloc_wait_s.max() > 0  # DualPath waits for buffers here
+    for ov in (small, big):
+        summ, sim = run(make_cfg("system=oracle", *ov))
+        assert summ["requests_completed"] == summ["requests_total"]
+        assert all(n.buffer.capacity == math.inf for n in sim.cluster.nodes)
+        t = request_table(sim)
+        assert (t.alloc_wait_s == 0).all()
+
+
 @pytest.mark.parametrize("system,strategy", [("basic", "whole"), ("dualpath", "layerwise")])
 def test_prefill_strategy_from_the_system(system, strategy):
     sc = make_cfg(f"system={system}")["system"]

@@ -20,7 +20,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ..net import Link, Network
-from .routes import TRANSFORMS, Route, RouteBook, RouteKind  # noqa: F401
+from .routes import FREE_BUFFERS, TRANSFORMS, Route, RouteBook, RouteKind  # noqa: F401
 
 
 @dataclass
@@ -107,7 +107,12 @@ class Cluster:
     def __init__(self, net: Network, ccfg: dict, hbm_kv_bytes: float, buffer_bytes: float,
                  hbm_kv_bytes_prefill: float, transform: str = "none"):
         """``transform``: a name in :data:`~dpsim.cluster.routes.TRANSFORMS` applied to every
-        route the cluster builds (``oracle`` makes KV moves free)."""
+        route the cluster builds (``oracle`` makes KV moves free); under a name in
+        :data:`~dpsim.cluster.routes.FREE_BUFFERS` the DRAM buffers are unbounded."""
+        if transform not in TRANSFORMS:
+            raise ValueError(f"route transform {transform!r} is not one of {sorted(TRANSFORMS)}")
+        if transform in FREE_BUFFERS:
+            buffer_bytes = float("inf")
         self.net = net
         self.cfg = ccfg
         P, D, g = ccfg["prefill_nodes"], ccfg["decode_nodes"], ccfg["gpus_per_node"]
@@ -138,8 +143,6 @@ class Cluster:
             self.nodes.append(node)
         self.prefill_nodes = self.nodes[:P]
         self.decode_nodes = self.nodes[P:]
-        if transform not in TRANSFORMS:
-            raise ValueError(f"route transform {transform!r} is not one of {sorted(TRANSFORMS)}")
         self.routes = RouteBook(self, float(ccfg["storage_latency_s"]), float(ccfg["net_latency_s"]),
                                 TRANSFORMS[transform])
 

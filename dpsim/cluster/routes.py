@@ -71,6 +71,10 @@ def oracle_transform(route: Route) -> Route:
 
 TRANSFORMS: dict[str, Transform] = {"none": identity_transform, "oracle": oracle_transform}
 
+#: Transforms under which a host-DRAM KV buffer never makes a request wait (its capacity is
+#: unbounded): §S9's Oracle makes every KV move free, so staging that KV costs nothing either.
+FREE_BUFFERS: set[str] = {"oracle"}
+
 
 class RouteBook:
     """Every route of a cluster, built on first use and cached per (kind, src, dst).
