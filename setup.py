@@ -1,4 +1,12 @@
-"""Build hook: compiles the event loop and the flow-level network (dpsim/net/{links,maxmin,loop,network}.py) with Cython.
+"""Build hook: compiles with Cython (1) the event loop and the flow-level network
+(dpsim/net/{links,maxmin,loop,network}.py) and (2) the hot core (the modules listed in
+``dpsim/_core.py``: lifecycle, engines, scheduler, routes).
+
+(2) is compiled *in place*: each ``dpsim/<pkg>/<mod>.py``, typed by the augmenting ``.pxd``
+beside it, becomes the extension ``dpsim.<pkg>.<mod>``, which the import system prefers over the
+``.py``; a stamp extension ``dpsim._corehash`` records the hash of the sources it was built
+from, and ``dpsim._core`` falls back to the ``.py`` files when it is stale, missing, or when
+``DPSIM_PURE_PYTHON=1``.  A failure in (2) keeps (1).  The rest of this docstring is about (1).
 
 The pure-Python modules stay the reference and are installed unchanged.  The same ``.py`` files,
 typed by their augmenting ``.pxd`` files, are copied into ``build/cython_src/dpsim/net/_c/`` and
@@ -79,7 +87,37 @@ def _generate() -> list[str]:
     return out
 
 
+def _core_module():
+    """dpsim/_core.py loaded on its own (CORE, source_hash), without importing dpsim."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("_dpsim_core_build", os.path.join(HERE, "dpsim", "_core.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _core_extensions(Extension) -> list:
+    core = _core_module()
+    stamp = os.path.join(GEN_ROOT, "dpsim", "_corehash.py")
+    os.makedirs(os.path.dirname(stamp), exist_ok=True)
+    text = f"SOURCE_HASH = {core.source_hash(HERE)!r}\n"
+    if not os.path.exists(stamp) or open(stamp).read() != text:
+        with open(stamp, "w") as f:
+            f.write(text)
+    args = ["-O2", "-ffp-contract=off"]
+    exts = [Extension(name, [os.path.relpath(core.source_path(name, HERE), HERE)], extra_compile_args=args)
+            for name in core.CORE]
+    exts.append(Extension("dpsim._corehash", [stamp], extra_compile_args=args))
+    return exts
+
+
+CORE_NAMES: tuple = ()
+_OPTS = dict(quiet=True, compiler_directives={"language_level": 3, "annotation_typing": False,
+                                              "embedsignature": True})
+
+
 def _extensions():
+    global CORE_NAMES
     if os.environ.get("DPSIM_NO_EXT", "") not in ("", "0"):
         _warn("DPSIM_NO_EXT is set, skipping the Cython extension")
         return []
@@ -93,12 +131,17 @@ def _extensions():
         sources = _generate()
         exts = [Extension(f"dpsim.net._c.{m}", [s], extra_compile_args=["-O2", "-ffp-contract=off"])
                 for m, s in zip(MODULES + (STAMP,), sources)]
-        return cythonize(exts, include_path=[GEN_ROOT], quiet=True,
-                         compiler_directives={"language_level": 3, "annotation_typing": False,
-                                              "embedsignature": True})
+        out = cythonize(exts, include_path=[GEN_ROOT], **_OPTS)
     except Exception as e:  # noqa: BLE001 - any Cython failure falls back to pure Python
         _warn(f"Cython could not translate dpsim/net ({type(e).__name__}: {e})")
         return []
+    try:  # the core separately: a failure there keeps the compiled network
+        core = _core_extensions(Extension)
+        CORE_NAMES = tuple(e.name for e in core)
+        out += cythonize(core, include_path=[HERE], **_OPTS)
+    except Exception as e:  # noqa: BLE001
+        _warn(f"Cython could not translate the core ({type(e).__name__}: {e}); it stays pure Python")
+    return out
 
 
 class OptionalBuildExt(build_ext):
@@ -115,10 +158,13 @@ class OptionalBuildExt(build_ext):
             super().build_extension(ext)
         except Exception as e:  # noqa: BLE001
             _warn(f"compiling {ext.name} failed ({type(e).__name__}: {e})")
-            # Leave no partial set behind: dpsim.net needs all its modules or none.
-            for m in MODULES + (STAMP,):
+            # Leave no partial set behind: dpsim.net needs all its modules or none; so does the
+            # core (without its stamp, dpsim._core imports the sources).
+            names = ([f"dpsim.net._c.{m}" for m in MODULES + (STAMP,)] if ext.name.startswith("dpsim.net.")
+                     else list(CORE_NAMES))
+            for name in names:
                 for d in (self.build_lib, HERE):
-                    p = os.path.join(d, self.get_ext_filename(f"dpsim.net._c.{m}"))
+                    p = os.path.join(d, self.get_ext_filename(name))
                     if os.path.exists(p):
                         os.remove(p)
 

@@ -76,6 +76,8 @@ class DecodeEngine:
         self.ep_stream = None
         self.slowdown = 1.0
         self.size_log: list = []  # (time, sequences) when sim.timeline
+        self._fin_k = 0  # iterations to the next finish (of the pending finish event)
+        self._bnd_k = 0  # iterations to the pending boundary event
 
     @property
     def name(self) -> str:
@@ -161,8 +163,8 @@ class DecodeEngine:
             self._model_traffic()
         k = self.heap[0][0] - self.steps
         dt = self._time_for(k)
-        v = self.version
-        self.clock.timer(dt, lambda _e, v=v, k=k: self._on_finish(v, k))
+        self._fin_k = k  # the pending finish event is the one of this version
+        self.clock.timer(dt, self._finish_due, self.version)
 
     # ------------------------------------------------------------------ events
     def join(self, req) -> None:
@@ -171,7 +173,7 @@ class DecodeEngine:
         req.stage = Stage.DECODE
         if req.gen <= 1:  # the only token came from prefill: nothing to decode
             req.t_second = now
-            self.clock.timer(0.0, lambda _e, r=req: self.deps.done(r, self))
+            self.clock.timer(0.0, self._done_now, req)
             return
         if not self.seqs:
             self.t_int = now
@@ -189,15 +191,15 @@ class DecodeEngine:
             j = self._steps_by(now - self.t_int)
             tb = self.t_int + self._time_for(j + 1)
             self.btoken += 1
-            bt = self.btoken
-            self.clock.timer(max(0.0, tb - now), lambda _e, j=j, bt=bt: self._on_boundary(j + 1, bt))
+            self._bnd_k = j + 1  # the pending boundary event is the one of this token
+            self.clock.timer(max(0.0, tb - now), self._boundary_due, self.btoken)
 
     def _admit(self, reqs: list, t: float) -> None:
         for req in reqs:
             steps_needed = req.gen - 1  # the first token came from prefill
             if steps_needed <= 0:  # nothing to decode: done without entering the batch
                 req.t_second = t
-                self.clock.timer(0.0, lambda _e, r=req: self.deps.done(r, self))
+                self.clock.timer(0.0, self._done_now, req)
                 continue
             steps = self.steps
             s = _Seq(req, steps + steps_needed, req.prompt + 1, steps)
@@ -228,6 +230,15 @@ class DecodeEngine:
         cb = self.deps.done
         for s in done:
             cb(s.req, self)
+
+    def _done_now(self, req) -> None:
+        self.deps.done(req, self)
+
+    def _boundary_due(self, bt: int) -> None:
+        self._on_boundary(self._bnd_k, bt)
+
+    def _finish_due(self, v: int) -> None:
+        self._on_finish(v, self._fin_k)
 
     def _on_boundary(self, k: int, bt: int) -> None:
         if bt != self.btoken or not self.boundary_pending:

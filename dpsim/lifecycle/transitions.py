@@ -299,7 +299,7 @@ class Lifecycle:
         if agent.next_round < agent.traj.n_rounds and not agent.failed:
             think = float(agent.traj.think_s[agent.next_round])
             if think > 0:
-                self.clock.timer(think, lambda _e, a=agent: self.issue(a))
+                self.clock.timer(think, self.issue, agent)
             else:
                 self.issue(agent)
         else:

@@ -1,0 +1,51 @@
+cimport cython
+
+cdef double INF
+
+
+cdef class _Seq:
+    cdef public object req
+    cdef public long end_step, ctx0, step0
+
+
+cdef class DecodeEngine:
+    cdef dict __dict__
+    cdef public object deps, clock, gpu, cap, ep_stream, group, alloc_q
+    cdef public long idx, base, fresh_step, steps, version, btoken, seq, tok, _fin_k, _bnd_k
+    cdef public dict seqs
+    cdef public list fresh, heap, joiners, size_log
+    cdef public double t_int, a, c, busy_time, t0, ts, tt, ep_tok, slowdown
+    cdef public bint boundary_pending
+
+    @cython.locals(n=long, S=long, n_grow=long, steps=long, s=_Seq)
+    cpdef tuple _iter_params(self)
+
+    @cython.locals(slow=double, demand=double)
+    cpdef _model_traffic(self)
+
+    cpdef double _time_for(self, double k)
+
+    @cython.locals(a=double, c=double, b=double, k=long)
+    cpdef long _steps_by(self, double dt)
+
+    @cython.locals(k=long, dt=double, n=long)
+    cpdef _reschedule(self)
+
+    @cython.locals(now=double, j=long, tb=double)
+    cpdef join(self, req)
+
+    @cython.locals(steps_needed=long, s=_Seq, steps=long, a=double)
+    cpdef _admit(self, list reqs, double t)
+
+    @cython.locals(done=list, heap=list, s=_Seq)
+    cpdef _advance(self, long k, double now)
+
+    cpdef _done_now(self, req)
+    cpdef _boundary_due(self, long bt)
+    cpdef _finish_due(self, long v)
+
+    @cython.locals(now=double)
+    cpdef _on_boundary(self, long k, long bt)
+
+    @cython.locals(now=double)
+    cpdef _on_finish(self, long v, long k)

@@ -1,0 +1,6 @@
+# Augmenting declarations: Join as an extension type (see dpsim/_core.py and setup.py).
+cdef class Join:
+    cdef public long left
+    cdef public object then
+
+    cpdef add(self, long k=*)

@@ -1,0 +1,14 @@
+# Augmenting declarations: RequestLog as an extension type (see dpsim/_core.py, setup.py).
+cimport cython
+from dpsim.lifecycle.request cimport Request
+
+
+cdef class RequestLog:
+    cdef public dict live, _i, _t, fail_reason
+    cdef public object _path, _status
+
+    cpdef issued(self, Request req)
+    cpdef finished(self, Request req)
+
+    @cython.locals(i=dict, t=dict)
+    cpdef _write(self, Request r)

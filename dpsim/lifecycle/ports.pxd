@@ -1,0 +1,26 @@
+# Augmenting declarations: KVPort as an extension type (see dpsim/_core.py, setup.py).
+cimport cython
+from dpsim.lifecycle.request cimport Request
+
+cdef double INF
+
+
+cdef class KVPort:
+    cdef public object net, routes
+    cdef public dict ep_peer
+    cdef public double full_block_bytes, cap_layer, cap_full, cap_storage
+    cdef public long model_prio
+
+    cpdef _send(self, route, double nbytes, cb, double cap, tag)
+    cpdef storage_read(self, node, double nbytes, cb, long rid)
+    cpdef storage_write(self, node, double nbytes, cb, tag)
+    cpdef de_h2d(self, gpu, double nbytes, cb, long rid)
+    cpdef d2h(self, gpu, double nbytes, cb, long rid)
+
+    @cython.locals(cap=double, f=double, n=long, b=double, mr=double, p=double)
+    cpdef long pe_input(self, Request req, gpu, double nbytes, double pace, cb, bint layer_blocks)
+
+    @cython.locals(cap=double, p=double)
+    cpdef long pe_output(self, Request req, gpu, double nbytes, double pace, cb, bint layer_blocks)
+
+    cpdef long model_traffic(self, gpu, double nbytes, double duration, cb, long idx)

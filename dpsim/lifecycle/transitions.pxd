@@ -1,0 +1,47 @@
+# Augmenting declarations: the Lifecycle as an extension type (see dpsim/_core.py, setup.py).
+# Methods that build closures (callbacks with bound arguments) stay def: still compiled, with
+# ``self`` typed.
+cimport cython
+from dpsim.lifecycle.join cimport Join
+from dpsim.lifecycle.request cimport Agent, Request
+
+
+cdef class Lifecycle:
+    cdef public object clock, port, ledger, log, policy, progress, on_agent_done, on_change
+    cdef public object awaiting_first, first_token_times, first_token_ttft
+    cdef public double kvb
+    cdef public long block, n_rid, outstanding, n_done, n_failed
+    cdef public bint persist, track_first
+
+    @cython.locals(tr=object, i=long, req=Request)
+    cpdef issue(self, Agent agent, _ev=*)
+
+    cpdef assign(self, Request req, pe, de, plan)
+
+    @cython.locals(agent=Agent)
+    cpdef _allocated(self, Request req)
+
+    cpdef _read_part(self, node, long tokens, Join join)
+    cpdef _read_joined(self, Request req)
+    cpdef _to_prefill(self, Request req)
+
+    @cython.locals(w=list)
+    cpdef _persisted(self, Agent agent, long stored_after, join)
+
+    cpdef _free_de_buffer(self, Request req)
+
+    @cython.locals(need=double)
+    cpdef _de_request_hbm(self, Request req, Join free_buf)
+
+    cpdef _de_h2d_done(self, Request req, Join free_buf)
+
+    @cython.locals(kvb=double, req=Request, free_buf=Join, need=double)
+    cpdef _de_hbm_freed(self, de)
+
+    cpdef _gen_persisted(self, Agent agent, node, double b, long stored)
+
+    @cython.locals(agent=Agent, think=double)
+    cpdef _finished(self, Request req)
+
+    @cython.locals(now=double, agent=Agent)
+    cpdef fail(self, Request req, reason)

@@ -1,0 +1,94 @@
+"""The compiled core (dpsim/_core.py CORE, built in place by setup.py) against its pure-Python
+reference: the same run gives byte-identical request tables in both, DPSIM_PURE_PYTHON=1
+really loads the sources, and a stale build is refused (warned about) instead of running."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import dpsim
+from dpsim import _core
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = r"""
+import hashlib, json, sys
+import pandas as pd
+import dpsim, dpsim.net
+from helpers import make_cfg
+from dpsim.runner import run
+from dpsim.metrics.tables import request_table
+summ, sim = run(make_cfg(*sys.argv[1:]))
+t = request_table(sim)
+h = hashlib.sha256(pd.util.hash_pandas_object(t, index=False).values.tobytes()).hexdigest()
+mods = {m: sys.modules[m].__file__ for m in dpsim._core.CORE}
+print(json.dumps({"core": dpsim.CORE_IMPLEMENTATION, "net": dpsim.net.IMPLEMENTATION, "hash": h,
+                  "jct": summ["jct_s"], "n": summ["requests_completed"], "mods": mods}))
+"""
+
+
+def _run(env_extra: dict, *overrides: str) -> dict:
+    env = {**os.environ, **env_extra, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    out = subprocess.run([sys.executable, "-c", RUN, *overrides], cwd=ROOT / "tests", env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+needs_build = pytest.mark.skipif(dpsim.CORE_IMPLEMENTATION != "compiled",
+                                 reason=f"compiled core not active ({_core.REASON}); build with `pip install -e .`")
+
+
+@needs_build
+@pytest.mark.parametrize("ov", [
+    ("workload.agents=24", "cluster.prefill_nodes=2", "cluster.decode_nodes=2"),
+    ("system=basic", "workload.agents=16"),
+    ("system=split", "workload.agents=16", "cluster.decode_nodes=2"),
+    ("experiment=online", "workload.aps=0.5", "experiment.max_sim_s=200"),
+])
+def test_compiled_core_matches_pure_reference(ov):
+    c = _run({"DPSIM_PURE_PYTHON": "0"}, *ov)
+    p = _run({"DPSIM_PURE_PYTHON": "1"}, *ov)
+    assert c["core"] == "compiled" and p["core"] == "python" and p["net"] == "python"
+    assert all(not f.endswith(".py") for f in c["mods"].values())
+    assert all(f.endswith(".py") for f in p["mods"].values())
+    assert c["n"] > 0 and (c["hash"], c["jct"], c["n"]) == (p["hash"], p["jct"], p["n"])
+
+
+def test_source_hash_covers_every_core_file(tmp_path):
+    """Any edit of a core .py or .pxd changes the hash a build is checked against."""
+    import shutil
+    for name in _core.CORE:
+        src = Path(_core.source_path(name))
+        for ext in (".py", ".pxd"):
+            dst = tmp_path / src.relative_to(ROOT).with_suffix(ext)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src.with_suffix(ext), dst)
+    h0 = _core.source_hash(str(tmp_path))
+    assert h0 == _core.source_hash()
+    for name in _core.CORE:
+        for ext in (".py", ".pxd"):
+            f = (tmp_path / Path(_core.source_path(name, str(tmp_path))).relative_to(tmp_path)).with_suffix(ext)
+            old = f.read_bytes()
+            f.write_bytes(old + b"\n# edited\n")
+            assert _core.source_hash(str(tmp_path)) != h0, f
+            f.write_bytes(old)
+
+
+@needs_build
+def test_stale_build_falls_back_to_sources(tmp_path):
+    """A build whose stamp does not match the sources is not used: dpsim warns and imports the
+    .py files."""
+    code = ("import warnings, sys\nwarnings.simplefilter('always')\n"
+            "import dpsim._corehash as h\nh.SOURCE_HASH = 'stale'\n"
+            "import importlib, dpsim._core as c\nsys.meta_path[:] = [f for f in sys.meta_path "
+            "if type(f).__name__ != '_SourcesFirst']\n"
+            "with warnings.catch_warnings(record=True) as w:\n    impl, why = c._select()\n"
+            "import dpsim.engines.decode as d\n"
+            "print(impl, 'stale' in why, any('stale' in str(x.message) for x in w), d.__file__.endswith('.py'))")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DPSIM_PURE_PYTHON": "0"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["python", "True", "True", "True"]
