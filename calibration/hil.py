@@ -134,22 +134,13 @@ class HilTimeout(RuntimeError):
     """The HIL run passed its wall-time guard (the simulation stops; results are partial)."""
 
 
-def _ended(sim) -> bool:
-    """The simulation finished: ``sim.ended`` (the event-loop kernel that replaces SimPy's) or
-    ``sim.done_event.triggered`` (the SimPy kernel)."""
-    e = getattr(sim, "ended", None)
-    if e is None:
-        return bool(sim.done_event.triggered)
-    return bool(e() if callable(e) else e)
-
-
 def _guard(sim, backend, limit_s: float):
     """Stop a real-time run after ``limit_s`` simulated seconds (a HilTimeout out of env.run);
     ends by itself once the simulation is done and nothing is in flight (no wait in real time)."""
     env = sim.env
     while True:
         yield env.timeout(min(0.2, limit_s))
-        if _ended(sim) and backend.inflight == 0:
+        if sim.ended and backend.inflight == 0:
             return
         if env.now >= limit_s:
             raise HilTimeout(f"HIL run stopped at its guard: {env.now:.1f} simulated s (--max-wall-s); "
@@ -192,7 +183,7 @@ def run_case(cfg: dict, label: str, backend=None, speed: float = 1.0, trajectori
     req = request_table(sim)
     traj = trajectory_table(sim)
     summ = summary(sim, req, traj, cfg["experiment"]["mode"])
-    summ["truncated"] = bool(timed_out or not _ended(sim))
+    summ["truncated"] = bool(timed_out or not sim.ended)
     tf = transfer_frame(sim, trs, getattr(backend, "records", None) if backend is not None else None)
     return Case(label, cfg, sim, summ, req, tf, wall)
 
