@@ -79,7 +79,11 @@ def _select() -> tuple[str, str]:
         except ImportError as e:
             why = f"the build is incomplete ({e})"
         else:
-            if _corehash.SOURCE_HASH == source_hash():
+            try:
+                now = source_hash()
+            except OSError as e:  # an install without the .pxd files: cannot tell, so do not trust it
+                now = f"unreadable ({e})"
+            if _corehash.SOURCE_HASH == now:
                 return "compiled", "built from these sources"
             why = "the build is stale (the core's .py/.pxd changed since; rebuild with `pip install -e .`)"
             import warnings
