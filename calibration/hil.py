@@ -425,13 +425,11 @@ def compare(hil: Case, models: list, profiles: dict, mapping) -> dict:
 
 # ---------------------------------------------------------------------------- report
 def _plot(path: Path, res: dict, hil: Case, models: list, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from dpsim.metrics.outputs import new_figure  # no backend switch, nothing left open
 
     tf = res["transfers"]
-    fig, ax = plt.subplots(1, 3, figsize=(17, 5))
+    fig = new_figure(figsize=(17, 5))
+    ax = fig.subplots(1, 3)
     colors = {}
     m0 = models[-1].label if models else None
     for rc, g in tf.groupby("route_class"):
@@ -471,7 +469,6 @@ def _plot(path: Path, res: dict, hil: Case, models: list, title: str) -> None:
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _fmt(v, pct=False, nd=4):

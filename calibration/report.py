@@ -10,13 +10,7 @@ from .profile import single_time
 from .suites import fmt_bytes
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from dpsim.metrics.outputs import new_figure  # Figure objects: no backend switch, nothing left open
 
 
 def plot_links(profile: dict, tables: dict, path: str) -> str | None:
@@ -28,10 +22,10 @@ def plot_links(profile: dict, tables: dict, path: str) -> str | None:
     kinds = [k for k in profile["links"] if k in set(s["kind"])]
     if not kinds:
         return None
-    plt = _plt()
     nc = min(3, len(kinds))
     nr = (len(kinds) + nc - 1) // nc
-    fig, axes = plt.subplots(nr, nc, figsize=(5.2 * nc, 3.8 * nr), squeeze=False)
+    fig = new_figure(figsize=(5.2 * nc, 3.8 * nr))
+    axes = fig.subplots(nr, nc, squeeze=False)
     for ax, kind in zip(axes.flat, kinds):
         g = s[s["kind"] == kind].sort_values("nbytes")
         L = profile["links"][kind]
@@ -60,7 +54,6 @@ def plot_links(profile: dict, tables: dict, path: str) -> str | None:
     fig.suptitle(f"Link fits -- {profile['meta'].get('gpu') or profile['meta'].get('cpu') or ''}", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.98))
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -68,8 +61,8 @@ def plot_errors(tables: dict, path: str) -> str | None:
     t = tables.get("sizes")
     if t is None or t.empty:
         return None
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = new_figure(figsize=(7, 4))
+    ax = fig.subplots()
     for i, (kind, g) in enumerate(t.groupby("kind")):
         ho = g[g["split"] == "heldout"]
         tr = g[g["split"] == "train"]
@@ -85,7 +78,6 @@ def plot_errors(tables: dict, path: str) -> str | None:
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -93,11 +85,11 @@ def plot_sharing(tables: dict, path: str) -> str | None:
     t = tables.get("sharing")
     if t is None or t.empty:
         return None
-    plt = _plt()
     groups = list(t["group"].unique())
     nc = min(3, len(groups))
     nr = (len(groups) + nc - 1) // nc
-    fig, axes = plt.subplots(nr, nc, figsize=(5 * nc, 3.6 * nr), squeeze=False)
+    fig = new_figure(figsize=(5 * nc, 3.6 * nr))
+    axes = fig.subplots(nr, nc, squeeze=False)
     for ax, gname in zip(axes.flat, groups):
         g = t[t["group"] == gname]
         for i, (n, gg) in enumerate(g.groupby("nbytes")):
@@ -116,7 +108,6 @@ def plot_sharing(tables: dict, path: str) -> str | None:
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -124,11 +115,11 @@ def plot_blocks(tables: dict, path: str) -> str | None:
     t = tables.get("blocks")
     if t is None or t.empty:
         return None
-    plt = _plt()
     keys = list(t.groupby(["kind", "mode"]).groups)
     nc = min(3, len(keys))
     nr = (len(keys) + nc - 1) // nc
-    fig, axes = plt.subplots(nr, nc, figsize=(5 * nc, 3.6 * nr), squeeze=False)
+    fig = new_figure(figsize=(5 * nc, 3.6 * nr))
+    axes = fig.subplots(nr, nc, squeeze=False)
     for ax, (kind, mode) in zip(axes.flat, keys):
         g = t[(t["kind"] == kind) & (t["mode"] == mode)]
         for i, (b, gg) in enumerate(g.groupby("block_bytes")):
@@ -150,7 +141,6 @@ def plot_blocks(tables: dict, path: str) -> str | None:
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -158,8 +148,8 @@ def plot_compute(tables: dict, path: str) -> str | None:
     t = tables.get("compute")
     if t is None or t.empty:
         return None
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig = new_figure(figsize=(11, 4))
+    axes = fig.subplots(1, 2)
     g = t[t["op"] == "gemm"]
     ax = axes[0]
     for i, ((dt, N, K), gg) in enumerate(g.groupby(["dtype", "N", "K"])):
@@ -194,7 +184,6 @@ def plot_compute(tables: dict, path: str) -> str | None:
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

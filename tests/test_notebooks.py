@@ -59,3 +59,24 @@ print("BACKEND", matplotlib.get_backend(), len(plt.get_fignums()))
     assert p.returncode == 0, p.stderr[-2000:]
     assert (tmp_path / "run" / "ttft_cdf.png").stat().st_size > 0
     assert "BACKEND module://matplotlib_inline.backend_inline 0" in p.stdout
+
+
+def test_no_library_code_switches_the_matplotlib_backend():
+    """dpsim, calibration, hw and experiments draw on Figure objects (dpsim.metrics.outputs.
+    new_figure): none calls matplotlib.use or pyplot, so a notebook's backend survives any of
+    them (trace plots, calibration fit report, HIL report included)."""
+    import ast
+    root = Path(__file__).resolve().parents[1]
+    bad = []
+    for pkg in ("dpsim", "calibration", "hw", "experiments"):
+        for p in (root / pkg).rglob("*.py"):
+            tree = ast.parse(p.read_text())
+            for n in ast.walk(tree):
+                if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "use" \
+                        and isinstance(n.func.value, ast.Name) and n.func.value.id == "matplotlib":
+                    bad.append(f"{p.relative_to(root)}:{n.lineno} matplotlib.use")
+                if isinstance(n, (ast.Import, ast.ImportFrom)):
+                    names = [a.name for a in n.names] if isinstance(n, ast.Import) else [n.module or ""]
+                    if any(m == "matplotlib.pyplot" for m in names):
+                        bad.append(f"{p.relative_to(root)}:{n.lineno} imports pyplot")
+    assert not bad, bad

@@ -85,10 +85,7 @@ def stats_table(st: dict) -> str:
 
 
 def write_plots(st: dict, out: Path, title: str) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from dpsim.metrics.outputs import new_figure  # no backend switch, nothing left open
 
     out.mkdir(parents=True, exist_ok=True)
     files = []
@@ -97,7 +94,8 @@ def write_plots(st: dict, out: Path, title: str) -> list[Path]:
               ("per_traj_hit", "prefix-hit ratio per trajectory", False)]
     for key, label, logx in panels:
         x = np.asarray(st[key], np.float64)
-        fig, ax = plt.subplots(figsize=(5, 3.2))
+        fig = new_figure(figsize=(5, 3.2))
+        ax = fig.subplots()
         if x.size:
             if logx:
                 pos = x[x > 0]
@@ -112,7 +110,6 @@ def write_plots(st: dict, out: Path, title: str) -> list[Path]:
         fig.tight_layout()
         f = out / f"{key}.png"
         fig.savefig(f, dpi=100)
-        plt.close(fig)
         files.append(f)
     summary = {k: (_dist(np.asarray(v)) if isinstance(v, np.ndarray) else v) for k, v in st.items()}
     (out / "stats.json").write_text(json.dumps(summary, indent=1))
