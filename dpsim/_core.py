@@ -59,8 +59,9 @@ class _SourcesFirst:
     def find_spec(self, name, path=None, target=None):
         if name not in CORE:
             return None
+        path = source_path(name)
         return importlib.util.spec_from_file_location(
-            name, source_path(name), loader=importlib.machinery.SourceFileLoader(name, source_path(name)))
+            name, path, loader=importlib.machinery.SourceFileLoader(name, path))
 
 
 def _compiled_present() -> bool:

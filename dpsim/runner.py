@@ -72,15 +72,25 @@ class LogProgress:
         pass
 
 
-def _available_memory() -> float | None:
-    """Bytes of memory available to a new allocation (Linux MemAvailable), or None if unknown."""
+def meminfo_available_bytes() -> int | None:
+    """Linux MemAvailable from /proc/meminfo in bytes, or None where it cannot be read (also
+    what hw.base.available_memory_bytes sizes its buffers by)."""
     try:
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return float(line.split()[1]) * 1024
+                    return int(line.split()[1]) * 1024
     except OSError:
         pass
+    return None
+
+
+def _available_memory() -> float | None:
+    """Bytes of memory available to a new allocation (Linux MemAvailable, else the free
+    physical pages), or None if unknown."""
+    m = meminfo_available_bytes()
+    if m is not None:
+        return float(m)
     try:
         return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):

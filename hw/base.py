@@ -213,14 +213,9 @@ def host_metadata() -> dict:
 
 def available_memory_bytes() -> int:
     """MemAvailable from /proc/meminfo (falls back to 4 GiB)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 4 << 30
+    from dpsim.runner import meminfo_available_bytes
+    m = meminfo_available_bytes()
+    return 4 << 30 if m is None else m
 
 
 def round_up(n: int, a: int = PAGE) -> int:

@@ -103,9 +103,6 @@ class SimpyClock:
     def peek(self) -> float:
         return self.env.peek()
 
-    def pending(self) -> int:
-        return 0 if self.env.peek() == INF else 1
-
     def step(self) -> None:
         self.env.step()
 
