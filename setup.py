@@ -48,6 +48,19 @@ def _warn(msg: str) -> None:
                          f"works unchanged, only slower).\n\n")
 
 
+CFLAGS = ["-O2", "-ffp-contract=off"]  # no contraction: bit-identical to the pure path
+
+
+def _write_if_changed(path: str, data: bytes) -> None:
+    """Write only when the content differs, so rebuilds stay incremental."""
+    if os.path.exists(path):
+        with open(path, "rb") as f:
+            if f.read() == data:
+                return
+    with open(path, "wb") as f:
+        f.write(data)
+
+
 def _generate() -> list[str]:
     """Copy the reference sources and their .pxd into the generated package (only when
     changed, so rebuilds stay incremental)."""
@@ -59,17 +72,8 @@ def _generate() -> list[str]:
     out = []
     for m in MODULES:
         for ext in (".py", ".pxd"):
-            src = os.path.join(HERE, SRC, m + ext)
-            dst = os.path.join(GEN_PKG, m + ext)
-            with open(src, "rb") as f:
-                data = f.read()
-            old = None
-            if os.path.exists(dst):
-                with open(dst, "rb") as f:
-                    old = f.read()
-            if old != data:
-                with open(dst, "wb") as f:
-                    f.write(data)
+            with open(os.path.join(HERE, SRC, m + ext), "rb") as f:
+                _write_if_changed(os.path.join(GEN_PKG, m + ext), f.read())
         out.append(os.path.join(GEN_PKG, m + ".py"))
     # dpsim.net compares this with the sources it imports, so a stale build (an editable
     # checkout whose .py changed since) falls back to pure Python instead of diverging.
@@ -79,10 +83,7 @@ def _generate() -> list[str]:
     finally:
         sys.path.pop(0)
     stamp = os.path.join(GEN_PKG, STAMP + ".py")
-    text = f"SOURCE_HASH = {source_hash(os.path.join(HERE, SRC))!r}\n"
-    if not os.path.exists(stamp) or open(stamp).read() != text:
-        with open(stamp, "w") as f:
-            f.write(text)
+    _write_if_changed(stamp, f"SOURCE_HASH = {source_hash(os.path.join(HERE, SRC))!r}\n".encode())
     out.append(stamp)
     return out
 
@@ -100,14 +101,10 @@ def _core_extensions(Extension) -> list:
     core = _core_module()
     stamp = os.path.join(GEN_ROOT, "dpsim", "_corehash.py")
     os.makedirs(os.path.dirname(stamp), exist_ok=True)
-    text = f"SOURCE_HASH = {core.source_hash(HERE)!r}\n"
-    if not os.path.exists(stamp) or open(stamp).read() != text:
-        with open(stamp, "w") as f:
-            f.write(text)
-    args = ["-O2", "-ffp-contract=off"]
-    exts = [Extension(name, [os.path.relpath(core.source_path(name, HERE), HERE)], extra_compile_args=args)
+    _write_if_changed(stamp, f"SOURCE_HASH = {core.source_hash(HERE)!r}\n".encode())
+    exts = [Extension(name, [os.path.relpath(core.source_path(name, HERE), HERE)], extra_compile_args=CFLAGS)
             for name in core.CORE]
-    exts.append(Extension("dpsim._corehash", [stamp], extra_compile_args=args))
+    exts.append(Extension("dpsim._corehash", [stamp], extra_compile_args=CFLAGS))
     return exts
 
 
@@ -129,7 +126,7 @@ def _extensions():
         return []
     try:
         sources = _generate()
-        exts = [Extension(f"dpsim.net._c.{m}", [s], extra_compile_args=["-O2", "-ffp-contract=off"])
+        exts = [Extension(f"dpsim.net._c.{m}", [s], extra_compile_args=CFLAGS)
                 for m, s in zip(MODULES + (STAMP,), sources)]
         out = cythonize(exts, include_path=[GEN_ROOT], **_OPTS)
     except Exception as e:  # noqa: BLE001 - any Cython failure falls back to pure Python

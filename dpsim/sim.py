@@ -148,7 +148,7 @@ class Simulation:
 
     def end(self) -> None:
         """Stop the run once what is already due at this instant has run.  The stop itself is a
-        timer (``_STOP_HOPS`` deep), so the events that precede it are exactly those that ran
+        timer (``_hops`` zero-delay hops deep), so the events that precede it are exactly those that ran
         before the SimPy-driven core (``env.run(until=AnyOf(done, timeout(max_sim_s)))``) stopped:
         results stay byte-identical."""
         if not self.ended:
