@@ -119,6 +119,29 @@ def check_memory(cfg: dict, *, agents: int | None = None, requests: int | None =
                 f"(or workload.n_trajectories / workload.mal), or raise limits.memory_bytes if it fits")
 
 
+def effective_seeds(cfg: dict) -> dict:
+    """The seeds a run of ``cfg`` actually uses besides the top-level ``seed`` (summary.json's
+    ``seeds``).  A sub-seed that is null in the YAML derives from the top-level seed -- it *is* the
+    top-level seed (different streams draw from different generators, so sharing the integer does
+    not correlate them) -- and an integer pins it:
+
+    * ``workload``: the workload's random choices (the §S8 synthetic generator, the sampled extra
+      agents and their prefix rounds): ``workload.seed``, or ``seed`` where that is null
+      (:func:`dpsim.workload.source.workload_seed`);
+    * ``arrivals`` (online runs only): the Poisson agent arrivals, ``seed`` (the online driver
+      draws from ``numpy.random.default_rng(seed + 7919)``; no sub-seed).
+
+    The schedulers' tie-breaks are deterministic (lowest index first), not random, so they need no
+    seed.  Same config and seed => byte-identical outputs."""
+    from .workload.source import workload_seed
+
+    top = cfg["seed"]
+    out = {"workload": workload_seed(cfg["workload"].get("seed"), top)}
+    if cfg["experiment"]["mode"] == "online":
+        out["arrivals"] = top
+    return out
+
+
 def build(cfg: dict, progress: bool = False, backend=None, env=None, agents=None):
     """Validate ``cfg`` and return a ready :class:`~dpsim.sim.Simulation` (not yet run);
     ``backend``/``env``: see :class:`~dpsim.sim.Simulation`.  ``agents``: the trajectories to
@@ -148,9 +171,7 @@ def build(cfg: dict, progress: bool = False, backend=None, env=None, agents=None
     if agents is None and isinstance(n_agents, int) and not isinstance(n_agents, bool):
         check_memory(cfg, agents=n_agents)  # before the agents are built
     if agents is None or callable(agents):
-        wl = dict(cfg["workload"])
-        wl.setdefault("seed", cfg["seed"])
-        loaded = load_workload(wl)
+        loaded = load_workload(cfg["workload"], seed=cfg["seed"])  # workload.seed, or seed where it is null
         agents = loaded if agents is None else agents(loaded)
     agents = list(agents)
     if not agents:
@@ -222,6 +243,7 @@ def _summarise(cfg, sim, out_dir, cfg_yaml, extra, interrupted) -> dict:
         "gpus_per_node": cfg["cluster"]["gpus_per_node"],
         "agents": len(sim.agents),
         "seed": cfg["seed"],
+        "seeds": effective_seeds(cfg),  # the sub-seeds actually used (a null one derives from seed)
     })
     summ.update(sim.driver.summary())
     if mode == "online":

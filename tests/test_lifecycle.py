@@ -95,10 +95,9 @@ def test_workload_seed_changes_outputs(tmp_path):
     assert a["jct_s"] != b["jct_s"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue #11: the top-level seed does not reach the workload "
-                                       "(workload/*.yaml sets its own seed: 0); remove this mark with the fix")
 def test_top_level_seed_alone_changes_outputs(tmp_path):
-    """Each seed on its own: setting both (as this test used to) hid that ``seed`` was dead."""
+    """Each seed on its own: setting both (as this test used to) hid that ``seed`` was dead (#11:
+    workload.seed is null in the YAML, so it derives from the top-level seed)."""
     a, _ = run(_small("dualpath", "seed=1", "workload.agents=40"))
     b, _ = run(_small("dualpath", "seed=2", "workload.agents=40"))
     assert a["jct_s"] != b["jct_s"]

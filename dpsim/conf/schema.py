@@ -233,7 +233,8 @@ class WorkloadSchema:
     append_scale: Num = F(gt=0, fix="1.0 = as recorded")
     gen_scale: Num = F(gt=0, fix="1.0 = as recorded")
     think: Any = F()            # zero | trace | a number (dpsim.workload.replay.check_think)
-    seed: int = F(ge=0)
+    seed: Optional[int] = F(ge=0, fix="an integer pins the workload; null derives it from the top-level seed "
+                                     "(dpsim.runner.effective_seeds)")
     aps: Optional[Num] = F(gt=0, optional=True, fix="agents per second (experiment=online sets it)")
     prefix_tokens: Optional[List[int]] = F(optional=True, fix="[lo, hi] integers with 1 <= lo <= hi, or null")
     name: Optional[str] = F(optional=True)

@@ -19,7 +19,8 @@ agents          number of agents, or null = one per trajectory
 append_scale    multiplies every round's append (§S8 scaling studies; 1.0 = as recorded)
 gen_scale       multiplies every round's generation
 think           ``zero`` (§S8), ``trace``, or a number scaling the trace's think times
-seed            seeds the synthetic generator and the agents' sampling
+seed            seeds the synthetic generator and the agents' sampling; null = the run's top-level
+                ``seed`` (:func:`workload_seed`; ``load_workload(cfg, seed=...)`` passes it)
 prefix_tokens   optional [lo, hi]: range of the extra agents' synthetic first round
 =============== ============================================================================
 
@@ -67,8 +68,17 @@ def _resolve_path(p) -> Path:
     return path
 
 
-def load_workload(cfg: Mapping) -> list[Trajectory]:
-    """The agents list for the workload config ``cfg`` (see the module docstring)."""
+def workload_seed(sub_seed, top_seed):
+    """The seed the workload's random choices use: ``workload.seed`` where it is an integer (pinned),
+    else (null) the run's top-level ``seed`` itself -- so ``seed=0`` gives what ``workload.seed: 0``
+    gave when every workload YAML pinned it, and ``dpsim seed=N`` changes the workload.  None when
+    both are null (nothing to derive from)."""
+    return sub_seed if sub_seed is not None else top_seed
+
+
+def load_workload(cfg: Mapping, *, seed: int | None = None) -> list[Trajectory]:
+    """The agents list for the workload config ``cfg`` (see the module docstring).  ``seed``: the
+    run's top-level seed, used where ``cfg``'s ``seed`` is null (:func:`workload_seed`)."""
     from .readers import load, normalise_format
     from .replay import build_agents, check_think
     from .synthetic import generate, parse_mal
@@ -84,7 +94,13 @@ def load_workload(cfg: Mapping) -> list[Trajectory]:
         mal = None if c["mal"] is None else parse_mal(c["mal"])
     except ValueError as e:
         raise ValueError(f"workload.{e}") from None
-    seed, agents = c["seed"], c["agents"]
+    agents = c["agents"]
+    seed = workload_seed(c["seed"], seed)
+    if seed is None:
+        raise ValueError("workload.seed: null means the run's top-level seed, and none was given: set "
+                         "workload.seed to an integer, or call load_workload(cfg, seed=<top-level seed>)")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed: expected an integer >= 0 (the top-level seed), got {seed!r}")
     append_scale, gen_scale = float(c["append_scale"]), float(c["gen_scale"])
     try:
         think = check_think(c["think"])

@@ -19,6 +19,11 @@ def _cfg(name):
     return yaml.safe_load((CONF / f"{name}.yaml").read_text())
 
 
+def _load(cfg):
+    """load_workload as a run at the top-level seed 0 calls it (the YAML's workload.seed is null)."""
+    return load_workload(cfg, seed=0)
+
+
 @pytest.mark.parametrize("name", ["bundled", "synthetic", "weka", "mooncake", "azure"])
 def test_config_files_have_all_keys_and_commented_numbers(name):
     text = (CONF / f"{name}.yaml").read_text()
@@ -32,7 +37,7 @@ def test_config_files_have_all_keys_and_commented_numbers(name):
 def test_bundled_default():
     cfg = _cfg("bundled")
     assert cfg["source"] == "bundled" and cfg["agents"] == 64 and cfg["think"] == "zero"
-    agents = load_workload(cfg)
+    agents = _load(cfg)
     ref = read_trajectories(bundled_path())
     assert len(agents) == 64
     # The recorded trajectories first, in order; then sampled ones with a fresh first round.
@@ -47,10 +52,10 @@ def test_synthetic_config_and_omegaconf():
 
     cfg = _cfg("synthetic")
     assert cfg["mal"] == 65536 and cfg["agents"] == 1024
-    agents = load_workload(OmegaConf.create(cfg))
+    agents = _load(OmegaConf.create(cfg))
     assert len(agents) == 1024
     assert max(int((a.prompt + a.gen).max()) for a in agents) <= 65536
-    small = load_workload({**cfg, "mal": "32k", "agents": 20, "n_trajectories": 10})
+    small = _load({**cfg, "mal": "32k", "agents": 20, "n_trajectories": 10})
     assert len(small) == 20 and max(int((a.prompt + a.gen).max()) for a in small) <= 32768
 
 
@@ -62,7 +67,7 @@ def test_file_configs_load_real_traces(name, rel):
     if not p.exists():
         pytest.skip(f"{p} not found (set DPSIM_SHARED_TRACES)")
     cfg = {**_cfg(name), "path": str(p)}
-    agents = load_workload(cfg)
+    agents = _load(cfg)
     assert len(agents) > 10
 
 
@@ -80,7 +85,7 @@ def test_file_configs_load_real_traces(name, rel):
 ])
 def test_bad_values_name_the_key(patch, key):
     with pytest.raises(ValueError) as ei:  # TraceError is a ValueError
-        load_workload({**_cfg("bundled"), **patch})
+        _load({**_cfg("bundled"), **patch})
     assert str(ei.value).startswith(key), str(ei.value)
 
 
@@ -89,13 +94,13 @@ def test_partial_mapping_names_the_missing_key():
     cfg = _cfg("bundled")
     cfg.pop("think")
     with pytest.raises(ValueError, match=r"^workload.think=None: missing key"):
-        load_workload(cfg)
+        _load(cfg)
 
 
 def test_file_source_reads_canonical_and_mal_string(tmp_path):
     cfg = {**_cfg("bundled"), "source": "file", "path": str(REPO / "traces" / "weka_sample.jsonl"),
            "mal": "128k", "agents": 40, "think": "trace", "append_scale": 1.5}
-    agents = load_workload(cfg)
+    agents = _load(cfg)
     assert len(agents) == 40
     assert max(int((a.prompt + a.gen).max()) for a in agents) <= 131072
     assert any(a.think_s.sum() > 0 for a in agents)
@@ -105,4 +110,28 @@ def test_corrupt_file_gives_trace_error(tmp_path):
     p = tmp_path / "bad.jsonl"
     p.write_text('{"format": "dpsim-trajectories", "version": 1}\n{"id": "a", "rounds": [[1, 0, 0]]}\n')
     with pytest.raises(TraceError, match="gen"):
-        load_workload({**_cfg("bundled"), "source": "file", "path": str(p)})
+        _load({**_cfg("bundled"), "source": "file", "path": str(p)})
+
+
+def _fingerprint(agents):
+    return [(a.id, a.prompt.tolist(), a.gen.tolist(), a.hit.tolist()) for a in agents]
+
+
+@pytest.mark.parametrize("name", ["bundled", "synthetic", "weka", "mooncake", "azure"])
+def test_workload_seed_is_null_in_every_yaml(name):
+    """#11: a null workload.seed derives from the top-level seed (a pinned 0 made `seed` dead)."""
+    assert _cfg(name)["seed"] is None
+
+
+def test_null_seed_derives_from_the_top_level_seed_and_an_integer_pins_it():
+    cfg = {**_cfg("synthetic"), "mal": "32k", "agents": 24, "n_trajectories": 16}
+    at3 = _fingerprint(load_workload(cfg, seed=3))
+    assert at3 != _fingerprint(load_workload(cfg, seed=4))            # the top-level seed moves it
+    assert at3 == _fingerprint(load_workload({**cfg, "seed": 3}, seed=9))  # pinned: seed=9 ignored
+    assert at3 == _fingerprint(load_workload({**cfg, "seed": 3}))
+    bundled = _cfg("bundled")  # 19 recorded trajectories + 45 sampled: the sampling moves with the seed
+    assert _fingerprint(load_workload(bundled, seed=1)) != _fingerprint(load_workload(bundled, seed=2))
+    with pytest.raises(ValueError, match=r"^workload.seed: null means the run's top-level seed"):
+        load_workload(cfg)
+    with pytest.raises(ValueError, match=r"^seed: expected an integer >= 0"):  # the top-level seed's key
+        load_workload(cfg, seed=-1)
