@@ -6,9 +6,11 @@
 
 ``--devices 0`` runs the PE and the DE on one GPU (their copies then share its one PCIe link,
 which the report says); the default takes the first two visible GPUs, or GPU 0 alone.
-``--replays N`` repeats each system's HIL run N times (the model runs are deterministic, once
-each) and writes ``DIR/hil_summary.json``: per system the median replay JCT and mean TTFT, the
-model's from each profile, their relative errors and the replay-to-replay spread.
+``--replays N`` repeats each system's HIL run N times, alternating between the systems (replay 1
+of each, then replay 2 of each, ...; the model runs are deterministic, once each) and writes
+``DIR/hil_summary.json``: per system the median replay JCT and mean TTFT, the model's from each
+profile, their relative errors, the replay-to-replay spread, the scenario and the sha256 of each
+profile file.
 
 A mini DualPath -- DS 27B, 1P1D with one GPU per node (node 0 = GPU 0 = the PE, node 1 = GPU 1 =
 the DE), the bundled WEKA trajectories truncated with ``workload.mal``, a few agents, no model
@@ -664,6 +666,12 @@ def write_report(out: Path, res: dict, hil: Case, models: list, profiles: dict, 
 
 
 # ---------------------------------------------------------------------------- summary
+def _sha256(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def _rel(a, b):
     return (a - b) / b if (a is not None and b) else math.nan
 
@@ -724,7 +732,8 @@ def merge_summaries(paths) -> dict:
                 raise SystemExit(f"calibration.hil --merge: system {name!r} is in more than one summary "
                                  f"({p}); merge summaries of different systems")
             out["systems"][name] = sysd
-            out["calls"][name] = {k: d.get(k) for k in ("command", "devices", "shared_pcie", "gpu")}
+            out["calls"][name] = {k: d.get(k) for k in ("command", "devices", "shared_pcie", "gpu", "host",
+                                                         "scenario", "profile_sha256")}
     return out
 
 
@@ -839,7 +848,8 @@ def main(argv=None) -> int:
         pm = profiles.get("probe", shipped)
         rc = 0
         systems = [s for s in a.systems.split(",") if s]
-        for si, system in enumerate(systems):
+        cases = {}
+        for system in systems:
             base = compose(scenario_overrides(system, mal, agents, gs) + list(a.override))
             # The links are priced explicitly below (--profile, the probe): a cluster.link_profile
             # would make dpsim.runner.build re-price them.
@@ -851,8 +861,19 @@ def main(argv=None) -> int:
                 models.append(run_case(cfg_m, f"model_{name}", max_turns=turns))
                 s = models[-1].summary
                 print(f"[hil] {system}: model_{name}: jct {s['jct_s']:.3f} s, ttft {s['ttft_s']['mean']}", flush=True)
+            cases[system] = (cfg_hil, models)
             runs[system] = {"replays": [], "models": {m.label: m.summary for m in models}}
-            for r in range(a.replays):
+        scenario = {"agents": agents, "turns": turns, "mal": mal, "gen_scale": gs, "override": list(a.override),
+                    "mapping": mapping, "quick": bool(q)}
+        profile_sha = {"shipped": _sha256(a.profile)}
+        if "probe" in profiles:
+            profile_sha["probe"] = _sha256(out / "probe_profile.yaml")
+        # Replays alternate between the systems (replay 1 of each, then replay 2 of each, ...): a
+        # machine whose storage drifts over the minutes of the run affects every system alike, and a
+        # run cut short (--max-wall-s, a timeout) keeps as many replays of each system.
+        for r in range(a.replays):
+            for system in systems:
+                cfg_hil, models = cases[system]
                 tag = f" replay {r + 1}/{a.replays}" if a.replays > 1 else ""
                 print(f"[hil] {system}{tag}: HIL run (real time) ...", flush=True)
                 be.records = []
@@ -880,10 +901,12 @@ def main(argv=None) -> int:
                 if hil.summary["requests_completed"] != hil.summary["requests_total"]:
                     rc = 1
                 # after every replay, so a run cut short keeps what it measured
-                summ = replay_summary(runs, {"shipped": a.profile, **({"probe": "probe_profile.yaml"}
-                                                                        if "probe" in profiles else {})})
+                summ = replay_summary({k: v for k, v in runs.items() if v["replays"]},
+                                      {"shipped": a.profile, **({"probe": "probe_profile.yaml"}
+                                                                if "probe" in profiles else {})})
                 summ.update({"devices": be.devices if a.device == "cuda" else None,
                              "shared_pcie": bool(be.meta.get("shared_pcie")), "gpu": (be.meta.get("gpus") or [None])[0],
+                             "host": meta.get("host"), "scenario": scenario, "profile_sha256": profile_sha,
                              "command": "python -m calibration.hil " + args["argv"]})
                 with open(out / "hil_summary.json", "w") as f:
                     json.dump(summ, f, indent=1, default=str)

@@ -6,14 +6,17 @@
 # dpsim must be importable by $PYTHON (default python3): on a node without a package index, install
 # it first from a wheelhouse (calibration/README.md, "Offline GPU node"):
 #   python3 -m pip install --no-index --find-links calibration/wheelhouse dpsim-dualpath
-# A quick smoke replay runs first (with the same --devices); OUTDIR/hil.tgz gets both result
-# directories, hil_summary.json is also copied to OUTDIR.
+# A quick smoke replay runs first (with the same --devices; HIL_SMOKE=0 skips it); OUTDIR/hil.tgz
+# gets both result directories, hil_summary.json is also copied to OUTDIR.  HIL_TIMEOUT (s, default
+# 540): the replay's time limit (its hil_summary.json is rewritten after every replay, so a run cut
+# short keeps the replays it finished).
 set -u
 OUT=${1:?usage: hil_device_run.sh OUTDIR [args]}
 shift
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 PY=${PYTHON:-python3}
 mkdir -p "$OUT"
+rm -rf /tmp/hil_out /tmp/hil_smoke  # this run's results only
 DEVARG=()
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
@@ -33,8 +36,10 @@ nvidia-smi topo -m
 $PY -c 'import sys, torch, simpy, hydra, omegaconf, pandas, pyarrow, dpsim; print(sys.version.split()[0], "torch", torch.__version__, torch.version.cuda, "gpus", torch.cuda.device_count(), "hydra", hydra.__version__, "dpsim", dpsim.__file__)' \
   || { echo "=== dpsim or a dependency is not importable by $PY: see calibration/README.md (Offline GPU node)"; exit 4; }
 df -h /tmp; free -g | head -2; nproc
-echo "=== smoke $(date -u +%T)"
-timeout -k 10 150 $PY -m calibration.hil --out /tmp/hil_smoke --quick --device cuda --no-probe ${DEVARG[@]+"${DEVARG[@]}"} || { echo "=== smoke failed"; exit 3; }
+if [ "${HIL_SMOKE:-1}" != 0 ]; then
+  echo "=== smoke $(date -u +%T)"
+  timeout -k 10 150 $PY -m calibration.hil --out /tmp/hil_smoke --quick --device cuda --no-probe ${DEVARG[@]+"${DEVARG[@]}"} || { echo "=== smoke failed"; exit 3; }
+fi
 echo "=== replay $(date -u +%T)"
 timeout -k 10 ${HIL_TIMEOUT:-540} $PY -m calibration.hil --out /tmp/hil_out --device cuda "$@"
 rc=$?
