@@ -25,7 +25,8 @@
 #               the full 16-agent scenario, `--turns 300`, takes ~80 s a replay)
 #   WHEELHOUSE  (calibration/wheelhouse) installed with `pip install --no-index --find-links` into
 #               $PYTHON when it is there and INSTALL is not 0
-#   WORK        (/tmp/dpsim_pipeline) scratch directory; PYTHON (python3)
+#   WORK        (/tmp/dpsim_pipeline) scratch directory; PYTHON (python3); CHECKOUT: the commit
+#               to print where the checkout is a `git archive` copy (no .git)
 # OUTDIR receives five files: pipeline.log (everything printed, with each step's time),
 # profile.yaml (the fitted profile the model was priced with), hil_summary.json (per system: the
 # replays, their median JCT / mean TTFT, the model's and the errors, the replay spread, the
@@ -58,14 +59,17 @@ trap pack EXIT
 rm -rf "$WORK"
 mkdir -p "$WORK"
 echo "=== pipeline start $(date -u +%FT%TZ) on $(hostname) in $(pwd): DEADLINE_S=${DEADLINE_S:-none}"
-git_rev=$(cat .git_commit 2>/dev/null || git rev-parse HEAD 2>/dev/null || echo unknown)
+# a `git archive` copy has no .git: CHECKOUT names its commit
+git_rev=${CHECKOUT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
 echo "=== checkout $git_rev"
 
 # 1. offline install (calibration/README.md step 2)
 if [ "${INSTALL:-1}" != 0 ] && [ -d "$WH" ]; then
   echo "=== install (+$(el) s): $PY -m pip install --no-index --find-links $WH dpsim-dualpath"
-  $PY -m pip install --no-index --find-links "$WH" dpsim-dualpath 2>&1 | grep -v "^Requirement already satisfied" \
-    || { echo "=== install failed"; exit 4; }
+  $PY -m pip install --no-index --find-links "$WH" dpsim-dualpath >"$WORK/install.log" 2>&1
+  irc=$?
+  grep -v "^Requirement already satisfied" "$WORK/install.log"
+  [ "$irc" = 0 ] || { echo "=== install failed (rc $irc)"; exit 4; }
 fi
 $PY -c 'import dpsim, hydra, simpy; print("dpsim", dpsim.__file__)' || { echo "=== dpsim is not importable by $PY"; exit 4; }
 
