@@ -2,7 +2,15 @@
 
 A figure config (dpsim/conf/figure/<name>.yaml) names its plot (``figure.plot``); after the sweep
 :func:`draw` reads ``sweep.parquet`` (dpsim.sweep.collect) and writes ``<name>.png`` and, where the
-figure has one, ``<name>_summary.csv`` (the numbers behind it: ratios, capacities).  ``dpsim -m
+figure has one, ``<name>_summary.csv`` (the numbers behind it: ratios, capacities).
+
+Replicates: runs that differ only in their seeds (``seed=0,1,2``; every figure config sweeps
+``hydra.sweeper.params.seed``) are averaged, and every number carries its 95% confidence interval
+(Student t over the replicates, :mod:`dpsim.analysis.stats`): a figure draws it as error bars, a
+summary CSV has ``<column>_ci_lo`` / ``<column>_ci_hi`` beside each mean and ``n_seeds``.  Ratios
+(Basic/DualPath, an ablation step over the one before) are computed per seed -- the two systems
+of one seed replay the same workload -- and then averaged.  Runs of different configurations are
+never averaged: every other key that varies is part of each row's index.  ``dpsim -m
 +figure=...`` draws it at the end of the sweep (dpsim.sweep.CollectSweep), ``dpsim report
 SWEEP_DIR`` draws it again.  Online capacity comes from :func:`dpsim.report.max_aps_within_slo`
 (the one implementation).  Figures are Figure objects: no matplotlib backend is chosen or switched.
@@ -12,12 +20,16 @@ from __future__ import annotations
 from pathlib import Path
 
 TTFT_PARTS = ["ttft_scheduling_s", "ttft_allocation_s", "ttft_reading_s", "ttft_prefill_s"]
+SYSTEM_ORDER = ["basic", "basic_layer", "basic_layer_dpl", "round_robin", "dualpath", "oracle"]
 
 
 def table(sweep):
     """The sweep table as one row per run with plain column names: every override ``K`` as
     column ``K`` (model, system, workload.mal, ...), the summary's metrics, ``error`` ("" for a
-    run that wrote its summary), ``ttft_<part>_s`` from the TTFT breakdown."""
+    run that wrote its summary), ``ttft_<part>_s`` from the TTFT breakdown, ``_rep`` (the run's
+    replicate: its seeds, :func:`dpsim.report.replicate_id`)."""
+    from .report import replicate_id
+
     d = sweep.copy()
     for c in list(d.columns):
         if c.startswith("override."):
@@ -32,6 +44,7 @@ def table(sweep):
         c = f"ttft_breakdown_s.{part}"
         if c in d:
             d[f"ttft_{part}_s"] = d[c]
+    d["_rep"] = replicate_id(sweep) if len(sweep) else []
     return d
 
 
@@ -45,81 +58,199 @@ def _ok(df):
     return d[d.jct_s.notna()] if "jct_s" in d else d
 
 
-def _bars(df, path, index, value="jct_s", title=""):
+def _other_keys(d, keys, also_skip=()):
+    """Config keys that vary across ``d``'s runs besides ``keys`` and the system (never averaged
+    together: they become part of each row's index)."""
+    from .report import varying_keys
+    skip = set(keys) | {"system", *also_skip}
+    return [k for k in varying_keys(d) if k not in skip and k in d]
+
+
+def _systems(cols):
+    return sorted(cols, key=lambda s: (SYSTEM_ORDER.index(s) if s in SYSTEM_ORDER else len(SYSTEM_ORDER), s))
+
+
+def _set(row, name, iv):
+    row[name], row[f"{name}_ci_lo"], row[f"{name}_ci_hi"] = iv.mean, iv.lo, iv.hi
+
+
+def wide(d, index, value="jct_s", ratios=(), columns="system"):
+    """Per combination of ``index`` (a list of columns of the :func:`table`): for each ``columns``
+    value (system) the mean of ``value`` over the replicates and its 95% Student t interval
+    (``<system>``, ``<system>_ci_lo``, ``<system>_ci_hi``); for each ``(num, den)`` in ``ratios``
+    the ratio ``num/den`` computed per replicate (paired: the same seeds) with its mean and
+    interval; ``n_seeds`` the number of replicates.  No interval (NaN) with one replicate."""
+    import pandas as pd
+
+    from .analysis.stats import mean_ci
+
+    d = d.assign(_v=pd.to_numeric(d[value], errors="coerce"))
+    rows = []
+    groups = d.groupby(index, sort=True, dropna=False) if index else [((), d)]
+    for k, g in groups:
+        k = k if isinstance(k, tuple) else (k,)
+        row = dict(zip(index, k))
+        per = g.pivot_table(index="_rep", columns=columns, values="_v", aggfunc="first", dropna=False)
+        for s in _systems(per.columns):
+            _set(row, s, mean_ci(per[s]))
+        for num, den in ratios:
+            if num in per and den in per:
+                _set(row, f"{num}/{den}", mean_ci(per[num] / per[den]))
+        row["n_seeds"] = len(per)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _err(t, name):
+    """(mean, [[below], [above]]) of column ``name`` of a :func:`wide` table, for error bars (0
+    where there is no interval)."""
+    import numpy as np
+    m = t[name].to_numpy(float)
+    lo = t.get(f"{name}_ci_lo", t[name]).to_numpy(float)
+    hi = t.get(f"{name}_ci_hi", t[name]).to_numpy(float)
+    return m, np.vstack([np.nan_to_num(m - lo), np.nan_to_num(hi - m)])
+
+
+def _ci_note(t) -> str:
+    from .analysis.stats import INTERVAL
+    n = t["n_seeds"] if "n_seeds" in t else []
+    if len(n) and int(min(n)) >= 2:
+        return f"mean of {int(min(n))}{'+' if max(n) > min(n) else ''} seeds; error bars: {INTERVAL}"
+    return "one seed: no interval (replicate with seed=0,1,2)"
+
+
+def _bar_ci(ax, t, labels, systems, ylabel):
+    """Grouped bars (a group per row of the :func:`wide` table ``t``, a bar per system) with the
+    replicates' 95% interval as error bars."""
+    import numpy as np
+    x = np.arange(len(t))
+    w = 0.8 / max(1, len(systems))
+    for i, s in enumerate(systems):
+        m, e = _err(t, s)
+        ax.bar(x + (i - (len(systems) - 1) / 2) * w, m, w, yerr=e, capsize=2, label=s)
+    ax.set_xticks(x)
+    ax.set_xticklabels(labels, fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
+
+
+def _label_rows(t, cols):
+    return [" ".join(str(v) for v in r) for r in t[cols].itertuples(index=False)] if cols else [""] * len(t)
+
+
+def _bars(df, path, index, value="jct_s", title="", ratios=()):
     d = _ok(df)
-    p = d.pivot_table(index=index, columns="system", values=value)
+    idx = [index] + _other_keys(d, [index])
+    t = wide(d, idx, value, ratios)
+    systems = _systems([c for c in d.system.unique()])
     fig = _fig((6, 3.6))
     ax = fig.subplots()
-    p.plot.bar(ax=ax, rot=0)
-    ax.set_ylabel(value)
-    ax.set_title(title)
+    _bar_ci(ax, t, _label_rows(t, idx), systems, value)
+    ax.set_title(f"{title}\n{_ci_note(t)}" if title else _ci_note(t), fontsize=8)
     fig.savefig(path, dpi=110)
-    return p.reset_index()
+    return t
 
 
 def offline_grid(df, path):
     d = _ok(df).copy()
     if "workload.mal" not in d:
         d["workload.mal"] = ""
-    panels = sorted(set(zip(d.model, d["workload.mal"])))
-    fig = _fig((4 * max(1, len(panels)), 3.4))
+    idx = ["model", "workload.mal", "agents"]
+    idx += _other_keys(d, idx, also_skip=("workload.agents",))
+    t = wide(d, idx, "jct_s", ratios=[("basic", "dualpath"), ("dualpath", "oracle")])
+    panels = sorted(set(zip(t.model, t["workload.mal"])))
+    fig = _fig((4 * max(1, len(panels)), 3.6))
     axes = fig.subplots(1, max(1, len(panels)), squeeze=False)
+    systems = [s for s in ("basic", "dualpath", "oracle") if s in t]
     for ax, (m, mal) in zip(axes[0], panels):
-        p = d[(d.model == m) & (d["workload.mal"] == mal)].pivot_table(index="agents", columns="system",
-                                                                       values="jct_s")
-        p = p[[c for c in ("basic", "dualpath", "oracle") if c in p]]
-        p.plot.bar(ax=ax, rot=0)
-        ax.set_title(f"{m} {mal}")
-        ax.set_ylabel("JCT (s)")
+        p = t[(t.model == m) & (t["workload.mal"] == mal)]
+        _bar_ci(ax, p, _label_rows(p, idx[2:]), systems, "JCT (s)")
+        ax.set_title(f"{m} {mal}", fontsize=9)
+    fig.suptitle(_ci_note(t), fontsize=8)
     fig.savefig(path, dpi=110)
-    piv = d.pivot_table(index=["model", "workload.mal", "agents"], columns="system", values="jct_s").reset_index()
-    if {"basic", "dualpath"} <= set(piv.columns):
-        piv["basic/dualpath"] = piv["basic"] / piv["dualpath"]
-    if {"oracle", "dualpath"} <= set(piv.columns):
-        piv["dualpath/oracle"] = piv["dualpath"] / piv["oracle"]
-    return piv
+    return t
 
 
 def pd_ratio(df, path):
     df = df.copy()
     df["P/D"] = df["prefill_nodes"].astype(int).astype(str) + "P" + df["decode_nodes"].astype(int).astype(str) + "D"
-    return _bars(df, path, "P/D", title="DS 27B, 64K: JCT by P/D")
+    return _bars(df.drop(columns=[c for c in ("prefill_nodes", "decode_nodes", "cluster.prefill_nodes",
+                                              "cluster.decode_nodes") if c in df]),
+                 path, "P/D", title="DS 27B, 64K: JCT by P/D", ratios=[("basic", "dualpath")])
 
 
 def scaling(df, path):
     import pandas as pd
     d = _ok(df).copy()
-    fig = _fig((9, 3.4))
+    fig = _fig((9, 3.6))
     axes = fig.subplots(1, 2)
     out = []
-    for ax, kind in zip(axes, ("workload.append_scale", "workload.gen_scale")):
+    kinds = ("workload.append_scale", "workload.gen_scale")
+    for ax, kind in zip(axes, kinds):
         s = d[d[kind].notna()] if kind in d else d.iloc[0:0]
         if not len(s):
             continue
         s = s.assign(factor=s[kind].astype(float))
-        p = s.pivot_table(index="factor", columns="system", values="jct_s")
-        p.plot(ax=ax, marker="o")
-        ax.set_title(kind.split(".")[1])
+        idx = ["factor"] + _other_keys(s, ["factor"], also_skip=kinds)
+        t = wide(s, idx, "jct_s", ratios=[("basic", "dualpath")])
+        for sy in _systems([c for c in s.system.unique()]):
+            m, e = _err(t, sy)
+            ax.errorbar(t.factor, m, yerr=e, marker="o", capsize=3, label=sy)
+        ax.set_title(f"{kind.split('.')[1]}\n{_ci_note(t)}", fontsize=8)
         ax.set_ylabel("JCT (s)")
-        out.append(p.reset_index().assign(kind=kind))
+        ax.legend(fontsize=7)
+        out.append(t.assign(kind=kind))
     fig.savefig(path, dpi=110)
     return pd.concat(out) if out else None
 
 
+ABLATION_STEPS = [("basic_layer", "basic"), ("basic_layer_dpl", "basic_layer"), ("dualpath", "basic_layer_dpl"),
+                  ("oracle", "dualpath")]
+
+
 def ablation(df, path):
-    return _bars(df.assign(step="ds660b 64K"), path, "step", title="Ablation")
+    """Bars per step; the summary also has each step's JCT relative to the step before it, paired
+    per seed (the issue's test: each step moves JCT by more than the interval)."""
+    return _bars(df.assign(step="ds660b 64K"), path, "step", title="Ablation", ratios=ABLATION_STEPS)
+
+
+def _by_system(d, metrics, index=()):
+    """Per (index..., system): each metric's mean and 95% interval over the replicates."""
+    import pandas as pd
+
+    from .analysis.stats import mean_ci
+    rows = []
+    for k, g in d.groupby([*index, "system"], sort=False):
+        k = k if isinstance(k, tuple) else (k,)
+        row = dict(zip([*index, "system"], k))
+        for m in metrics:
+            _set(row, m, mean_ci(pd.to_numeric(g[m], errors="coerce")))
+        row["n_seeds"] = g["_rep"].nunique()
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    if not len(out):
+        return out
+    order = {s: i for i, s in enumerate(_systems(list(out.system.unique())))}
+    return out.assign(_o=out.system.map(order)).sort_values([*index, "_o"], kind="stable").drop(columns="_o") \
+        .reset_index(drop=True)
 
 
 def balance(df, path):
     d = _ok(df)
-    fig = _fig((8, 3.2))
+    metrics = ["snic_balance_max_over_avg", "attention_balance_max_over_avg", "jct_s"]
+    t = _by_system(d, metrics, _other_keys(d, []))
+    fig = _fig((8, 3.4))
     axes = fig.subplots(1, 2)
-    d.set_index("system")["snic_balance_max_over_avg"].plot.bar(ax=axes[0], rot=0)
-    axes[0].set_title("storage NIC max/avg (3 nodes)")
-    d.set_index("system")["attention_balance_max_over_avg"].plot.bar(ax=axes[1], rot=0)
-    axes[1].set_title("attention time max/avg")
+    lab = _label_rows(t, [c for c in t.columns if c == "system" or c in _other_keys(d, [])])
+    for ax, m, title in zip(axes, metrics, ("storage NIC max/avg (3 nodes)", "attention time max/avg")):
+        v, e = _err(t, m)
+        ax.bar(range(len(t)), v, yerr=e, capsize=3)
+        ax.set_xticks(range(len(t)))
+        ax.set_xticklabels(lab, fontsize=8)
+        ax.set_title(title, fontsize=9)
+    fig.suptitle(_ci_note(t), fontsize=8)
     fig.savefig(path, dpi=110)
-    return d[["system", "snic_balance_max_over_avg", "attention_balance_max_over_avg", "jct_s"]]
+    return t
 
 
 def _keys(d, keys):
@@ -129,57 +260,93 @@ def _keys(d, keys):
                          and not k.startswith(("workload.agents", "agents"))]
 
 
-def capacity_table(df, keys=("model", "system")):
-    """Per group of ``keys`` (and any other varying config key): the largest APS whose run met the
-    SLO (:func:`dpsim.report.max_aps_within_slo`), the smallest APS above it that did not, and the
-    runs -- from a sweep table of online runs."""
+def _capacity_per_rep(d, keys):
+    """Per (keys..., replicate): max APS within the SLO (:func:`dpsim.report.max_aps_within_slo`,
+    from that replicate's runs only), the smallest APS above it that did not meet it, the runs."""
     import math
 
+    from .report import _col, max_aps_within_slo
+    rows = []
+    for r in max_aps_within_slo(d.assign(**{"override._rep": d["_rep"]}), keys + ["_rep"]):
+        sel = d
+        for k, v in zip(keys + ["_rep"], r[:len(keys) + 1]):
+            sel = sel[sel[_col(k) if k != "_rep" else "_rep"] == v]
+        ok = r[len(keys) + 1]
+        bad = sel[(~sel.slo_met.astype(bool)) & (sel.aps.astype(float) > ok)].aps.astype(float)
+        rows.append({**dict(zip(keys + ["_rep"], r[:len(keys) + 1])), "max_aps_within_slo": ok,
+                     "min_aps_violating": float(bad.min()) if len(bad) else math.nan, "runs": r[-1]})
+    return rows
+
+
+def capacity_table(df, keys=("model", "system")):
+    """Per group of ``keys`` (and any other varying config key): the largest APS whose run met the
+    SLO (:func:`dpsim.report.max_aps_within_slo`), read per replicate (seed) from its own runs, then
+    its mean over the replicates with the 95% Student t interval (``_ci_lo``/``_ci_hi``,
+    ``n_seeds``); the smallest APS above it that did not meet it (mean over seeds); the runs; and
+    ``dualpath/basic`` (paired per seed) -- from a sweep table of online runs."""
     import pandas as pd
 
-    from .report import _col, max_aps_within_slo
+    from .analysis.stats import mean_ci
     d = df[df.error == ""]
+    if "_rep" not in d:
+        d = d.assign(_rep="")
     if not len(d):
         return pd.DataFrame(columns=[*keys, "max_aps_within_slo", "min_aps_violating", "runs"])
     keys = _keys(d, keys)
+    per = pd.DataFrame(_capacity_per_rep(d, keys))
     rows = []
-    for r in max_aps_within_slo(d, keys):
-        sel = d
-        for k, v in zip(keys, r[:len(keys)]):
-            sel = sel[sel[_col(k)] == v]
-        ok = r[len(keys)]
-        bad = sel[(~sel.slo_met.astype(bool)) & (sel.aps.astype(float) > ok)].aps.astype(float)
-        rows.append({**dict(zip(keys, r[:len(keys)])), "max_aps_within_slo": ok,
-                     "min_aps_violating": float(bad.min()) if len(bad) else math.nan, "runs": r[-1]})
+    for k, g in per.groupby(keys, sort=True):
+        k = k if isinstance(k, tuple) else (k,)
+        row = dict(zip(keys, k))
+        _set(row, "max_aps_within_slo", mean_ci(g.max_aps_within_slo))
+        row["min_aps_violating"] = mean_ci(g.min_aps_violating).mean
+        row["runs"] = int(g.runs.sum())
+        row["n_seeds"] = len(g)
+        rows.append(row)
     out = pd.DataFrame(rows)
     other = [k for k in keys if k != "system"]
     if {"basic", "dualpath"} <= set(out.get("system", [])) and other:  # per config, never across configs
-        piv = out.pivot(index=other, columns="system", values="max_aps_within_slo")
-        out = out.merge((piv["dualpath"] / piv["basic"]).rename("dualpath/basic").reset_index(), on=other,
-                        how="left")
+        piv = per.pivot_table(index=other + ["_rep"], columns="system", values="max_aps_within_slo",
+                              aggfunc="first")
+        rat = []
+        for k, g in (piv["dualpath"] / piv["basic"]).groupby(level=other):
+            iv = mean_ci(g.replace([float("inf")], float("nan")))
+            rat.append({**dict(zip(other, k if isinstance(k, tuple) else (k,))), "dualpath/basic": iv.mean,
+                        "dualpath/basic_ci_lo": iv.lo, "dualpath/basic_ci_hi": iv.hi})
+        out = out.merge(pd.DataFrame(rat), on=other, how="left")
     return out
 
 
 def _capacity_plot(df, cap, path, breakdown_label, title=""):
     """Left: max APS within the SLO, a group of bars per config (every key but the system), a bar
-    per system.  Right: the TTFT breakdown of each group's run at that APS."""
-    fig = _fig((10, 3.6))
+    per system, with the seeds' 95% interval.  Right: the TTFT breakdown at that APS (each seed's
+    run at its own capacity, averaged over the seeds)."""
+    fig = _fig((10, 3.8))
     axes = fig.subplots(1, 2)
     other = [c for c in cap.columns if c not in ("system", "max_aps_within_slo", "min_aps_violating", "runs",
-                                                   "dualpath/basic")]
+                                                   "n_seeds") and not c.startswith(("dualpath/basic",
+                                                                                    "max_aps_within_slo_"))]
     label = lambda t: " ".join(str(t[c]) for c in other)  # noqa: E731
     if len(cap) and "system" in cap:
-        cap.assign(config=cap.apply(label, axis=1)).pivot(index="config", columns="system",
-                                                          values="max_aps_within_slo").plot.bar(ax=axes[0], rot=0)
-    axes[0].set_ylabel("max APS within SLO")
-    if title:
-        axes[0].set_title(title)
+        c = cap.assign(config=cap.apply(label, axis=1))
+        systems = _systems(list(c.system.unique()))
+        cols = {}
+        for stat in ("", "_ci_lo", "_ci_hi"):
+            p = c.pivot(index="config", columns="system", values=f"max_aps_within_slo{stat}")
+            for s in systems:
+                cols[f"{s}{stat}"] = p[s]
+        import pandas as pd
+        t = pd.DataFrame(cols).reset_index()
+        _bar_ci(axes[0], t, list(t.config), systems, "max APS within SLO")
+    axes[0].set_title((f"{title}\n" if title else "") + _ci_note(cap), fontsize=8)
     d = df[(df.error == "") & df.slo_met.astype(bool)] if "slo_met" in df else df.iloc[0:0]
     if len(d) and set(TTFT_PARTS) <= set(d.columns) and all(c in d for c in other):
-        best = d.assign(_a=d.aps.astype(float)).sort_values("_a").groupby(other + ["system"]).tail(1)
+        best = d.assign(_a=d.aps.astype(float)).sort_values("_a").groupby(other + ["system", "_rep"]).tail(1)
+        best = best.groupby(other + ["system"], sort=False)[TTFT_PARTS].mean().reset_index()
         best.set_index(best.apply(label, axis=1) + "/" + best.system)[TTFT_PARTS].plot.bar(
             stacked=True, ax=axes[1], rot=30)
     axes[1].set_ylabel(breakdown_label)
+    axes[1].set_title("each seed's run at its capacity, mean over seeds", fontsize=8)
     fig.savefig(path, dpi=110)
 
 
@@ -197,19 +364,29 @@ def capacity(df, path):
 
 
 def large_scale(df, path):
-    return _bars(df.assign(run="run"), path, "run")
+    return _bars(df.assign(run="run"), path, "run", ratios=[("basic", "dualpath")])
 
 
 def headline(df, path):
+    """One row: each system's JCT (mean over seeds and interval) and the JCT ratios paired per seed."""
     import pandas as pd
-    j = _ok(df).set_index("system").jct_s
-    out = pd.DataFrame([{
-        "basic_jct_s": j.get("basic"), "dualpath_jct_s": j.get("dualpath"), "oracle_jct_s": j.get("oracle"),
-        "dualpath/basic JCT": j.get("dualpath") / j.get("basic") if {"basic", "dualpath"} <= set(j.index) else None,
-        "oracle/dualpath JCT": j.get("oracle") / j.get("dualpath") if {"oracle", "dualpath"} <= set(j.index) else None,
-    }])
-    _bars(df.assign(run="ds660b 2P4D 64K"), path, "run", title="DS 660B 2P4D 64K offline")
-    return out
+    d = _ok(df)
+    t = _bars(d.assign(run="ds660b 2P4D 64K"), path, "run", title="DS 660B 2P4D 64K offline",
+              ratios=[("dualpath", "basic"), ("oracle", "dualpath")])
+    out = {}
+    for _, r in t.iterrows():
+        for col, v in r.items():
+            if col == "run":
+                continue
+            name = col
+            for s in ("basic", "dualpath", "oracle"):
+                if col == s or col.startswith(f"{s}_ci_"):
+                    name = f"{s}_jct_s" + col[len(s):]
+            for a, b in (("dualpath", "basic"), ("oracle", "dualpath")):
+                if col.startswith(f"{a}/{b}"):
+                    name = f"{a}/{b} JCT" + col[len(f"{a}/{b}"):]
+            out[name] = v
+    return pd.DataFrame([out])
 
 
 PLOTS = {"headline": headline, "offline_grid": offline_grid, "pd_ratio": pd_ratio, "scaling": scaling,
@@ -247,11 +424,20 @@ def sweeper_config(name: str, scale: str, overrides=()) -> dict:
 
 def runs_for(name: str, scale: str, overrides=()) -> list[list[str]]:
     """The runs of a figure: the overrides each job adds to ``+figure=<name>[_small]`` (for the
-    adaptive capacity figure: one per search, each without its ``workload.aps``)."""
+    adaptive capacity figure: one per search, each without its ``workload.aps``).  ``overrides`` act
+    as on ``dpsim -m``'s command line: a task override (``seed=0,1``, ``model=ds27b``) replaces the
+    grids' and the sweeper params' values of its key in every job; ``hydra.*`` ones set the sweeper."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
     from .sweep import expand_grids
 
-    sw = sweeper_config(name, scale, overrides)
-    return expand_grids(sw.get("grids") or [], [f"{k}={v}" for k, v in (sw.get("params") or {}).items()])
+    ovs = list(overrides)
+    parsed = OverridesParser.create().parse_overrides(ovs)
+    hydra_ = [o for o, p in zip(ovs, parsed) if p.get_key_element().lstrip("+~").startswith(("hydra.", "hydra/"))]
+    task = [o for o in ovs if o not in hydra_]
+    fixed = [o for o, p in zip(ovs, parsed) if o in task and not p.is_sweep_override()]
+    sw = sweeper_config(name, scale, hydra_ + fixed)
+    return expand_grids(sw.get("grids") or [], [f"{k}={v}" for k, v in (sw.get("params") or {}).items()] + task)
 
 
 def figure_of(sweep_dir: str | Path) -> dict | None:

@@ -2,8 +2,12 @@
 
 Runs are grouped by **every key that varies across the sweep** (one column each): two runs with
 different configs are never averaged together.  The only thing aggregated is replicates over a
-seed (``seed`` or ``*.seed``): such a group shows the mean, the min-max interval and the number of
-seeds.  Runs that did not complete (failed, truncated, interrupted) are listed, not averaged in.
+seed (the ``seed`` / ``*.seed`` overrides, and the effective seeds each summary.json names:
+``seed``, ``seeds.*``): such a group shows the mean, its **95% confidence interval (Student t over
+the replicates: mean +- t(0.975, n-1) s / sqrt(n), dpsim.analysis.stats)**, the min and max of the
+replicates and their number n.  One replicate has no interval ("-").  Online capacity is found per
+replicate (the largest APS meeting the SLO among that seed's runs) and then averaged the same way.
+Runs that did not complete (failed, truncated, interrupted) are listed, not averaged in.
 
 Writes into ``SWEEP_DIR`` (or ``--out``):
 * ``jct_vs_agents.png``  -- offline JCT against the number of agents, one line per group of the
@@ -18,6 +22,8 @@ import argparse
 import math
 import sys
 from pathlib import Path
+
+from .analysis.stats import INTERVAL
 
 METRICS = {"jct_s": "JCT (s)", "prompt_tokens_per_s": "prompt tok/s", "ttft_s.mean": "TTFT mean (s)",
            "tpot_s.mean": "TPOT mean (s)", "snic_read_bytes_prefill_nodes": "SNIC read P (B)",
@@ -38,6 +44,22 @@ def _load(d: Path):
 
 def is_replicate_key(k: str) -> bool:
     return k == "seed" or k.endswith(".seed")
+
+
+def replicate_columns(df) -> list[str]:
+    """The columns of ``df`` that name a replicate: seed overrides (``override.seed``,
+    ``override.*.seed``) and the effective seeds of the summaries (``seed``, ``seeds.*``)."""
+    return [c for c in df.columns if (c.startswith("override.") and is_replicate_key(c[len("override."):]))
+            or c == "seed" or c.startswith("seeds.")]
+
+
+def replicate_id(df):
+    """One label per row: the values of its replicate columns (rows of one config with the same
+    label are repeats of one run, not replicates)."""
+    cols = replicate_columns(df)
+    if not cols:
+        return df.index.map(lambda _i: "")
+    return df[cols].astype(str).agg("|".join, axis=1)
 
 
 def varying_keys(df) -> list[str]:
@@ -87,9 +109,12 @@ def md_table(header: list[str], rows: list[list]) -> list[str]:
 
 
 def grouped(df, keys: list[str], metric: str):
-    """One row per combination of ``keys``: (key values..., mean, lo, hi, n) of ``metric`` over the
-    group's replicates (the rows differ only in a seed, or are repeats of one config)."""
+    """One row per combination of ``keys``: (key values..., mean, CI lo, CI hi, min, max, n) of
+    ``metric`` over the group's replicates (the rows differ only in a seed, or are repeats of one
+    config); CI: the 95% Student t interval of the mean (NaN for n < 2)."""
     import pandas as pd
+
+    from .analysis.stats import mean_ci
 
     cols = [_col(k) for k in keys]
     vals = pd.to_numeric(df[metric], errors="coerce")
@@ -100,9 +125,29 @@ def grouped(df, keys: list[str], metric: str):
     rows = []
     for k, g in d.groupby(cols, sort=True, dropna=False):
         k = k if isinstance(k, tuple) else (k,)
-        v = g._v.dropna()
-        rows.append([*(() if cols == ["_all"] else k), float(v.mean()) if len(v) else math.nan,
-                     float(v.min()) if len(v) else math.nan, float(v.max()) if len(v) else math.nan, len(v)])
+        iv = mean_ci(g._v.dropna())
+        rows.append([*(() if cols == ["_all"] else k), iv.mean, iv.lo, iv.hi, iv.min, iv.max, iv.n])
+    return rows
+
+
+def capacity_over_seeds(on, keys: list[str]) -> list[list]:
+    """Online capacity with replicates: :func:`max_aps_within_slo` per replicate (seed) within each
+    combination of ``keys``, then (key values..., mean, CI lo, CI hi, min, max, seeds, runs) over
+    the replicates -- a seed's capacity is read off that seed's runs only."""
+    from .analysis.stats import mean_ci
+
+    d = on.assign(_rep=replicate_id(on))
+    per = max_aps_within_slo(d.rename(columns={"_rep": "override._rep"}), keys + ["_rep"])
+    out: dict = {}
+    for r in per:
+        k = tuple(r[:len(keys)])
+        caps, runs = out.setdefault(k, ([], [0]))
+        caps.append(r[len(keys) + 1])
+        runs[0] += r[-1]
+    rows = []
+    for k, (caps, runs) in out.items():
+        iv = mean_ci(caps)
+        rows.append([*k, iv.mean, iv.lo, iv.hi, iv.min, iv.max, iv.n, runs[0]])
     return rows
 
 
@@ -139,15 +184,18 @@ def make_report(d: Path, out: Path | None = None) -> list[str]:
     ok = df[okmask]
     left = df[~okmask]
     keys = varying_keys(ok) if len(ok) else []
-    reps = [c[len("override."):] for c in df.columns if c.startswith("override.")
-            and is_replicate_key(c[len("override."):]) and df[c].nunique() > 1]
+    reps = [c[len("override."):] if c.startswith("override.") else c for c in replicate_columns(df)
+            if df[c].astype(str).nunique() > 1]
     written = []
     md = [f"# dpsim report: {d}", "",
           f"{len(df)} runs: {len(ok)} complete, {len(left)} left out (failed, truncated or interrupted).", "",
           "Varying keys (a column each; runs of different configs are never averaged): "
           + (", ".join(f"`{k}`" for k in keys) or "none"),
-          "Replicates: " + (f"over {', '.join(f'`{r}`' for r in reps)}: mean, [min, max] and n per group"
-                            if reps else "none (one run per config; n counts repeats of one config)"), ""]
+          "Replicates: " + (f"over {', '.join(f'`{r}`' for r in reps)}: per group the mean, its {INTERVAL} "
+                            f"(mean +- t(0.975, n-1) s / sqrt(n); '-' with one replicate), the replicates' min "
+                            f"and max, and n"
+                            if reps else "none (one run per config, so no interval; n counts repeats of one config; "
+                                         "replicate with -m seed=0,1,2)"), ""]
 
     # --------------------------------------------------------------- offline JCT
     off = ok[ok["mode"] == "offline"] if "mode" in ok else ok
@@ -155,37 +203,40 @@ def make_report(d: Path, out: Path | None = None) -> list[str]:
         gkeys = [k for k in keys if k != "agents"]
         rows = grouped(off, gkeys + ["agents"], "jct_s")
         md += ["## Offline JCT (s)", ""] + md_table(
-            [*gkeys, "agents", "JCT mean (s)", "min", "max", "n"], rows) + [""]
+            [*gkeys, "agents", "JCT mean (s)", "95% CI lo", "95% CI hi", "min", "max", "n"], rows) + [""]
         fig = new_figure(figsize=(7, 4), layout="constrained")
         ax = fig.subplots()
         agents = sorted({int(r[len(gkeys)]) for r in rows})
         series = {}
-        for r in rows:
-            series.setdefault(tuple(r[:len(gkeys)]), []).append((int(r[len(gkeys)]), r[-4], r[-3], r[-2]))
+        for r in rows:  # (agents, mean, CI lo, CI hi); no interval (n < 2): lo = hi = mean
+            m, lo, hi = r[-6], r[-5], r[-4]
+            lo, hi = (lo, hi) if lo == lo else (m, m)
+            series.setdefault(tuple(r[:len(gkeys)]), []).append((int(r[len(gkeys)]), m, lo, hi))
+        ci_note = f"; bars: {INTERVAL}" if reps else ""
         if len(agents) == 1:  # one agent count: a bar per group, not dots on a fractional axis
             labels = [_label(gkeys, k) for k in series]
             ys = [v[0][1] for v in series.values()]
             err = [[v[0][1] - v[0][2] for v in series.values()], [v[0][3] - v[0][1] for v in series.values()]]
-            ax.barh(range(len(ys)), ys, xerr=err if reps else None, color="tab:blue")
+            ax.barh(range(len(ys)), ys, xerr=err if reps else None, color="tab:blue", capsize=3)
             ax.set_yticks(range(len(ys)))
             ax.set_yticklabels(labels, fontsize=8)
-            ax.set_xlabel("JCT (s)")
-            ax.set_title(f"offline JCT, {agents[0]} agents")
+            ax.set_xlabel("JCT (s)" + (" (mean over seeds)" if reps else ""))
+            ax.set_title(f"offline JCT, {agents[0]} agents{ci_note}", fontsize=9)
         else:
             for k, pts in series.items():
                 pts.sort()
                 x = [p[0] for p in pts]
-                ax.plot(x, [p[1] for p in pts], marker="o", label=_label(gkeys, k))
+                line, = ax.plot(x, [p[1] for p in pts], marker="o", label=_label(gkeys, k))
                 if reps:
-                    ax.fill_between(x, [p[2] for p in pts], [p[3] for p in pts], alpha=0.2)
+                    ax.fill_between(x, [p[2] for p in pts], [p[3] for p in pts], alpha=0.2, color=line.get_color())
             if agents[-1] / max(1, agents[0]) >= 8:
                 ax.set_xscale("log", base=2)
             ax.set_xticks(agents)
             ax.set_xticklabels([str(a) for a in agents])
             ax.minorticks_off()
             ax.set_xlabel("agents")
-            ax.set_ylabel("JCT (s)")
-            ax.set_title("offline JCT")
+            ax.set_ylabel("JCT (s)" + (" (mean over seeds)" if reps else ""))
+            ax.set_title(f"offline JCT{'; band: ' + INTERVAL if reps else ''}", fontsize=9)
             ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         fig.savefig(out / "jct_vs_agents.png", dpi=110)
         written.append("jct_vs_agents.png")
@@ -194,15 +245,26 @@ def make_report(d: Path, out: Path | None = None) -> list[str]:
     on = ok[ok["mode"] == "online"] if "mode" in ok else ok.iloc[0:0]
     if len(on) and {"aps", "slo_met"} <= set(on.columns):
         gkeys = [k for k in keys if k not in ("aps", "workload.aps")]
-        cap = max_aps_within_slo(on, gkeys)
-        md += ["## Online capacity (max APS within SLO)", ""] + md_table(
-            [*gkeys, "max APS within SLO", "runs"], cap) + [""]
+        if reps:  # each seed's capacity from its own runs, then the mean and interval over seeds
+            cap = capacity_over_seeds(on, gkeys)
+            md += ["## Online capacity (max APS within SLO)", ""] + md_table(
+                [*gkeys, "max APS within SLO, mean", "95% CI lo", "95% CI hi", "min", "max", "seeds", "runs"],
+                cap) + [""]
+            vals = [r[-7] for r in cap]
+            err = [[r[-7] - (r[-6] if r[-6] == r[-6] else r[-7]) for r in cap],
+                   [(r[-5] if r[-5] == r[-5] else r[-7]) - r[-7] for r in cap]]
+            labels = [_label(gkeys, r[:-7]) for r in cap]
+        else:
+            cap = max_aps_within_slo(on, gkeys)
+            md += ["## Online capacity (max APS within SLO)", ""] + md_table(
+                [*gkeys, "max APS within SLO", "runs"], cap) + [""]
+            vals, err, labels = [r[-2] for r in cap], None, [_label(gkeys, r[:-2]) for r in cap]
         fig = new_figure(figsize=(7, 1.5 + 0.35 * len(cap)), layout="constrained")
         ax = fig.subplots()
-        ax.barh(range(len(cap)), [r[-2] for r in cap], color="tab:green")
+        ax.barh(range(len(cap)), vals, xerr=err, color="tab:green", capsize=3)
         ax.set_yticks(range(len(cap)))
-        ax.set_yticklabels([_label(gkeys, r[:-2]) for r in cap], fontsize=8)
-        ax.set_xlabel("max APS within SLO")
+        ax.set_yticklabels(labels, fontsize=8)
+        ax.set_xlabel("max APS within SLO" + (f" (mean over seeds; bars: {INTERVAL})" if reps else ""))
         fig.savefig(out / "capacity.png", dpi=110)
         written.append("capacity.png")
 
@@ -211,14 +273,19 @@ def make_report(d: Path, out: Path | None = None) -> list[str]:
     if len(ok) and cols <= set(ok.columns):
         p_rows = grouped(ok, keys, "snic_read_bytes_prefill_nodes")
         d_rows = grouped(ok, keys, "snic_read_bytes_decode_nodes")
-        rows = [[*p[:len(keys)], p[-4] / 1e9, dd[-4] / 1e9, p[-1]] for p, dd in zip(p_rows, d_rows)]
-        md += ["## SNIC reads by node role (GB per run)", ""] + md_table(
-            [*keys, "prefill nodes (GB)", "decode nodes (GB)", "n"], rows) + [""]
+        rows = [[*p[:len(keys)], p[-6] / 1e9, p[-5] / 1e9, p[-4] / 1e9, dd[-6] / 1e9, dd[-5] / 1e9, dd[-4] / 1e9,
+                 p[-1]] for p, dd in zip(p_rows, d_rows)]
+        md += ["## SNIC reads by node role (GB per run; mean and 95% CI over replicates)", ""] + md_table(
+            [*keys, "prefill nodes (GB)", "CI lo", "CI hi", "decode nodes (GB)", "CI lo", "CI hi", "n"], rows) + [""]
         fig = new_figure(figsize=(7, 1.5 + 0.4 * len(rows)), layout="constrained")
         ax = fig.subplots()
         ys = list(range(len(rows)))
-        ax.barh([y - 0.2 for y in ys], [r[-3] for r in rows], 0.4, label="prefill nodes")
-        ax.barh([y + 0.2 for y in ys], [r[-2] for r in rows], 0.4, label="decode nodes")
+        def _err(m, lo, hi):
+            return [m - lo if lo == lo else 0.0, hi - m if hi == hi else 0.0]
+        perr = list(zip(*[_err(r[-7], r[-6], r[-5]) for r in rows])) if reps else None
+        derr = list(zip(*[_err(r[-4], r[-3], r[-2]) for r in rows])) if reps else None
+        ax.barh([y - 0.2 for y in ys], [r[-7] for r in rows], 0.4, xerr=perr, capsize=2, label="prefill nodes")
+        ax.barh([y + 0.2 for y in ys], [r[-4] for r in rows], 0.4, xerr=derr, capsize=2, label="decode nodes")
         ax.set_yticks(ys)
         ax.set_yticklabels([_label(keys, r[:len(keys)]) for r in rows], fontsize=8)
         ax.invert_yaxis()

@@ -38,15 +38,32 @@ def test_every_run_composes(name, scale):
 
 
 def test_offline_grid_is_the_papers_grid():
-    """§S8's agent counts per model and MAL, each model on its §S9 default P/D."""
+    """§S8's agent counts per model and MAL, each model on its §S9 default P/D; every config once
+    per seed (3 at paper scale)."""
     runs = runs_for("offline_grid", "paper")
-    assert len(runs) == 2 * 3 * 4 * 3 + 2 * 3 * 3 + 3 * 3
+    configs = {tuple(o for o in r if not o.startswith("seed=")) for r in runs}
+    assert len(configs) == 2 * 3 * 4 * 3 + 2 * 3 * 3 + 3 * 3
+    assert len(runs) == 3 * len(configs) and {o for r in runs for o in r if o.startswith("seed=")} == {
+        "seed=0", "seed=1", "seed=2"}
     q64 = sorted({int(dict(o.split("=", 1) for o in r)["workload.agents"]) for r in runs
                   if "model=qwen32b" in r and "workload.mal=64k" in r})
     assert q64 == [32, 64, 128]
     pd_ = {m: make_cfg("+figure=offline_grid", f"model={m}")["cluster"] for m in ("ds660b", "ds27b", "qwen32b")}
     assert {m: (c["prefill_nodes"], c["decode_nodes"]) for m, c in pd_.items()} == {
         "ds660b": (2, 4), "ds27b": (1, 1), "qwen32b": (1, 2)}
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_every_figure_replicates_over_seeds(name):
+    """#11: a figure runs each config at 3 seeds (paper) or 2 (small); seed= on the command line
+    replaces them."""
+    for scale, want in (("paper", {"0", "1", "2"}), ("small", {"0", "1"})):
+        runs = runs_for(name, scale)
+        seeds = [dict(o.split("=", 1) for o in r).get("seed") for r in runs]
+        assert set(seeds) == want and len(runs) == len(want) * len({tuple(o for o in r if not o.startswith("seed="))
+                                                                      for r in runs})
+    one = runs_for(name, "small", ["seed=7"])
+    assert {dict(o.split("=", 1) for o in r)["seed"] for r in one} == {"7"} and len(one) == len(runs_for(name, "small")) // 2
 
 
 def test_grids_union_and_command_line():
@@ -64,11 +81,20 @@ def test_small_figure_end_to_end(tmp_path):
     df = pd.read_parquet(d / "sweep.parquet")
     assert (df.status == "ok").all() and set(df.system) == {"round_robin", "dualpath"}
     assert (df.requests_completed == df.requests_total).all() and set(df.decode_nodes) == {2}
+    assert sorted(df.seed.astype(int)) == [0, 0, 1, 1]  # 2 seeds at small scale; summary.json names them
+    assert sorted(df["seeds.workload"].astype(int)) == [0, 0, 1, 1]
     for f in ("sweep.csv", "balance.png", "balance_summary.csv"):
         assert (d / f).stat().st_size > 0
     summ = pd.read_csv(d / "balance_summary.csv").set_index("system")
-    for s in ("round_robin", "dualpath"):  # the figure's numbers are the runs' own
-        assert summ.loc[s, "jct_s"] == df.set_index("system").loc[s, "jct_s"]
+    from dpsim.analysis.stats import mean_ci
+    for s in ("round_robin", "dualpath"):  # the figure's numbers: the mean of the runs' own, and its interval
+        jcts = df[df.system == s].jct_s.astype(float)
+        assert jcts.nunique() == 2  # the seeds give different workloads
+        iv = mean_ci(jcts)
+        assert summ.loc[s, "jct_s"] == pytest.approx(iv.mean, rel=1e-12) and summ.loc[s, "n_seeds"] == 2
+        assert summ.loc[s, "jct_s_ci_lo"] == pytest.approx(iv.lo, rel=1e-12)
+        assert summ.loc[s, "jct_s_ci_hi"] == pytest.approx(iv.hi, rel=1e-12)
+        assert iv.lo < iv.mean < iv.hi
     # a run of the figure is the run of its overrides
     job = json.loads((d / "0" / "summary.json").read_text())
     ov = dict(o.split("=", 1) for o in runs_for("balance", "small")[0])
@@ -85,7 +111,7 @@ def test_capacity_sweeper_end_to_end(tmp_path):
     the sweep table's max APS within SLO is the search's own bracket end."""
     d = tmp_path / "cap"
     p = subprocess.run([sys.executable, "-m", "dpsim", "-m", "+figure=capacity_small", "model=ds27b",
-                        "workload.mal=32k", "system=dualpath", "hydra.sweeper.max_runs=2",
+                        "workload.mal=32k", "system=dualpath", "seed=0", "hydra.sweeper.max_runs=2",
                         "hydra.sweeper.start.ds27b=0.2", f"hydra.sweep.dir={d}"], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr[-3000:]
     (search,) = json.loads((d / "capacity_searches.json").read_text())
@@ -138,4 +164,24 @@ def test_capacity_table_uses_the_one_max_aps():
     assert cap.loc["basic", "max_aps_within_slo"] == 0.2 and cap.loc["basic", "min_aps_violating"] == 0.4
     assert cap.loc["dualpath", "max_aps_within_slo"] == 0.4 and cap.loc["dualpath", "min_aps_violating"] == 0.8
     assert cap.loc["basic", "dualpath/basic"] == 2.0 and cap.loc["basic", "runs"] == 3
+    assert cap.loc["basic", "n_seeds"] == 1 and math.isnan(cap.loc["basic", "max_aps_within_slo_ci_lo"])
     assert math.isnan(capacity_table(table(pd.DataFrame(rows[:1]))).min_aps_violating.iloc[0])
+
+
+def test_capacity_table_per_seed_with_interval():
+    """Each seed's capacity comes from its own runs; the table averages them with a t interval,
+    and Dualpath/Basic is paired per seed."""
+    caps = {("basic", 0): 0.2, ("basic", 1): 0.4, ("dualpath", 0): 0.4, ("dualpath", 1): 0.4}
+    rows = [dict(model="ds27b", system=sy, aps=a, slo_met=a <= caps[sy, seed], status="ok", error="", jct_s=1.0,
+                 seed=seed, **{"override.seed": str(seed)})
+            for sy in ("basic", "dualpath") for seed in (0, 1) for a in (0.2, 0.4, 0.8)]
+    cap = capacity_table(table(pd.DataFrame(rows))).set_index("system")
+    half = 12.706204736172367 * 0.1  # t(0.975, 1) * s / sqrt(2) with s = sqrt(2) * 0.1
+    assert cap.loc["basic", "max_aps_within_slo"] == pytest.approx(0.3)
+    assert cap.loc["basic", "max_aps_within_slo_ci_lo"] == pytest.approx(0.3 - half)
+    assert cap.loc["basic", "max_aps_within_slo_ci_hi"] == pytest.approx(0.3 + half)
+    assert cap.loc["dualpath", "max_aps_within_slo"] == pytest.approx(0.4)
+    assert cap.loc["dualpath", "max_aps_within_slo_ci_lo"] == pytest.approx(0.4)  # no spread: a zero-width interval
+    assert cap.loc["basic", "n_seeds"] == 2 and cap.loc["basic", "runs"] == 6
+    assert cap.loc["basic", "min_aps_violating"] == pytest.approx((0.4 + 0.8) / 2)
+    assert cap.loc["basic", "dualpath/basic"] == pytest.approx((2.0 + 1.0) / 2)  # per seed: 0.4/0.2, 0.4/0.4

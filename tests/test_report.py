@@ -31,9 +31,10 @@ def test_two_configs_are_two_rows_not_their_mean(tmp_path):
     _failed(d, 2, {"cluster.prefill_nodes": "0"}, "ConfigError: cluster.prefill_nodes=0 must be >= 1")
     assert main([str(d)]) == 0
     md = (d / "report.md").read_text()
-    assert "| prefill_nodes | agents | JCT mean (s) | min | max | n |" in md
-    assert "| 1 | 64 | 771 | 771 | 771 | 1 |" in md
-    assert "| 2 | 64 | 751.8 | 751.8 | 751.8 | 1 |" in md
+    assert "| prefill_nodes | agents | JCT mean (s) | 95% CI lo | 95% CI hi | min | max | n |" in md
+    assert "| 1 | 64 | 771 | - | - | 771 | 771 | 1 |" in md  # one run: no interval
+    assert "| 2 | 64 | 751.8 | - | - | 751.8 | 751.8 | 1 |" in md
+    assert "Replicates: none (one run per config, so no interval" in md
     assert "761.4" not in md and "64.0" not in md and "```" not in md
     assert "| 2 | failed | ConfigError: cluster.prefill_nodes=0 must be >= 1 |" in md
     for f in ("jct_vs_agents.png", "snic_by_role.png"):
@@ -51,10 +52,11 @@ def test_replicates_over_seed_are_the_only_aggregate(tmp_path):
                 n += 1
     make_report(d)
     md = (d / "report.md").read_text()
-    assert "Replicates: over `seed`" in md
-    assert "| basic | 64 | 110 | 100 | 120 | 3 |" in md
-    assert "| basic | 128 | 220 | 200 | 240 | 3 |" in md
-    assert "| dualpath | 64 | 85 | 80 | 90 | 3 |" in md
+    assert "Replicates: over `seed`: per group the mean, its 95% CI (Student t over seeds)" in md
+    # mean +- t(0.975, 2) * s / sqrt(3): s = 10 -> 110 +- 24.84; s = 20 -> 220 +- 49.69; s = 5 -> 85 +- 12.42
+    assert "| basic | 64 | 110 | 85.16 | 134.8 | 100 | 120 | 3 |" in md
+    assert "| basic | 128 | 220 | 170.3 | 269.7 | 200 | 240 | 3 |" in md
+    assert "| dualpath | 64 | 85 | 72.58 | 97.42 | 80 | 90 | 3 |" in md
 
 
 def test_truncated_runs_are_left_out_and_listed(tmp_path):
@@ -89,3 +91,21 @@ def test_online_capacity_table(tmp_path):
     assert "capacity.png" in files and "jct_vs_agents.png" not in files
     md = (d / "report.md").read_text()
     assert "| basic | 0.1 | 2 |" in md and "| dualpath | 0.2 | 2 |" in md
+
+
+def test_online_capacity_per_seed_then_interval(tmp_path):
+    """With replicates, each seed's capacity is read off its own runs (not the max over all seeds'
+    runs), then averaged with its interval."""
+    d = tmp_path / "sweep"
+    n = 0
+    # seed 0 meets the SLO up to 0.2, seed 1 up to 0.4, seed 2 up to 0.3 (APS 0.1 .. 0.5)
+    for seed, cap in ((0, 0.2), (1, 0.4), (2, 0.3)):
+        for aps in (0.1, 0.2, 0.3, 0.4, 0.5):
+            _job(d, n, {"system": "dualpath", "workload.aps": str(aps), "seed": str(seed)}, mode="online",
+                 aps=aps, slo_met=aps <= cap + 1e-9, jct_s=50.0, seed=seed)
+            n += 1
+    make_report(d)
+    md = (d / "report.md").read_text()
+    # mean 0.3, s = 0.1: 0.3 +- 4.3027 * 0.1 / sqrt(3) = 0.3 +- 0.2484
+    assert "| max APS within SLO, mean | 95% CI lo | 95% CI hi | min | max | seeds | runs |" in md
+    assert "| 0.3 | 0.05159 | 0.5484 | 0.2 | 0.4 | 3 | 15 |" in md

@@ -110,3 +110,71 @@ def test_mean_ci():
     same = mean_ci([3.0, 3.0])
     assert same.lo == same.hi == 3.0
     assert mean_ci([]).n == 0
+
+
+# ------------------------------------------------------------------ figures draw the interval
+SYS_JCT = {"basic": 200.0, "basic_layer": 190.0, "basic_layer_dpl": 120.0, "round_robin": 150.0, "dualpath": 100.0,
+           "oracle": 90.0}
+
+
+def _fake_sweep(name):
+    """A figure's small sweep table written by hand: JCT = the system's base x (1 + seed / 10), so
+    the mean over seeds 0 and 1 is base x 1.05 and Basic/DualPath is 2 for every seed."""
+    import pandas as pd
+
+    from dpsim.figures import runs_for
+    rows = []
+    for job in runs_for(name, "small"):
+        ov = dict(o.split("=", 1) for o in job)
+        seed = int(ov["seed"])
+        for aps in ((0.1, 0.2, 0.4) if name in ("capacity", "online") else (None,)):
+            if aps is not None and "workload.aps" in ov and aps != 0.1:
+                continue
+            o = dict(ov, **({"workload.aps": str(aps)} if aps is not None and "workload.aps" not in ov else {}))
+            a = float(o.get("workload.aps", 0) or 0)
+            jct = SYS_JCT[ov["system"]] * (1 + seed / 10)
+            rows.append({"job": str(len(rows)), "status": "ok", "error": "", "run_status": "complete",
+                         **{f"override.{k}": v for k, v in o.items()},
+                         "mode": "online" if aps is not None else "offline", "system": ov["system"],
+                         "model": ov.get("model", "ds660b"), "agents": int(ov.get("workload.agents", 64)),
+                         "prefill_nodes": int(ov.get("cluster.prefill_nodes", 2)),
+                         "decode_nodes": int(ov.get("cluster.decode_nodes", 4)), "jct_s": jct,
+                         "snic_balance_max_over_avg": 1.0 + seed / 10, "attention_balance_max_over_avg": 1.5,
+                         "aps": a, "slo_met": a <= (0.2 if ov["system"] == "basic" else 0.4) * (1 + seed),
+                         "ttft_breakdown_s.scheduling": 0.1, "ttft_breakdown_s.allocation": 0.1,
+                         "ttft_breakdown_s.reading": 0.2, "ttft_breakdown_s.prefill": 0.5,
+                         "seed": seed, "seeds.workload": seed})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("name", ["headline", "offline_grid", "pd_ratio", "scaling", "ablation", "balance",
+                                  "large_scale", "online", "capacity"])
+def test_every_figure_reports_mean_and_interval_over_seeds(name, tmp_path):
+    import pandas as pd
+
+    from dpsim.figures import PLOTS, table
+    t = PLOTS[name](table(_fake_sweep(name)), tmp_path / f"{name}.png")
+    assert (tmp_path / f"{name}.png").stat().st_size > 0
+    t = pd.DataFrame(t)
+    assert (t["n_seeds"] == 2).all()
+    lo_cols = [c for c in t.columns if c.endswith("_ci_lo")]
+    assert lo_cols
+    for c in lo_cols:
+        m, hi = c[:-len("_ci_lo")], c[:-len("_ci_lo")] + "_ci_hi"
+        assert ((t[c] <= t[m] + 1e-12) & (t[m] <= t[hi] + 1e-12)).all(), c
+    half = 12.706204736172367 * 0.05  # t(0.975, 1) * s / sqrt(2); seeds 0, 1: values x1.0, x1.1 -> s / sqrt 2 = 0.05 x
+    if name == "headline":
+        r = t.iloc[0]
+        assert r["basic_jct_s"] == pytest.approx(210.0) and r["dualpath_jct_s"] == pytest.approx(105.0)
+        assert r["basic_jct_s_ci_lo"] == pytest.approx(210.0 - 200 * half)
+        assert r["dualpath/basic JCT"] == pytest.approx(0.5) and r["dualpath/basic JCT_ci_lo"] == pytest.approx(0.5)
+    if name in ("offline_grid", "pd_ratio", "large_scale", "scaling"):
+        assert t["basic/dualpath"].to_numpy() == pytest.approx(2.0)  # paired per seed
+        assert t["basic"].to_numpy() == pytest.approx(210.0)
+    if name == "ablation":
+        assert t["basic_layer_dpl/basic_layer"].iloc[0] == pytest.approx(120 / 190)
+    if name == "capacity":  # probes 0.1, 0.2, 0.4: basic meets 0.2 at seed 0 and 0.4 at seed 1; dualpath 0.4 at both
+        c = t.set_index(["model", "workload.mal", "system"]) if "workload.mal" in t else t.set_index(["model", "system"])
+        b = c.xs("basic", level="system")["max_aps_within_slo"]
+        assert b.to_numpy() == pytest.approx(0.3)
+        assert c.xs("dualpath", level="system")["max_aps_within_slo_ci_lo"].to_numpy() == pytest.approx(0.4)
