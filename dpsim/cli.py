@@ -4,8 +4,8 @@
   default scenario);
 * ``dpsim trace {stats,convert,validate,generate} ...`` -- trace tools;
 * ``dpsim bound ...`` -- the §S7 closed-form P/D range and aggregate read bandwidth;
-* ``dpsim validate [--quick] [--out DIR]`` -- calibration points and the paper's qualitative
-  claims, simulated vs paper;
+* ``dpsim validate [--quick] [--seeds N] [--out DIR]`` -- calibration points and the paper's
+  qualitative claims, simulated vs paper (mean over seeds and its 95% interval);
 * ``dpsim report SWEEP_DIR`` -- standard comparison figures from a multirun's sweep table;
 * ``dpsim --help`` / ``dpsim --version``.
 
@@ -76,9 +76,12 @@ def help_text() -> str:
     return f"""usage: dpsim [KEY=VALUE ...] [-m]        run a simulation (Hydra app; no arguments: the default scenario)
        dpsim trace {{stats,convert,validate,generate}} ...   trace tools (dpsim trace --help)
        dpsim bound [--P N --D N ...]        the §S7 closed-form P/D range and read bandwidths
-       dpsim validate [--quick] [--out DIR] calibration points and paper claims, sim vs paper;
-                                            exit status 1 when a point or claim fails
-       dpsim report SWEEP_DIR               tables and figures of a multirun's sweep table
+       dpsim validate [--quick] [--seeds N] [--out DIR]
+                                            calibration points and paper claims, sim vs paper: the
+                                            mean over N seeds (default 3; --quick 2) and its 95%
+                                            interval; exit status 1 when a point or claim fails
+       dpsim report SWEEP_DIR               tables and figures of a multirun's sweep table (replicates
+                                            over seed: mean and 95% Student t interval)
        dpsim --version | --help
 
 Config groups (select with GROUP=OPTION, e.g. system=basic; dpsim/conf/):
@@ -88,6 +91,8 @@ Add-on configs (+GROUP=OPTION):
 
 Any value: KEY=VALUE, e.g. cluster.prefill_nodes=2 workload.agents=256 experiment.max_sim_s=600
 Sweeps: dpsim -m system=basic,dualpath workload.agents=64,128 [hydra/launcher=joblib|ray|submitit_slurm]
+Seeds: seed=N drives every random choice (workload.seed=N pins the workload alone); replicate
+with dpsim -m seed=0,1,2 (dpsim report averages them with a 95% interval)
 Paper figures: dpsim -m +figure=offline_grid_small (a sweep, the table and the figure; docs/sweeps.md)
 Every key and its current value: dpsim --cfg job  (Hydra's own help: dpsim --hydra-help)
 Outputs: hydra.run.dir=DIR (default outputs/DATE/TIME): summary.json, Parquet tables, plots,

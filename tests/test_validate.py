@@ -61,7 +61,28 @@ def test_validate_quick_report_structure(tmp_path):
     assert p.returncode == (1 if failing else 0), (p.returncode, failing)
     for name in failing:
         assert name in p.stderr
+    # #11: every simulated point is the mean over the quick run's 2 seeds with its 95% t interval;
+    # compute-model rows (no random input) have none
+    for r in points:
+        simulated = r["group"] == "C1" or "sim [" in r["point"] or "DualPath/Basic" in r["point"]
+        if simulated:
+            assert r["n_seeds"] == "2", r
+            lo, hi = float(r["ci_lo"]), float(r["ci_hi"])
+            assert lo <= float(r["sim"]) <= hi, r
+            assert hi > lo, r  # two seeds give two different runs
+        else:
+            assert r["n_seeds"] == "0" and r["ci_lo"] == r["ci_hi"] == "", r
+    assert re.search(r"\[[-+0-9.]+%, [-+0-9.]+%\]", by[CLAIMS[2]]["note"])  # the paired gap's interval
     md = (out / "report.md").read_text()
     assert "Qualitative claims" in md and all(q.name in md for q in want_c1)
+    assert "95% CI (Student t over seeds)" in md and "| 95% CI | seeds |" in md
     # the printed report carries the same rows
     assert "C1" in p.stdout and "claims hold" in p.stdout
+
+
+def test_validate_refuses_a_fixed_seed():
+    """The replicates set the seed; --set seed=... (or workload.seed) would make them one run."""
+    from dpsim.analysis.validate import main
+    assert main(["--quick", "--set", "seed=3"]) == 2
+    assert main(["--quick", "--set", "workload.seed=3"]) == 2
+    assert main(["--quick", "--seeds", "0"]) == 2

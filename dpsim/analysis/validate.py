@@ -1,7 +1,7 @@
 """``dpsim validate``: the public calibration points (C1, C2) and the paper's qualitative claims,
 simulated beside the paper's numbers.
 
-    python -m dpsim.analysis.validate [--quick] [--out DIR] [--set KEY=VALUE ...]
+    python -m dpsim.analysis.validate [--quick] [--seeds N] [--out DIR] [--set KEY=VALUE ...]
 
 What it runs (shared/spec/calibration-points.md; §S7 for the bound):
 
@@ -19,10 +19,16 @@ What it runs (shared/spec/calibration-points.md; §S7 for the bound):
   g=8, s=1, M=500 GB/s, B=50 GB/s, and a storage-bound simulation at a P/D inside the range
   reads at (P+D) x SNIC.
 
-Every quantitative row has the simulated value, the paper's value, the relative error and a
-pass/fail at 10%.  ``--quick`` shrinks agent counts so the whole run takes well under two
-minutes; its rows are marked ``quick`` (they are not the paper's conditions, so their errors
-are only a smoke test).  ``--out DIR`` writes ``report.md``, ``report.csv`` and
+Every simulated point is run at ``--seeds N`` seeds (0..N-1; default 3, ``--quick`` 2): its row
+has the mean over the seeds, the **95% confidence interval of that mean (Student t over the
+seeds: mean +- t(0.975, N-1) s / sqrt(N); dpsim.analysis.stats)**, the paper's value, the
+relative error of the mean and a pass/fail at 10% on the mean.  Ratios (DualPath/Basic, the
+DualPath-Oracle gap) are computed per seed -- both systems replay the seed's workload -- then
+averaged.  Rows from the compute model alone have no random input and no interval.  Every
+quantitative row has the simulated value, the paper's value, the relative error and a
+pass/fail at 10%.  ``--quick`` shrinks agent counts so the whole run takes a few minutes; its
+rows are marked ``quick`` (they are not the paper's conditions, so their errors are only a smoke
+test).  ``--out DIR`` writes ``report.md``, ``report.csv`` and
 ``report.png`` (simulated / paper, one bar per point).  Exit status: 0 when every point is within
 10% and every claim holds, 1 when one fails (named on stderr), 2 on a bad argument.
 
@@ -41,6 +47,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 TOL = 0.10  # pass/fail threshold on |relative error|
+SEEDS = 3        # replicates per simulated point (#11: 3 at paper scale, the fewest with a usable t interval)
+QUICK_SEEDS = 2  # --quick: the fewest seeds that give an interval at all (t = 12.7: wide, honestly)
 
 
 # ====================================================================== calibration points
@@ -65,12 +73,14 @@ def make_cfg(*overrides: str) -> dict:
 
 
 def scenario_cfg(model: str, P: int, D: int, mal: str, agents: int, system: str = "oracle",
-                 extra: Sequence[str] = (), model_set: dict | None = None) -> dict:
+                 extra: Sequence[str] = (), model_set: dict | None = None, seed: int | None = None) -> dict:
     """An offline scenario's config.  ``model_set``: values put into ``cfg['model']`` after
-    composition (``knobs.<name>`` or a top-level model key such as ``hbm_reserved_bytes``)."""
+    composition (``knobs.<name>`` or a top-level model key such as ``hbm_reserved_bytes``).
+    ``seed``: the top-level seed (None: the config's; ``extra`` may set it too)."""
     cfg = make_cfg("experiment=offline", f"system={system}", f"model={model}",
                    f"cluster.prefill_nodes={P}", f"cluster.decode_nodes={D}",
-                   f"workload.mal={mal}", f"workload.agents={agents}", *extra)
+                   f"workload.mal={mal}", f"workload.agents={agents}",
+                   *([] if seed is None else [f"seed={int(seed)}"]), *extra)
     cfg.setdefault("output", {})["progress"] = False
     for k, v in (model_set or {}).items():
         if k.startswith("knobs."):
@@ -133,32 +143,63 @@ def c2_compute_rows(model_cfgs: dict | None = None, gpu: str = "h800") -> list[d
     return rows
 
 
-def _row(group: str, name: str, sim: float, paper: float | None, unit: str, note: str = "",
+def _row(group: str, name: str, sim, paper: float | None, unit: str, note: str = "",
          wall: float = 0.0) -> dict:
+    """A report row.  ``sim``: one value (no random input: no interval) or an
+    :class:`~dpsim.analysis.stats.Interval` over seeds (the row's value is its mean)."""
+    from .stats import Interval
+    iv = sim if isinstance(sim, Interval) else None
+    sim = iv.mean if iv is not None else float(sim)
     err = rel_err(sim, paper) if paper is not None else math.nan
     ok = (abs(err) <= TOL) if paper is not None and math.isfinite(err) else None
     return {"group": group, "point": name, "sim": float(sim), "paper": paper, "unit": unit,
-            "rel_err": err, "pass": ok, "note": note, "wall_s": wall}
+            "rel_err": err, "pass": ok, "note": note, "wall_s": wall,
+            "ci_lo": iv.lo if iv is not None else math.nan, "ci_hi": iv.hi if iv is not None else math.nan,
+            "n_seeds": iv.n if iv is not None else 0}
 
 
 # ====================================================================== simulations
 def tpot_low_load_sim(model: str, P: int, D: int, system: str = "dualpath",
-                      extra: Sequence[str] = ()) -> tuple[float, float]:
+                      extra: Sequence[str] = (), seed: int | None = None) -> tuple[float, float]:
     """Mean TPOT (s) of a 1-agent offline run (64K dataset): decode at the lowest load."""
-    cfg = scenario_cfg(model, P, D, "64k", 1, system=system, extra=extra)
+    cfg = scenario_cfg(model, P, D, "64k", 1, system=system, extra=extra, seed=seed)
     summ, wall = run_summary(cfg)
     return float(summ["tpot_s"]["mean"]), wall
 
 
 def ratio_basic_dualpath(agents: int, mal: str = "64k", model: str = "ds660b", P: int = 2, D: int = 4,
-                         extra: Sequence[str] = (), runner: Callable | None = None) -> dict:
-    """JCT of Basic and DualPath (and their ratio, = DualPath's throughput gain)."""
+                         extra: Sequence[str] = (), runner: Callable | None = None,
+                         seed: int | None = None) -> dict:
+    """JCT of Basic and DualPath at one seed (and their ratio, = DualPath's throughput gain)."""
     rj = runner or (lambda cfg: run_jct(cfg))
     out = {}
     for s in ("basic", "dualpath"):
-        out[s], out[f"wall_{s}"] = rj(scenario_cfg(model, P, D, mal, agents, system=s, extra=extra))
+        out[s], out[f"wall_{s}"] = rj(scenario_cfg(model, P, D, mal, agents, system=s, extra=extra, seed=seed))
     out["ratio"] = out["basic"] / out["dualpath"]
     return out
+
+
+def over_seeds(fn: Callable[[int], tuple[float, float]], seeds: Sequence[int]):
+    """(:class:`~dpsim.analysis.stats.Interval` of ``fn(seed)[0]`` over ``seeds``, total wall s)."""
+    from .stats import mean_ci
+    vals, wall = [], 0.0
+    for sd in seeds:
+        v, w = fn(sd)
+        vals.append(v)
+        wall += w
+    return mean_ci(vals), wall
+
+
+def ratios_over_seeds(agents: int, seeds: Sequence[int], mal: str = "64k", extra: Sequence[str] = (),
+                      **kw) -> dict:
+    """:func:`ratio_basic_dualpath` at each seed: ``ratio`` (Basic/DualPath JCT, per seed, then
+    its mean and interval), ``basic``/``dualpath`` (JCT intervals), ``runs`` (the per-seed
+    dicts), ``wall``."""
+    from .stats import mean_ci
+    runs = [ratio_basic_dualpath(agents, mal=mal, extra=extra, seed=sd, **kw) for sd in seeds]
+    return {"ratio": mean_ci(r["ratio"] for r in runs), "basic": mean_ci(r["basic"] for r in runs),
+            "dualpath": mean_ci(r["dualpath"] for r in runs), "runs": runs,
+            "wall": sum(r["wall_basic"] + r["wall_dualpath"] for r in runs)}
 
 
 # ---------------------------------------------------------------- §S7 storage-bound check
@@ -251,11 +292,21 @@ def _fmt_num(v: float | None, unit: str) -> str:
     return f"{v:.4g}" + (f" {unit}" if unit else "")
 
 
+def _fmt_ci(r: dict) -> str:
+    """``[lo, hi] n=N`` (the 95% interval over seeds), ``n=1`` or ``""`` (no random input)."""
+    n = r.get("n_seeds", 0)
+    if not n:
+        return ""
+    if n < 2 or not math.isfinite(r.get("ci_lo", math.nan)):
+        return f"n={n}"
+    return f"[{_fmt_num(r['ci_lo'], r['unit'])}, {_fmt_num(r['ci_hi'], r['unit'])}] n={n}"
+
+
 def _fmt_row(r: dict) -> str:
     ok = "-" if r["pass"] is None else ("pass" if r["pass"] else "FAIL")
     err = "-" if not math.isfinite(r["rel_err"]) else f"{100 * r['rel_err']:+.1f}%"
     note = f"  ({r['note']})" if r["note"] else ""
-    return (f"  {r['group']:<3} {r['point']:<62} sim {_fmt_num(r['sim'], r['unit']):>14}  "
+    return (f"  {r['group']:<3} {r['point']:<62} sim {_fmt_num(r['sim'], r['unit']):>14} {_fmt_ci(r):<30} "
             f"paper {_fmt_num(r['paper'], r['unit']):>14}  {err:>7}  {ok}{note}")
 
 
@@ -266,27 +317,37 @@ def write_outputs(rep: Report, out: Path, title: str) -> list[Path]:
     p = out / "report.csv"
     with p.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["group", "point", "sim", "paper", "unit", "rel_err", "pass", "note", "wall_s"])
+        w.writerow(["group", "point", "sim", "paper", "unit", "rel_err", "pass", "note", "wall_s",
+                    "ci_lo", "ci_hi", "n_seeds"])
         for r in rep.rows:
+            ci = [f"{r[k]:.6g}" if math.isfinite(r.get(k, math.nan)) else "" for k in ("ci_lo", "ci_hi")]
             w.writerow([r["group"], r["point"], f"{r['sim']:.6g}",
                         "" if r["paper"] is None else f"{r['paper']:.6g}", r["unit"],
                         "" if not math.isfinite(r["rel_err"]) else f"{r['rel_err']:.5f}",
                         "" if r["pass"] is None else ("pass" if r["pass"] else "fail"), r["note"],
-                        f"{r['wall_s']:.1f}"])
+                        f"{r['wall_s']:.1f}", *ci, r.get("n_seeds", 0)])
         for c in rep.claims:
             w.writerow(["claim", c["claim"], "", "", "", "", "pass" if c["pass"] else "fail",
-                        c["detail"], ""])
+                        c["detail"], "", "", "", ""])
     files.append(p)
     # Markdown
     p = out / "report.md"
-    lines = [f"# {title}", "", "| group | point | simulated | paper | rel. error | 10% |",
-             "|---|---|---|---|---|---|"]
+    from .stats import INTERVAL
+    ns = sorted({r.get("n_seeds", 0) for r in rep.rows} - {0})
+    lines = [f"# {title}", "",
+             f"Simulated points: the mean over {'/'.join(map(str, ns)) or 'no'} seeds and its {INTERVAL}: "
+             f"mean +- t(0.975, n-1) s / sqrt(n).  Compute-model rows have no random input (no interval).  "
+             f"Pass/fail: the mean within {TOL:.0%} of the paper.", "",
+             "| group | point | simulated (mean) | 95% CI | seeds | paper | rel. error | 10% |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rep.rows:
         err = "-" if not math.isfinite(r["rel_err"]) else f"{100 * r['rel_err']:+.1f}%"
         ok = "-" if r["pass"] is None else ("pass" if r["pass"] else "**fail**")
         note = f" ({r['note']})" if r["note"] else ""
-        lines.append(f"| {r['group']} | {r['point']}{note} | {_fmt_num(r['sim'], r['unit'])} | "
-                     f"{_fmt_num(r['paper'], r['unit'])} | {err} | {ok} |")
+        ci = (f"[{_fmt_num(r['ci_lo'], r['unit'])}, {_fmt_num(r['ci_hi'], r['unit'])}]"
+              if math.isfinite(r.get("ci_lo", math.nan)) else "-")
+        lines.append(f"| {r['group']} | {r['point']}{note} | {_fmt_num(r['sim'], r['unit'])} | {ci} | "
+                     f"{r.get('n_seeds', 0) or '-'} | {_fmt_num(r['paper'], r['unit'])} | {err} | {ok} |")
     lines += ["", "## Qualitative claims", "", "| claim | result | detail |", "|---|---|---|"]
     for c in rep.claims:
         lines.append(f"| {c['claim']} | {'pass' if c['pass'] else '**fail**'} | {c['detail']} |")
@@ -305,12 +366,17 @@ def write_outputs(rep: Report, out: Path, title: str) -> list[Path]:
         ys = list(range(len(rows)))[::-1]
         ratio = [r["sim"] / r["paper"] for r in rows]
         colors = ["tab:blue" if r["pass"] else "tab:red" for r in rows]
-        ax.barh(ys, ratio, 0.6, color=colors)
+        xerr = [[max(0.0, (r["sim"] - r["ci_lo"]) / r["paper"]) if math.isfinite(r.get("ci_lo", math.nan)) else 0.0
+                 for r in rows],
+                [max(0.0, (r["ci_hi"] - r["sim"]) / r["paper"]) if math.isfinite(r.get("ci_hi", math.nan)) else 0.0
+                 for r in rows]]
+        ax.barh(ys, ratio, 0.6, color=colors, xerr=xerr, capsize=2)
         ax.axvspan(1 - TOL, 1 + TOL, color="tab:green", alpha=0.15)
         ax.axvline(1.0, color="0.3", lw=1)
         ax.set_yticks(ys)
         ax.set_yticklabels([f"{r['group']}: {r['point']}" for r in rows], fontsize=7)
-        ax.set_xlabel(f"simulated / paper (1 = the paper; green band = within {TOL:.0%}; red bar = outside)")
+        ax.set_xlabel(f"simulated / paper (1 = the paper; green band = within {TOL:.0%}; red bar = outside; "
+                      f"error bars: {INTERVAL})")
         ax.set_title(title)
         p = out / "report.png"
         fig.savefig(p, dpi=110)
@@ -320,56 +386,75 @@ def write_outputs(rep: Report, out: Path, title: str) -> list[Path]:
     return files
 
 
-def validate(quick: bool = False, extra: Sequence[str] = (), log: Callable = print) -> Report:
+def _ivs(iv, unit: str = "x", nd: int = 3) -> str:
+    """``1.234x [1.2x, 1.3x]`` (the 95% interval over seeds; none with one seed)."""
+    f = (lambda v: f"{v:.{nd}f}x") if unit == "x" else (lambda v: f"{v:.0f} s")
+    return f(iv.mean) + (f" [{f(iv.lo)}, {f(iv.hi)}]" if iv.n >= 2 else "")
+
+
+def validate(quick: bool = False, extra: Sequence[str] = (), log: Callable = print,
+             seeds: int | None = None) -> Report:
+    """Every point over ``seeds`` seeds (0..seeds-1; None: :data:`SEEDS`, quick :data:`QUICK_SEEDS`)."""
+    from .stats import INTERVAL, mean_ci
+
     rep = Report(log=log)
     tq = " [quick]" if quick else ""
+    n_seeds = int(seeds if seeds is not None else (QUICK_SEEDS if quick else SEEDS))
+    if n_seeds < 1:
+        raise ValueError(f"seeds: expected an integer >= 1, got {seeds!r}")
+    sds = list(range(n_seeds))
+    log(f"every simulated point: mean over seeds {sds} and its {INTERVAL}"
+        + ("" if n_seeds >= 2 else " -- one seed: no interval"))
 
     # ---------------------------------------------------------------- C1
     log(f"C1: Oracle offline JCT{tq}")
     for p in C1_POINTS:
         if quick and p.agents != QUICK_AGENTS[p.model]:
             continue
-        cfg = scenario_cfg(p.model, p.P, p.D, p.mal, p.agents, extra=extra)
-        jct, wall = run_jct(cfg)
-        rep.add(_row("C1", f"Oracle JCT {p.name}", jct, p.paper_jct_s, "s", wall=wall))
+        iv, wall = over_seeds(lambda sd: run_jct(scenario_cfg(p.model, p.P, p.D, p.mal, p.agents, extra=extra,
+                                                              seed=sd)), sds)
+        rep.add(_row("C1", f"Oracle JCT {p.name}", iv, p.paper_jct_s, "s", wall=wall))
 
     # ---------------------------------------------------------------- C2
-    log("C2: compute model vs published rates")
+    log("C2: compute model vs published rates (no random input: no interval)")
     for r in c2_compute_rows():
         rep.add(r)
     log("C2: low-load TPOT, 1-agent offline simulation (DualPath, 64K)")
     for m, (P, D, want) in TPOT_LOW_LOAD.items():
-        tp, wall = tpot_low_load_sim(m, P, D, extra=extra)
-        rep.add(_row("C2", f"low-load TPOT, 1-agent sim [{m} {P}P{D}D]", tp, want, "s", wall=wall))
+        iv, wall = over_seeds(lambda sd: tpot_low_load_sim(m, P, D, extra=extra, seed=sd), sds)
+        rep.add(_row("C2", f"low-load TPOT, 1-agent sim [{m} {P}P{D}D]", iv, want, "s", wall=wall))
 
     h = dict(HEADLINE)
     n_head = QUICK_HEADLINE_AGENTS if quick else h["agents"]
     log(f"C2: DualPath/Basic offline throughput, ds660b 2P4D 64K, {n_head} agents{tq}")
-    big = ratio_basic_dualpath(n_head, extra=extra)
+    big = ratios_over_seeds(n_head, sds, extra=extra)
     rep.add(_row("C2", f"DualPath/Basic throughput ds660b 2P4D 64K {n_head} agents", big["ratio"],
                  HEADLINE_RATIO, "x", note="quick: not the paper's 4096 agents" if quick else
-                 f"JCT basic {big['basic']:.0f} s, dualpath {big['dualpath']:.0f} s",
-                 wall=big["wall_basic"] + big["wall_dualpath"]))
+                 f"JCT basic {_ivs(big['basic'], 's')}, dualpath {_ivs(big['dualpath'], 's')}",
+                 wall=big["wall"]))
 
     # ---------------------------------------------------------------- qualitative
-    log("Qualitative claims")
+    log("Qualitative claims (on the means over seeds; 95% intervals in brackets)")
     n_small = QUICK_SMALL_AGENTS if quick else 512
     n_mid = n_head if quick else 2048
-    small = ratio_basic_dualpath(n_small, extra=extra)
-    mid = big if n_mid == n_head else ratio_basic_dualpath(n_mid, extra=extra)
+    small = ratios_over_seeds(n_small, sds, extra=extra)
+    mid = big if n_mid == n_head else ratios_over_seeds(n_mid, sds, extra=extra)
     seq = [(n_small, small["ratio"]), (n_mid, mid["ratio"])]
     if n_mid != n_head:
         seq.append((n_head, big["ratio"]))
-    grows = all(b[1] > a[1] for a, b in zip(seq, seq[1:]))
+    grows = all(b[1].mean > a[1].mean for a, b in zip(seq, seq[1:]))
     rep.claim("(a) DualPath/Basic gain grows with the number of agents (ds660b 2P4D 64K)", grows,
-              ", ".join(f"{n} agents: {r:.3f}x" for n, r in seq))
-    mal_lo = ratio_basic_dualpath(n_mid, mal="32k", extra=extra)
-    rep.claim("(a) DualPath/Basic gain grows with the MAL (ds660b 2P4D)", mid["ratio"] > mal_lo["ratio"],
-              f"{n_mid} agents: 32K {mal_lo['ratio']:.3f}x vs 64K {mid['ratio']:.3f}x")
-    orc, wall = run_jct(scenario_cfg("ds660b", 2, 4, "64k", n_head, system="oracle", extra=extra))
-    gap = big["dualpath"] / orc - 1.0
+              ", ".join(f"{n} agents: {_ivs(r)}" for n, r in seq))
+    mal_lo = ratios_over_seeds(n_mid, sds, mal="32k", extra=extra)
+    rep.claim("(a) DualPath/Basic gain grows with the MAL (ds660b 2P4D)", mid["ratio"].mean > mal_lo["ratio"].mean,
+              f"{n_mid} agents: 32K {_ivs(mal_lo['ratio'])} vs 64K {_ivs(mid['ratio'])}")
+    orc = [run_jct(scenario_cfg("ds660b", 2, 4, "64k", n_head, system="oracle", extra=extra, seed=sd))[0]
+           for sd in sds]
+    gaps = mean_ci(r["dualpath"] / o - 1.0 for r, o in zip(big["runs"], orc))  # paired per seed
+    gap = gaps.mean
     rep.claim(f"(b) DualPath within 15% of Oracle (ds660b 2P4D 64K {n_head} agents)", abs(gap) <= 0.15,
-              f"DualPath {big['dualpath']:.0f} s vs Oracle {orc:.0f} s ({100 * gap:+.1f}%)"
+              f"DualPath {big['dualpath'].mean:.0f} s vs Oracle {mean_ci(orc).mean:.0f} s ({100 * gap:+.1f}%)"
+              + (f"; gap per seed, 95% CI [{100 * gaps.lo:+.1f}%, {100 * gaps.hi:+.1f}%]" if gaps.n >= 2 else "")
               + ("; note: DualPath is faster than Oracle, which should be an upper bound" if gap < -0.01 else ""))
     from .bound import pd_range
     b = pd_range(8, 1, 500e9, 50e9)
@@ -377,31 +462,39 @@ def validate(quick: bool = False, extra: Sequence[str] = (), log: Callable = pri
               math.isclose(b.lo, 1 / 7, rel_tol=1e-9) and math.isclose(b.hi, 7 / 2, rel_tol=1e-9),
               f"lo={b.lo:.4f} (1/7={1 / 7:.4f}), hi={b.hi:.4f} (7/2=3.5)")
     P, D = 1, 2
-    got, want, wall = storage_bound_read(P, D, agents=128 if quick else 384)
+    reads = [storage_bound_read(P, D, agents=128 if quick else 384, seed=sd) for sd in sds]
+    want = reads[0][1]
+    got = mean_ci(r[0] for r in reads)
     inside = b.contains(P / D)
-    err = got / want - 1.0
+    err = got.mean / want - 1.0
     rep.claim(f"(c) storage-bound DualPath sim at P/D={P}/{D} (inside the range) reads at (P+D) x SNIC",
               inside and abs(err) <= 0.05,
-              f"{got / 1e9:.1f} GB/s vs (P+D) x SNIC = {want / 1e9:.1f} GB/s ({100 * err:+.1f}%)")
+              f"{got.mean / 1e9:.1f} GB/s vs (P+D) x SNIC = {want / 1e9:.1f} GB/s ({100 * err:+.1f}%)"
+              + (f"; 95% CI [{got.lo / 1e9:.1f}, {got.hi / 1e9:.1f}] GB/s" if got.n >= 2 else ""))
     return rep
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="dpsim validate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
-                    help="small agent counts only (a smoke test, < 2 minutes)")
+                    help=f"small agent counts and {QUICK_SEEDS} seeds (a smoke test, a few minutes)")
+    ap.add_argument("--seeds", type=int, default=None, metavar="N",
+                    help=f"replicates per simulated point: seeds 0..N-1 (default {SEEDS}; --quick {QUICK_SEEDS}); "
+                         "each row shows the mean and its 95%% Student t interval over the seeds")
     ap.add_argument("--out", type=Path, default=None, help="write report.md, report.csv, report.png here")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="extra Hydra override for every simulation (repeatable)")
     args = ap.parse_args(list(argv) if argv is not None else None)
     bad = check_sets(args.sets)
+    if args.seeds is not None and args.seeds < 1:
+        bad = f"--seeds {args.seeds}: expected an integer >= 1 (replicates per point)"
     if bad:
         print(f"dpsim validate: error: {bad}", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
     title = "dpsim validation" + (" (quick)" if args.quick else "")
     print(title)
-    rep = validate(quick=args.quick, extra=args.sets)
+    rep = validate(quick=args.quick, extra=args.sets, seeds=args.seeds)
     n_ok = sum(1 for r in rep.rows if r["pass"])
     n_q = sum(1 for r in rep.rows if r["pass"] is not None)
     print(f"\n{n_ok}/{n_q} calibration points within {TOL:.0%}; "
@@ -429,6 +522,9 @@ def check_sets(sets: Sequence[str]) -> str | None:
         k, eq, _v = s.partition("=")
         if not eq or not k.strip():
             return f"--set {s!r}: expected KEY=VALUE (e.g. --set cluster.snic_efficiency=0.7)"
+        if k.strip().lstrip("+~") in ("seed", "workload.seed"):
+            return (f"--set {s!r}: the replicates set the seed (seeds 0..N-1); choose how many with --seeds N "
+                    f"(a fixed {k.strip()} would make every replicate the same run)")
     if not sets:
         return None
     from hydra.errors import HydraException
