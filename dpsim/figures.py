@@ -145,7 +145,7 @@ def _bars(df, path, index, value="jct_s", title="", ratios=()):
     systems = _systems([c for c in d.system.unique()])
     fig = _fig((6, 3.6))
     ax = fig.subplots()
-    _bar_ci(ax, t, _label_rows(t, idx), systems, value)
+    _bar_ci(ax, t, _label_rows(t, idx), systems, "JCT (s)" if value == "jct_s" else value)
     ax.set_title(f"{title}\n{_ci_note(t)}" if title else _ci_note(t), fontsize=8)
     fig.savefig(path, dpi=110)
     return t

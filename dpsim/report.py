@@ -184,8 +184,8 @@ def make_report(d: Path, out: Path | None = None) -> list[str]:
     ok = df[okmask]
     left = df[~okmask]
     keys = varying_keys(ok) if len(ok) else []
-    reps = [c[len("override."):] if c.startswith("override.") else c for c in replicate_columns(df)
-            if df[c].astype(str).nunique() > 1]
+    reps = list(dict.fromkeys(c[len("override."):] if c.startswith("override.") else c
+                              for c in replicate_columns(df) if df[c].astype(str).nunique() > 1))
     written = []
     md = [f"# dpsim report: {d}", "",
           f"{len(df)} runs: {len(ok)} complete, {len(left)} left out (failed, truncated or interrupted).", "",
