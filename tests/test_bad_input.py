@@ -106,7 +106,7 @@ def test_validate_bad_set_and_exit_status(monkeypatch, capsys):
     assert "cluster.nokey: no such config key" in capsys.readouterr().err
 
     def fake(rows, claims):
-        def v(quick=False, extra=(), log=print):
+        def v(quick=False, extra=(), log=print, seeds=None):
             rep = V.Report(log=lambda *_: None)
             for r in rows:
                 rep.add(r)
