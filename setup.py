@@ -1,5 +1,5 @@
 """Build hook: compiles with Cython (1) the event loop and the flow-level network
-(dpsim/net/{links,maxmin,loop,network}.py) and (2) the hot core (the modules listed in
+(dpsim/net/{links,maxmin,loop,network}.py, and heap.pyx: the typed twin of heap.py) and (2) the hot core (the modules listed in
 ``dpsim/_core.py``: lifecycle, engines, scheduler, routes).
 
 (2) is compiled *in place*: each ``dpsim/<pkg>/<mod>.py``, typed by the augmenting ``.pxd``
@@ -29,6 +29,9 @@ from setuptools.command.build_ext import build_ext
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join("dpsim", "net")
 MODULES = ("links", "maxmin", "loop", "network")
+# Hand-written Cython (a .pyx with its .pxd) whose pure-Python twin is the .py of the same name:
+# the compiled network imports these from dpsim.net._c, the pure one from dpsim.net.
+PYX_MODULES = ("heap",)
 STAMP = "_srchash"  # a 4th tiny extension: the hash of the sources the build was made from
 GEN_ROOT = os.path.join("build", "cython_src")
 GEN_PKG = os.path.join(GEN_ROOT, "dpsim", "net", "_c")
@@ -70,6 +73,11 @@ def _generate() -> list[str]:
         if not os.path.exists(init):
             open(init, "w").close()
     out = []
+    for m in PYX_MODULES:
+        for ext in (".pyx", ".pxd"):
+            with open(os.path.join(HERE, SRC, m + ext), "rb") as f:
+                _write_if_changed(os.path.join(GEN_PKG, m + ext), f.read())
+        out.append(os.path.join(GEN_PKG, m + ".pyx"))
     for m in MODULES:
         for ext in (".py", ".pxd"):
             with open(os.path.join(HERE, SRC, m + ext), "rb") as f:
@@ -127,7 +135,7 @@ def _extensions():
     try:
         sources = _generate()
         exts = [Extension(f"dpsim.net._c.{m}", [s], extra_compile_args=CFLAGS)
-                for m, s in zip(MODULES + (STAMP,), sources)]
+                for m, s in zip(PYX_MODULES + MODULES + (STAMP,), sources)]
         out = cythonize(exts, include_path=[GEN_ROOT], **_OPTS)
     except Exception as e:  # noqa: BLE001 - any Cython failure falls back to pure Python
         _warn(f"Cython could not translate dpsim/net ({type(e).__name__}: {e})")
@@ -157,7 +165,7 @@ class OptionalBuildExt(build_ext):
             _warn(f"compiling {ext.name} failed ({type(e).__name__}: {e})")
             # Leave no partial set behind: dpsim.net needs all its modules or none; so does the
             # core (without its stamp, dpsim._core imports the sources).
-            names = ([f"dpsim.net._c.{m}" for m in MODULES + (STAMP,)] if ext.name.startswith("dpsim.net.")
+            names = ([f"dpsim.net._c.{m}" for m in PYX_MODULES + MODULES + (STAMP,)] if ext.name.startswith("dpsim.net.")
                      else list(CORE_NAMES))
             for name in names:
                 for d in (self.build_lib, HERE):

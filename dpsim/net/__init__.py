@@ -36,6 +36,7 @@ PYTHON = _load(_py_links, _py_maxmin, _py_loop, _py_network, "python")
 COMPILED = None
 COMPILED_ERROR = None
 try:
+    from ._c import heap as _c_heap  # noqa: F401 - the typed heap the compiled loop and network use
     from ._c import (_srchash as _c_stamp, links as _c_links, loop as _c_loop, maxmin as _c_maxmin,
                      network as _c_network)
     from ._srchash_calc import source_hash as _source_hash

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import os
 
-# The .py files only: they are what a wheel installs next to the extension (the .pxd typing is
-# covered by the tests that compare both builds).
-SOURCES = ("links.py", "maxmin.py", "loop.py", "network.py")
+# The .py files (what a wheel installs next to the extension; the .pxd typing is covered by the
+# tests that compare both builds) and the hand-written heap.pyx/.pxd (no .py of it is compiled).
+SOURCES = ("links.py", "maxmin.py", "loop.py", "network.py", "heap.py", "heap.pyx", "heap.pxd")
 
 
 def source_hash(directory: str) -> str:

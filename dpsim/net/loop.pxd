@@ -1,6 +1,7 @@
 # Augmenting declarations: compile loop.py's EventLoop into an extension type (see setup.py).
 # SimpyClock stays an ordinary Python class in both builds.
 cimport cython
+from .heap cimport TimeHeap
 
 cdef double INF
 
@@ -8,7 +9,7 @@ cdef double INF
 cdef class EventLoop:
     cdef public double now
     cdef public long events
-    cdef public list _heap
+    cdef public TimeHeap _heap
     cdef public long _seq
     cdef public bint _stopped
 
@@ -19,10 +20,10 @@ cdef class EventLoop:
 
     cpdef long pending(self)
 
-    @cython.locals(e=tuple)
+    @cython.locals(heap=TimeHeap)
     cpdef step(self)
 
     cpdef stop(self)
 
-    @cython.locals(heap=list, e=tuple, n=long)
+    @cython.locals(heap=TimeHeap, n=long)
     cpdef bint run(self)

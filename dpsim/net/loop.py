@@ -16,7 +16,7 @@ Both count the events they run (:attr:`events`), so no one needs SimPy's private
 """
 from __future__ import annotations
 
-from heapq import heappop, heappush
+from .heap import TimeHeap
 
 INF = float("inf")
 
@@ -32,27 +32,29 @@ class EventLoop:
     def __init__(self) -> None:
         self.now = 0.0
         self.events = 0  # timers rung
-        self._heap: list = []
+        self._heap = TimeHeap()
         self._seq = 0
         self._stopped = False
 
     def timer(self, dt, fn, arg=None) -> None:
         self._seq += 1
-        heappush(self._heap, (self.now + dt if dt > 0.0 else self.now, self._seq, fn, arg))
+        self._heap.push(self.now + dt if dt > 0.0 else self.now, self._seq, fn, arg)
 
     def peek(self) -> float:
         """The time of the next timer (infinity when none is set)."""
-        heap = self._heap
-        return heap[0][0] if heap else INF
+        return self._heap.top_t()
 
     def pending(self) -> int:
-        return len(self._heap)
+        return self._heap.size()
 
     def step(self) -> None:
-        e = heappop(self._heap)
-        self.now = e[0]
+        heap = self._heap
+        fn = heap.top_a()
+        arg = heap.top_b()
+        self.now = heap.top_t()
+        heap.pop()
         self.events += 1
-        e[2](e[3])
+        fn(arg)
 
     def stop(self) -> None:
         """Make :meth:`run` return once the running callback returns."""
@@ -60,15 +62,16 @@ class EventLoop:
 
     def run(self) -> bool:
         heap = self._heap
-        pop = heappop
         self._stopped = False
         n = 0
         try:
-            while heap:
-                e = pop(heap)
-                self.now = e[0]
+            while heap.size() > 0:
+                fn = heap.top_a()
+                arg = heap.top_b()
+                self.now = heap.top_t()
+                heap.pop()
                 n += 1
-                e[2](e[3])
+                fn(arg)
                 if self._stopped:
                     return True
             return False

@@ -3,6 +3,7 @@
 # through the Python subclass that dpsim.net exports); internal ones are cdef.
 cimport cython
 from .links cimport Link, Transfer
+from .heap cimport TimeHeap
 
 # Module constants as C values in the compiled build (the names stay Python globals of the pure
 # modules; dpsim.net exports them from links.py).
@@ -15,15 +16,16 @@ cdef class _Sharing:
     cdef public double high_share, bytes_requested, bytes_delivered, max_overload, _wake_at
     cdef public object check
     cdef public bint _flow_model, _external, _in_wake
-    cdef public list links, _heap, _dirty, _new, _wakes
+    cdef public list links, _dirty, _new
+    cdef public TimeHeap _heap, _wakes
     cdef public dict _by_name
-    cdef public long _seq, _tid, _epoch, _compact_at
+    cdef public long _seq, _wseq, _tid, _epoch, _compact_at
     cdef public long active, n_started, n_completed, rerates, wakeups
 
-    @cython.locals(now=double, heap=list)
+    @cython.locals(now=double, heap=TimeHeap)
     cdef _push(self, double t, Transfer tr)
 
-    @cython.locals(heap=list, keep=list, e=tuple, ver=long, tr=Transfer)
+    @cython.locals(heap=TimeHeap, keep=list, e=tuple, ver=long, tr=Transfer)
     cdef _compact(self)
 
     @cython.locals(at=double)
@@ -66,7 +68,7 @@ cdef class Network(_Sharing):
                    rate=double, route=object)
     cdef _begin(self, Transfer tr)
 
-    @cython.locals(now=double, tol=double, heap=list, wakes=list, done=list, tr=Transfer, e=tuple,
+    @cython.locals(now=double, tol=double, heap=TimeHeap, wakes=TimeHeap, done=list, tr=Transfer,
                    t=double, ver=long)
     cpdef _wake(self, _ev=*)
 

@@ -19,7 +19,7 @@ which one runs.
 from __future__ import annotations
 
 import math
-from heapq import heapify, heappop, heappush
+from .heap import TimeHeap
 from typing import Callable, Iterable
 
 from dpsim.net.backends import (CapacityViolation, ExternalBackend, FixedRateBackend, FlowBackend,
@@ -42,8 +42,8 @@ class _Sharing:
     def _push(self, t: float, tr: Transfer) -> None:
         self._seq += 1
         heap = self._heap
-        heappush(heap, (t, self._seq, tr.version, tr))
-        if len(heap) > self._compact_at:
+        heap.push(t, self._seq, tr.version, tr)
+        if heap.size() > self._compact_at:
             self._compact()
         if t < self._wake_at and not self._in_wake:
             now = self.env.now
@@ -62,14 +62,13 @@ class _Sharing:
         so the order in which the remaining entries come out is unchanged; amortized O(1)."""
         heap = self._heap
         keep = []
-        for e in heap:
+        for e in heap.entries():
             ver = e[2]
             tr = e[3]
             if ver == _START or (ver == tr.version and tr.t_end < 0.0):
                 keep.append(e)
-        heap[:] = keep  # in place: a running wake-up holds this list
-        heapify(heap)
-        self._compact_at = max(256, 2 * len(heap))
+        heap.replace_all(keep)  # in place: a running wake-up holds this heap
+        self._compact_at = max(256, 2 * heap.size())
 
     def _arm(self, now: float, delay: float) -> None:
         """Schedule a wake-up ``delay`` after ``now``.  Only when none is pending at or before
@@ -78,7 +77,8 @@ class _Sharing:
         at = now + delay  # the time the loop will run it at
         if at < self._wake_at:
             self._wake_at = at
-        heappush(self._wakes, at)
+        self._wseq += 1
+        self._wakes.push(at, self._wseq, None, None)
         self.env.timer(delay, self._wake)
 
     def complete(self, tr: Transfer) -> None:
@@ -329,14 +329,15 @@ class Network(_Sharing):
         self.check = check
         self.links: list[Link] = []
         self._by_name: dict[str, Link] = {}
-        self._heap: list = []
+        self._heap = TimeHeap()  # (time, seq) -> (version or _START, transfer)
         self._compact_at = 256  # heap size that triggers dropping superseded entries
         self._seq = 0
         self._tid = 0
         self._dirty: list = []  # links that were saturated when a flow left them
         self._new: list = []  # flows that started since the last re-rating
         self._wake_at = INF  # the earliest wake-up scheduled and not yet run
-        self._wakes: list = []  # heap of the times of every wake-up scheduled and not yet run
+        self._wakes = TimeHeap()  # heap of the times of every wake-up scheduled and not yet run
+        self._wseq = 0
         self._in_wake = False
         self._epoch = 0
         self.active = 0
@@ -363,7 +364,7 @@ class Network(_Sharing):
 
     def busy(self) -> bool:
         """True while a transfer is flowing or a start, completion or re-rating is pending."""
-        return self.active > 0 or len(self._heap) > 0 or len(self._new) > 0 or len(self._dirty) > 0
+        return self.active > 0 or self._heap.size() > 0 or len(self._new) > 0 or len(self._dirty) > 0
 
     # ------------------------------------------------------------------ transfers
     def transfer(self, route: Iterable[Link], size: float, on_done: Callable | None = None,
@@ -391,7 +392,7 @@ class Network(_Sharing):
             # (no timer of its own).
             self._seq += 1
             t = now + latency
-            heappush(self._heap, (t, self._seq, _START, tr))
+            self._heap.push(t, self._seq, _START, tr)
             if t < self._wake_at and not self._in_wake:
                 self._arm(now, latency)
         else:
@@ -516,25 +517,20 @@ class Network(_Sharing):
         heap = self._heap
         tol = now + 1e-12 * max(1.0, abs(now))
         wakes = self._wakes
-        while wakes and wakes[0] <= tol:  # this one (up to rounding), and any it covers
-            heappop(wakes)
-        self._wake_at = wakes[0] if wakes else INF
+        while wakes.top_t() <= tol:  # this one (up to rounding), and any it covers
+            wakes.pop()
+        self._wake_at = wakes.top_t()
         if self._in_wake:  # re-entered from a callback: the running wake-up covers it
             return
         self._in_wake = True
         self.wakeups += 1
-        pop = heappop
         try:
             while True:
                 done = []
-                while heap:
-                    e = heap[0]
-                    t = e[0]
-                    if t > tol:
-                        break
-                    pop(heap)
-                    ver = e[2]
-                    tr = e[3]
+                while heap.top_t() <= tol:
+                    ver = heap.top_a()
+                    tr = heap.top_b()
+                    heap.pop()
                     if ver == _START:
                         if tr.t_end < 0.0:  # not stopped during its latency
                             self._begin(tr)
@@ -549,20 +545,19 @@ class Network(_Sharing):
                 for tr in done:
                     if tr.on_done is not None:
                         tr.on_done(tr)
-                if not (self._dirty or self._new or (heap and heap[0][0] <= tol)):
+                if not (self._dirty or self._new or heap.top_t() <= tol):
                     break
         finally:
             self._in_wake = False
-        while heap:  # drop superseded completion entries so they cause no wake-ups
-            e = heap[0]
-            ver = e[2]
-            tr = e[3]
+        while heap.size() > 0:  # drop superseded completion entries so they cause no wake-ups
+            ver = heap.top_a()
+            tr = heap.top_b()
             if ver != _START and (ver != tr.version or tr.t_end >= 0.0):
-                pop(heap)
+                heap.pop()
             else:
                 break
-        if heap:
-            t = heap[0][0]
+        if heap.size() > 0:
+            t = heap.top_t()
             if t < self._wake_at:
                 self._arm(now, max(0.0, t - now))
 

@@ -1,0 +1,24 @@
+# Declarations of heap.pyx (the compiled TimeHeap; heap.py is the pure-Python reference).
+cdef struct _Entry:
+    double t
+    long long seq
+    Py_ssize_t slot
+
+
+cdef class TimeHeap:
+    cdef _Entry* _h
+    cdef Py_ssize_t _n, _cap
+    cdef list _pa, _pb
+    cdef list _free
+
+    cpdef push(self, double t, long long seq, a, b)
+    cpdef Py_ssize_t size(self)
+    cpdef double top_t(self)
+    cpdef long long top_seq(self)
+    cpdef object top_a(self)
+    cpdef object top_b(self)
+    cpdef pop(self)
+    cpdef list entries(self)
+    cpdef replace_all(self, list entries)
+    cdef void _sift_up(self, Py_ssize_t i)
+    cdef void _sift_down(self, Py_ssize_t i)

@@ -1,0 +1,65 @@
+"""A priority queue of ``(time, seq)`` keys, each with two payloads: the to-do list behind the
+event loop and the network's completion and wake-up heaps.
+
+Like a stack of dated letters kept in order: you can read the top letter's date and its two
+enclosures (:meth:`TimeHeap.top_t`, :meth:`~TimeHeap.top_a`, :meth:`~TimeHeap.top_b`) and take
+it off (:meth:`~TimeHeap.pop`).  Keys are unique (``seq`` breaks ties in time), so every correct
+heap hands the letters out in the same order.
+
+This file is the pure-Python reference (a ``heapq`` list of tuples).  The compiled build of
+``dpsim.net`` uses ``heap.pyx`` beside it instead: the same class over C arrays of keys, so a
+sift compares two doubles instead of two tuples (tuple comparisons were most of the cost of a
+pop on large clusters, where tens of thousands of timers are pending).  ``tests/test_heap.py``
+checks that both hand out the same entries in the same order.
+"""
+from __future__ import annotations
+
+from heapq import heapify, heappop, heappush
+
+INF = float("inf")
+
+
+class TimeHeap:
+    """Min-heap of ``(t, seq, a, b)`` ordered by ``(t, seq)``."""
+
+    __slots__ = ("_h",)
+
+    def __init__(self) -> None:
+        self._h: list = []
+
+    def push(self, t: float, seq: int, a, b) -> None:
+        heappush(self._h, (t, seq, a, b))
+
+    def size(self) -> int:
+        return len(self._h)
+
+    def __len__(self) -> int:
+        return len(self._h)
+
+    def top_t(self) -> float:
+        """The smallest time (infinity when empty)."""
+        h = self._h
+        return h[0][0] if h else INF
+
+    def top_seq(self) -> int:
+        return self._h[0][1]
+
+    def top_a(self):
+        return self._h[0][2]
+
+    def top_b(self):
+        return self._h[0][3]
+
+    def pop(self) -> None:
+        """Remove the top entry (IndexError when empty)."""
+        heappop(self._h)
+
+    def entries(self) -> list:
+        """Every entry as a ``(t, seq, a, b)`` tuple, in no particular order."""
+        return list(self._h)
+
+    def replace_all(self, entries: list) -> None:
+        """Make the heap hold exactly ``entries`` (``(t, seq, a, b)`` tuples)."""
+        h = list(entries)
+        heapify(h)
+        self._h = h
