@@ -4,3 +4,8 @@ cdef class Join:
     cdef public object then
 
     cpdef add(self, long k=*)
+
+
+cdef class Call:
+    cdef public object fn
+    cdef public tuple args

@@ -8,6 +8,24 @@ counters.
 from __future__ import annotations
 
 
+class Call:
+    """``fn(*args)`` as a callback that ignores what it is called with (a finished transfer, a
+    timer's value, nothing): a callback with its arguments bound, without a closure.
+
+    Like a pre-addressed envelope: whoever finishes the job only has to drop it in the box.
+    One small object per use, where a ``lambda r=req: ...`` cost a function object, its
+    defaults and (in the compiled core) a closure scope."""
+
+    __slots__ = ("fn", "args")
+
+    def __init__(self, fn, *args) -> None:
+        self.fn = fn
+        self.args = args
+
+    def __call__(self, *_ignored):
+        return self.fn(*self.args)
+
+
 class Join:
     __slots__ = ("left", "then")
 

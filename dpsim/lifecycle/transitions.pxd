@@ -1,8 +1,8 @@
 # Augmenting declarations: the Lifecycle as an extension type (see dpsim/_core.py, setup.py).
-# Methods that build closures (callbacks with bound arguments) stay def: still compiled, with
-# ``self`` typed.
+# Callbacks with bound arguments are ``Call`` objects (join.pxd), not closures, so every
+# transition is a cpdef method.
 cimport cython
-from dpsim.lifecycle.join cimport Join
+from dpsim.lifecycle.join cimport Call, Join
 from dpsim.lifecycle.request cimport Agent, Request
 
 
@@ -18,12 +18,28 @@ cdef class Lifecycle:
 
     cpdef assign(self, Request req, pe, de, plan)
 
+    @cython.locals(b=double)
+    cpdef _alloc_de_buffer(self, Request req, then)
+
+    cpdef _de_buffer_granted(self, Request req, double b, then)
+
+    @cython.locals(pe_hit=long, b=double)
+    cpdef _alloc_pe_buffer(self, Request req)
+
     @cython.locals(agent=Agent)
     cpdef _allocated(self, Request req)
 
+    @cython.locals(now=double, stored=long, de_t=long, pe_t=long, parts=long, join=Join, kvb=double,
+                   tokens=long)
+    cpdef _read(self, Request req)
+
     cpdef _read_part(self, node, long tokens, Join join)
     cpdef _read_joined(self, Request req)
+    cpdef _read_done(self, Request req)
     cpdef _to_prefill(self, Request req)
+
+    @cython.locals(now=double, agent=Agent, blk=long, new_blocks=long, stored_after=long, free_buf=Join)
+    cpdef first_token(self, Request req)
 
     @cython.locals(w=list)
     cpdef _persisted(self, Agent agent, long stored_after, join)
@@ -33,11 +49,19 @@ cdef class Lifecycle:
     @cython.locals(need=double)
     cpdef _de_request_hbm(self, Request req, Join free_buf)
 
+    cpdef _de_h2d(self, Request req, double need, Join free_buf)
+
     cpdef _de_h2d_done(self, Request req, Join free_buf)
 
     @cython.locals(kvb=double, req=Request, free_buf=Join, need=double)
     cpdef _de_hbm_freed(self, de)
 
+    @cython.locals(now=double, agent=Agent, blk=long, ctx=long, gen_blocks=long, stored=long, b=double,
+                   go=Call)
+    cpdef decode_done(self, Request req, de)
+
+    cpdef _gen_d2h(self, Agent agent, g, double b, long stored, long rid)
+    cpdef _gen_to_storage(self, Agent agent, node, double b, long stored)
     cpdef _gen_persisted(self, Agent agent, node, double b, long stored)
 
     @cython.locals(agent=Agent, think=double)

@@ -29,7 +29,7 @@ import math
 from array import array
 from collections import deque
 
-from .join import Join
+from .join import Call, Join
 from .request import Request
 from .stage import Stage
 
@@ -93,19 +93,19 @@ class Lifecycle:
 
     def _alloc_de_buffer(self, req, then) -> None:
         b = req.prompt * self.kvb
+        if req.de.gpu.node.buffer.alloc_or_wait(b, Call(self._de_buffer_granted, req, b, then)):
+            self._de_buffer_granted(req, b, then)
 
-        def granted(r=req, b=b):
-            r.de_buf = b
-            then(r)
-        if req.de.gpu.node.buffer.alloc_or_wait(b, granted):
-            granted()
+    def _de_buffer_granted(self, req, b: float, then) -> None:
+        req.de_buf = b
+        then(req)
 
     def _alloc_pe_buffer(self, req) -> None:
         pe_hit = req.hit - req.de_hit
         if pe_hit > 0:
             b = pe_hit * self.kvb
             req.pe_buf = b
-            if not req.pe.gpu.node.buffer.alloc_or_wait(b, lambda r=req: self._allocated(r)):
+            if not req.pe.gpu.node.buffer.alloc_or_wait(b, Call(self._allocated, req)):
                 return
         self._allocated(req)
 
@@ -137,14 +137,13 @@ class Lifecycle:
         de_t = req.de_hit
         pe_t = req.hit - de_t
         parts = (de_t > 0) + (pe_t > 0)
-        join = Join(parts, lambda r=req: self._read_joined(r))
+        join = Join(parts, Call(self._read_joined, req))
         kvb = self.kvb
         ledger = self.ledger
         for node, tokens in ((req.de.gpu.node, de_t), (req.pe.gpu.node, pe_t)):
             if tokens > 0:
                 ledger.read_started(node, tokens)
-                self.port.storage_read(node, tokens * kvb,
-                                       lambda _tr, n=node, k=tokens, j=join: self._read_part(n, k, j),
+                self.port.storage_read(node, tokens * kvb, Call(self._read_part, node, tokens, join),
                                        req.rid)
 
     def _read_part(self, node, tokens: int, join: Join) -> None:
@@ -182,13 +181,13 @@ class Lifecycle:
         blk = self.block
         new_blocks = req.prompt // blk - req.hit // blk
         stored_after = (req.prompt // blk) * blk
-        free_buf = Join(1, lambda r=req: self._free_de_buffer(r))
+        free_buf = Join(1, Call(self._free_de_buffer, req))
         req.stage = Stage.DE_ALLOC
         if new_blocks > 0 and self.persist:
             free_buf.add()
             agent.persist_pending += 1
             self.port.storage_write(req.de.gpu.node, new_blocks * self.port.full_block_bytes,
-                                    lambda _tr, a=agent, s=stored_after, j=free_buf: self._persisted(a, s, j),
+                                    Call(self._persisted, agent, stored_after, free_buf),
                                     ("persist", req.rid))
         elif stored_after > agent.stored:
             agent.stored = stored_after
@@ -226,7 +225,7 @@ class Lifecycle:
             g.hbm_peak = g.hbm_used
         req.stage = Stage.DE_H2D
         self.port.de_h2d(g, req.prompt * self.kvb,
-                         lambda _tr, r=req, j=free_buf: self._de_h2d_done(r, j), req.rid)
+                         Call(self._de_h2d_done, req, free_buf), req.rid)
 
     def _de_h2d_done(self, req, free_buf: Join) -> None:
         req.t_h2d = self.clock.now
@@ -265,23 +264,21 @@ class Lifecycle:
         if gen_blocks > 0 and self.persist:
             agent.persist_pending += 1
             b = gen_blocks * self.port.full_block_bytes
-            node = g.node
-            port = self.port
-            rid = req.rid
-
-            # D2H of the generated KV into the DE buffer, then to storage.
-            def after_d2h(_tr, agent=agent, b=b, node=node, stored=stored):
-                port.storage_write(node, b, lambda _t: self._gen_persisted(agent, node, b, stored),
-                                   ("persist_gen", agent.aid))
-
-            def go(b=b, g=g):
-                port.d2h(g, b, after_d2h, rid)
-            if node.buffer.alloc_or_wait(b, go):
+            # D2H of the generated KV into the DE buffer (once it has room), then to storage.
+            go = Call(self._gen_d2h, agent, g, b, stored, req.rid)
+            if g.node.buffer.alloc_or_wait(b, go):
                 go()
         elif stored > agent.stored:
             agent.stored = stored
         self._de_hbm_freed(de)
         self._finished(req)
+
+    def _gen_d2h(self, agent, g, b: float, stored: int, rid: int) -> None:
+        self.port.d2h(g, b, Call(self._gen_to_storage, agent, g.node, b, stored), rid)
+
+    def _gen_to_storage(self, agent, node, b: float, stored: int) -> None:
+        self.port.storage_write(node, b, Call(self._gen_persisted, agent, node, b, stored),
+                                ("persist_gen", agent.aid))
 
     def _gen_persisted(self, agent, node, b: float, stored: int) -> None:
         node.buffer.free(b)
