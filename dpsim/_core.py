@@ -32,6 +32,10 @@ CORE = (
     "dpsim.lifecycle.ports",
     "dpsim.lifecycle.log",
     "dpsim.engines.decode",
+    "dpsim.scheduling.ledger",
+    "dpsim.scheduling.base",
+    "dpsim.scheduling.dualpath",
+    "dpsim.cluster.routes",
 )
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -81,7 +81,12 @@ class RouteBook:
 
     Latencies (``cluster.storage_latency_s``, ``cluster.net_latency_s``) belong to the route
     kind: storage I/O pays the storage latency, CNIC copies the network latency, local D2H and
-    model traffic none (as before core v2)."""
+    model traffic none (as before core v2).
+
+    Lookups go through one small dict per kind keyed by an int (a node's ``nid``, a GPU's
+    ``gid``, or ``src.gid << 32 | dst.gid`` for a pair): a lookup hashes one int, not a tuple
+    with an enum member.  ``_cache`` keeps every route by ``(kind, src.key, dst.key)`` for
+    inspection."""
 
     def __init__(self, cluster, storage_latency: float, net_latency: float,
                  transform: Transform = identity_transform):
@@ -91,6 +96,13 @@ class RouteBook:
                     RouteKind.H2D: net_latency, RouteKind.REMOTE_H2D: net_latency,
                     RouteKind.GPU_TO_REMOTE: net_latency, RouteKind.D2H: 0.0, RouteKind.MODEL: 0.0}
         self._cache: dict = {}
+        self._read: dict = {}
+        self._write: dict = {}
+        self._h2d: dict = {}
+        self._d2h: dict = {}
+        self._remote_h2d: dict = {}
+        self._to_remote: dict = {}
+        self._model: dict = {}
 
     def _make(self, kind: RouteKind, src, dst, links) -> Route:
         r = self.transform(Route(links, kind, src, dst, self.lat[kind]))
@@ -98,65 +110,75 @@ class RouteBook:
         return r
 
     def storage_read(self, node) -> Route:
-        r = self._cache.get((RouteKind.STORAGE_READ, node.key, node.key))
+        r = self._read.get(node.nid)
         if r is None:
             links = (node.snic_rx, node.dram)
             st = self.cl.storage
             r = self._make(RouteKind.STORAGE_READ, node, node, ((st,) + links) if st is not None else links)
+            self._read[node.nid] = r
         return r
 
     def storage_write(self, node) -> Route:
-        r = self._cache.get((RouteKind.STORAGE_WRITE, node.key, node.key))
+        r = self._write.get(node.nid)
         if r is None:
             links = (node.dram, node.snic_tx)
             st = self.cl.storage
             r = self._make(RouteKind.STORAGE_WRITE, node, node, (links + (st,)) if st is not None else links)
+            self._write[node.nid] = r
         return r
 
     def h2d(self, gpu) -> Route:
         """Host DRAM of the GPU's node -> the GPU: a loop-back RDMA write through its CNIC."""
-        r = self._cache.get((RouteKind.H2D, gpu.node.key, gpu.key))
+        r = self._h2d.get(gpu.gid)
         if r is None:
             links = (gpu.node.dram, gpu.cnic_rd, gpu.cnic_wr)
             if gpu.pcie_dn is not None:
                 links += (gpu.pcie_dn,)
             r = self._make(RouteKind.H2D, gpu.node, gpu, links)
+            self._h2d[gpu.gid] = r
         return r
 
     def remote_h2d(self, src_gpu, dst_gpu) -> Route:
         """DRAM buffer of ``src_gpu``'s node -> ``dst_gpu`` (DE read path: DE buffer -> DE CNIC
         -> PE CNIC -> PE GPU)."""
-        r = self._cache.get((RouteKind.REMOTE_H2D, src_gpu.key, dst_gpu.key))
+        k = (src_gpu.gid << 32) | dst_gpu.gid
+        r = self._remote_h2d.get(k)
         if r is None:
             links = (src_gpu.node.dram, src_gpu.cnic_rd, dst_gpu.cnic_wr)
             if dst_gpu.pcie_dn is not None:
                 links += (dst_gpu.pcie_dn,)
             r = self._make(RouteKind.REMOTE_H2D, src_gpu, dst_gpu, links)
+            self._remote_h2d[k] = r
         return r
 
     def gpu_to_remote(self, src_gpu, dst_gpu) -> Route:
         """``src_gpu`` HBM -> ``dst_gpu``'s node DRAM via ``dst_gpu``'s CNIC (PE -> DE buffer)."""
-        r = self._cache.get((RouteKind.GPU_TO_REMOTE, src_gpu.key, dst_gpu.key))
+        k = (src_gpu.gid << 32) | dst_gpu.gid
+        r = self._to_remote.get(k)
         if r is None:
             links = (src_gpu.cnic_rd, dst_gpu.cnic_wr, dst_gpu.node.dram)
             if src_gpu.pcie_up is not None:
                 links = (src_gpu.pcie_up,) + links
             r = self._make(RouteKind.GPU_TO_REMOTE, src_gpu, dst_gpu, links)
+            self._to_remote[k] = r
         return r
 
     def d2h(self, gpu) -> Route:
         """GPU -> its node's DRAM through its own CNIC (loop-back)."""
-        r = self._cache.get((RouteKind.D2H, gpu.key, gpu.node.key))
+        r = self._d2h.get(gpu.gid)
         if r is None:
             links = (gpu.cnic_rd, gpu.cnic_wr, gpu.node.dram)
             if gpu.pcie_up is not None:
                 links = (gpu.pcie_up,) + links
             r = self._make(RouteKind.D2H, gpu, gpu.node, links)
+            self._d2h[gpu.gid] = r
         return r
 
     def model(self, src_gpu, dst_gpu) -> Route:
         """EP all-to-all between GPUs of different nodes (high priority, §S5)."""
-        r = self._cache.get((RouteKind.MODEL, src_gpu.key, dst_gpu.key))
+        k = (src_gpu.gid << 32) | dst_gpu.gid
+        r = self._model.get(k)
         if r is None:
             r = self._make(RouteKind.MODEL, src_gpu, dst_gpu, (src_gpu.cnic_rd, dst_gpu.cnic_wr))
+            self._model[k] = r
         return r

@@ -21,7 +21,8 @@ def register(name: str):
         if name in POLICIES:
             raise ValueError(f"policy {name!r} registered twice")
         POLICIES[name] = cls
-        cls.name = name
+        if cls.__dict__.get("name") != name:
+            cls.name = name  # (a compiled policy, an extension type, names itself in its body)
         return cls
     return deco
 

@@ -44,8 +44,11 @@ from .base import Policy, register
 from .ledger import new_tokens
 
 
-@register("dualpath")
 class DualPathPolicy(Policy):
+    # Registered below the class (not decorated): the compiled core makes it an extension type,
+    # which takes no Python decorator.
+    name = "dualpath"
+
     def __init__(self, ctx, syscfg):
         super().__init__(ctx, syscfg)
         sc = syscfg["dualpath"]
@@ -133,8 +136,12 @@ class DualPathPolicy(Policy):
         self._de_level1()
         busy = self._busy_groups
         if busy:
-            order = sorted(busy, key=lambda g: (g - k) % ndg) if len(busy) > 1 else list(busy)
-            for gi in order:
+            # Rotated fetch order: by (g - k) mod groups (distinct keys, so the order is total).
+            order = []
+            for g in busy:
+                order.append(((g - k) % ndg, g))
+            order.sort()
+            for _key, gi in order:
                 self._de_level2(gi)
         if self.waiting():
             self.ctx.clock.timer(self.period, self._tick)
@@ -317,3 +324,6 @@ class DualPathPolicy(Policy):
         for _ in items:
             queue.popleft()
         return items
+
+
+register("dualpath")(DualPathPolicy)

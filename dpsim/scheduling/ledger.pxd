@@ -1,0 +1,14 @@
+# Augmenting declarations: the load ledger as an extension type (see dpsim/_core.py, setup.py).
+from dpsim.lifecycle.request cimport Request
+
+cpdef long new_tokens(Request req)
+
+
+cdef class LoadLedger:
+    cpdef charge_pe(self, Request req, pe)
+    cpdef charge_de(self, Request req, de)
+    cpdef recharge_pe(self, Request req)
+    cpdef release_pe(self, Request req)
+    cpdef release_de(self, Request req)
+    cpdef read_started(self, node, long tokens)
+    cpdef read_finished(self, node, long tokens)
