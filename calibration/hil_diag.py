@@ -27,6 +27,12 @@ it is the disk under the replay's load.
 
 Writes ``DIR/diag.json`` (everything), ``DIR/reads.csv`` (one row per storage read per
 condition) and prints a table.
+
+``--from-transfers transfers.csv --window S``: instead, the storage transfers that a committed
+replay (``calibration.hil``'s ``transfers.csv``) started in its first S seconds, re-issued at those
+times with the writes (``reads+writes``) and without them (``reads``), alternating twice
+(reads, reads+writes, reads, reads+writes), so each read's time with and without the writes
+around it can be paired.
 """
 from __future__ import annotations
 
@@ -42,7 +48,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["IoTimer", "trace_replay", "depth_throughput", "request_gaps", "main"]
+__all__ = ["IoTimer", "trace_replay", "depth_throughput", "request_gaps", "records_from_transfers",
+           "paired_reads", "main"]
 
 
 class IoTimer:
@@ -158,6 +165,27 @@ def trace_replay(be, records: list, kinds=None) -> list:
     return out
 
 
+def records_from_transfers(path, window_s: float) -> list:
+    """Storage records (``trace_replay``'s input) from a replay's ``transfers.csv``: the reads and
+    writes it started in its first ``window_s`` seconds; host regions alternate by transfer id
+    (the file and the pinned pool are the same for both)."""
+    d = pd.read_csv(path)
+    d = d[d.op.isin(["file_read", "file_write"]) & (d.t_start < window_s)]
+    return [{"id": int(r.id), "route_class": r.route_class, "op": r.op, "node": int(r.id) % 2, "gpu": None,
+             "size": float(r["size"]), "max_rate": math.inf, "t_start": float(r.t_start),
+             "hw_s": float(r.hw_s)} for _, r in d.iterrows()]
+
+
+def paired_reads(a: list, b: list) -> dict:
+    """Per read id, time in ``b`` over time in ``a`` (two trace replays of the same reads)."""
+    ta = {r["id"]: r["hw_s"] for r in a if r["op"] == "file_read"}
+    tb = {r["id"]: r["hw_s"] for r in b if r["op"] == "file_read"}
+    ids = sorted(set(ta) & set(tb))
+    ratio = np.array([tb[i] / ta[i] for i in ids])
+    return {"n": len(ids), "median_ratio": float(np.median(ratio)) if len(ids) else math.nan,
+            "sum_ratio": float(sum(tb[i] for i in ids) / sum(ta[i] for i in ids)) if ids else math.nan}
+
+
 def _isolated(be, reps: int = 3) -> dict:
     from hw.replay import Op
 
@@ -196,6 +224,9 @@ def main(argv=None) -> int:
     ap.add_argument("--file-bytes", default="4GiB")
     ap.add_argument("--max-wall-s", type=float, default=120.0)
     ap.add_argument("--skip", default="", help="comma list of conditions to leave out")
+    ap.add_argument("--from-transfers", default=None, metavar="CSV",
+                    help="re-issue this replay's storage transfers with and without its writes (see above)")
+    ap.add_argument("--window", type=float, default=12.0, help="--from-transfers: the first S seconds")
     a = ap.parse_args(argv)
 
     import hw.replay as hr
@@ -250,6 +281,29 @@ def main(argv=None) -> int:
 
         if "isolated" not in skip:
             isolated("isolated")
+        if a.from_transfers:
+            recs = records_from_transfers(a.from_transfers, a.window)
+            runs = {}
+            for i, (name, kinds) in enumerate((("reads", ("file_read",)), ("reads+writes", None)) * 2):
+                timer.take()
+                timer.on = True
+                tr = trace_replay(be, recs, kinds)
+                timer.on = False
+                t = pd.DataFrame(tr, columns=["id", "route_class", "op", "size", "t_start", "hw_s", "hil_hw_s"])
+                rd, wr = t[t.op == "file_read"], t[t.op == "file_write"]
+                tag = f"{name}_{i // 2 + 1}"
+                runs[tag] = tr
+                record(tag, pd.DataFrame({"t0": rd.t_start, "t1": rd.t_start + rd.hw_s, "nbytes": rd["size"]}),
+                       pd.DataFrame({"t0": wr.t_start, "t1": wr.t_start + wr.hw_s, "nbytes": wr["size"]})
+                       if len(wr) else None, timer.take())
+            res["paired"] = {f"reads+writes_{k} vs reads_{k}": paired_reads(runs[f"reads_{k}"], runs[f"reads+writes_{k}"])
+                             for k in (1, 2)}
+            res["paired"]["reads_2 vs reads_1"] = paired_reads(runs["reads_1"], runs["reads_2"])
+            for k, v in res["paired"].items():
+                print(f"[diag] {k}: {v['n']} reads, time ratio median {v['median_ratio']:.3f}, "
+                      f"total {v['sum_ratio']:.3f}", flush=True)
+            isolated("isolated_after")
+            return _finish(res, frames, out, t_all)
         prof = load_profile(a.profile) if a.profile else probe(be)
         base = compose(scenario_overrides(a.system, a.mal, a.agents, a.gen_scale))
         base["cluster"]["link_profile"] = None
@@ -288,6 +342,10 @@ def main(argv=None) -> int:
     finally:
         be.close()
         hr.os = os
+    return _finish(res, frames, out, t_all)
+
+
+def _finish(res, frames, out, t_all) -> int:
     res["total_s"] = time.perf_counter() - t_all
     with open(out / "diag.json", "w") as f:
         json.dump(res, f, indent=1, default=str)
