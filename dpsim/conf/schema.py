@@ -204,6 +204,11 @@ class DualpathSchema:
 
 
 @dataclass
+class BasicSchema:
+    prefetch_batches: int = F(ge=1)
+
+
+@dataclass
 class SystemSchema:
     name: str = F()
     scheduler: str = F(choices=_registry("dpsim.scheduling", "POLICIES"))
@@ -218,6 +223,7 @@ class SystemSchema:
     submission: SubmissionSchema = F()
     batching: BatchingSchema = F()
     dualpath: DualpathSchema = F()
+    basic: BasicSchema = F()
     model_traffic: bool = F()
 
 
