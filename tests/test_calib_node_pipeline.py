@@ -145,3 +145,48 @@ def test_trace_replay_reissues_at_start_times(tmp_path):
     assert out[1]["t_start"] >= 0.05 - 1e-3  # not before its recorded start
     assert out[1]["hw_s"] >= (2 << 20) / (20 << 20) * 0.9  # paced like the replay (size / max_rate)
     assert out[1]["hil_hw_s"] == 0.1
+
+
+# ------------------------------------------------------------------ the committed one-machine run
+SUMMARY = ROOT / "calibration/reports/h200/hil_summary.json"
+PROFILE = ROOT / "calibration/profiles/h100x1_measured.yaml"
+
+
+def test_committed_summary_judged_the_committed_profile():
+    d = json.loads(SUMMARY.read_text())
+    assert d["profile_sha256"]["shipped"] == hashlib.sha256(PROFILE.read_bytes()).hexdigest()
+    assert {s: v["n_replays"] for s, v in d["systems"].items()} == {"round_robin": 3, "dualpath": 3}
+    assert all(v["all_completed"] for v in d["systems"].values())
+
+
+def test_committed_summary_model_numbers_reprice_from_the_profile():
+    """The model is deterministic: the committed profile and the summary's scenario give the
+    model's JCT and mean TTFT that the summary judged."""
+    from calibration.profile import load_profile
+    from dpsim.cluster.profile import apply_profile
+
+    d = json.loads(SUMMARY.read_text())
+    sc = d["scenario"]
+    prof = load_profile(PROFILE)
+    for system, v in d["systems"].items():
+        base = hil.compose(hil.scenario_overrides(system, sc["mal"], sc["agents"], sc["gen_scale"]) + sc["override"])
+        base["cluster"]["link_profile"] = None
+        c = hil.run_case(apply_profile(base, prof, sc["mapping"]), "model", max_turns=sc["turns"])
+        m = v["models"]["model_shipped"]
+        assert c.summary["jct_s"] == pytest.approx(m["jct_s"], rel=1e-9)
+        assert c.summary["ttft_s"]["mean"] == pytest.approx(m["ttft_mean_s"], rel=1e-9)
+
+
+def test_records_from_transfers_and_paired_reads(tmp_path):
+    p = tmp_path / "transfers.csv"
+    pd.DataFrame({"id": [1, 2, 3, 4], "route_class": ["storage_read", "storage_write", "h2d", "storage_read"],
+                  "op": ["file_read", "file_write", "h2d", "file_read"], "size": [4096.0, 8192.0, 1e6, 4096.0],
+                  "t_start": [0.1, 0.2, 0.3, 5.0], "hw_s": [0.01, 0.02, 0.001, 0.01]}).to_csv(p, index=False)
+    recs = hil_diag.records_from_transfers(p, window_s=1.0)
+    assert [(r["id"], r["op"], r["node"]) for r in recs] == [(1, "file_read", 1), (2, "file_write", 0)]
+    assert all(r["max_rate"] == np.inf and r["gpu"] is None for r in recs)
+    a = [{"id": 1, "op": "file_read", "hw_s": 1.0}, {"id": 2, "op": "file_read", "hw_s": 2.0},
+         {"id": 9, "op": "file_write", "hw_s": 5.0}]
+    b = [{"id": 1, "op": "file_read", "hw_s": 1.5}, {"id": 2, "op": "file_read", "hw_s": 2.0}]
+    d = hil_diag.paired_reads(a, b)
+    assert d["n"] == 2 and d["median_ratio"] == pytest.approx(1.25) and d["sum_ratio"] == pytest.approx(3.5 / 3.0)
