@@ -58,7 +58,7 @@ class BasicQueuePolicy(Policy):
         self.held: dict = {}  # rid -> (pe index, new tokens, kv tokens) as charged to pend_*
         hbm_div = (ctx.n_layers / 2.0) if ctx.layerwise else 1.0
         self.cap_new = self.lookahead * self.max_tokens
-        self.cap_kv = [self.lookahead * e.gpu.hbm_kv * hbm_div / ctx.kvb for e in ctx.pes]
+        self.kv_tokens_per_byte = self.lookahead * hbm_div / ctx.kvb  # x the PE's KV HBM (read when used)
         self._blocked = None  # the head request no PE could take at the last full look
         self._pe_i = -1
         self._de_i = -1
@@ -77,7 +77,7 @@ class BasicQueuePolicy(Policy):
         if self.pend_n[i] == 0:
             return True
         return (self.pend_new[i] + new_tokens(req) <= self.cap_new
-                and self.pend_kv[i] + req.prompt <= self.cap_kv[i])
+                and self.pend_kv[i] + req.prompt <= pe.gpu.hbm_kv * self.kv_tokens_per_byte)
 
     def _choose_pe(self, req):
         pes = self.ctx.pes
