@@ -79,7 +79,10 @@ class PrefillEngine:
         self.batches += 1
         self.busy_time += now - batch.t0
         if d.timeline:
-            self.batch_log.append((batch.t0, now, len(batch.items), sum(b for _r, b in batch.items)))
+            new_sum = 0
+            for _r, b in batch.items:
+                new_sum += b
+            self.batch_log.append((batch.t0, now, len(batch.items), new_sum))
         requeue = []
         for req, bsz in batch.items:
             req.computed += bsz

@@ -31,7 +31,8 @@ def register(name: str):
         if name in STRATEGIES or name in MODE_ALIASES:
             raise ValueError(f"prefill strategy {name!r} registered twice")
         STRATEGIES[name] = cls
-        cls.name = name
+        if cls.__dict__.get("name") != name:
+            cls.name = name  # (a compiled strategy, an extension type, names itself in its body)
         return cls
     return deco
 

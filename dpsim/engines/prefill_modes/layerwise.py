@@ -12,9 +12,10 @@ from . import register
 from .base import BatchBase
 
 
-@register("layerwise")
 class LayerwiseBatch(BatchBase):
-    __slots__ = ("pin", "pout", "t_in", "timer_fired", "compute_done", "out_started", "out_list")
+    # Registered below the class (not decorated): the compiled core makes it an extension type
+    # (its fields are declared in layerwise.pxd), which takes no Python decorator.
+    name = "layerwise"
 
     def start(self) -> None:
         d = self.eng.deps
@@ -78,3 +79,6 @@ class LayerwiseBatch(BatchBase):
     def _check(self) -> None:
         if self.compute_done and self.out_started and self.pout == 0:
             self.done()
+
+
+register("layerwise")(LayerwiseBatch)
