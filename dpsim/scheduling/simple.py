@@ -2,7 +2,9 @@
 
 ``simple``: the PE with the least queued prefill tokens and the DE with the least context
 tokens (ties: lowest index), or plain round robin over engines with
-``system.engine_choice=round_robin``; the read plan by ``system.read_path``.
+``system.engine_choice=round_robin``; the read plan by ``system.read_path``.  Used by the
+what-if systems pe_only, de_only and round_robin.  Basic and its ablation steps queue instead
+(basic.py), which with an unbounded look-ahead is exactly this policy.
 """
 from __future__ import annotations
 
