@@ -243,6 +243,10 @@ class WorkloadSchema:
                                      "(dpsim.runner.effective_seeds)")
     aps: Optional[Num] = F(gt=0, optional=True, fix="agents per second (experiment=online sets it)")
     prefix_tokens: Optional[List[int]] = F(optional=True, fix="[lo, hi] integers with 1 <= lo <= hi, or null")
+    spread: Optional[Num] = F(gt=0, optional=True, fix="synthetic only: multiplier on the generator's fixed "
+                              "log-normal spreads; 1.0 = the calibrated shape (workload/synthetic.yaml)")
+    knobs: Optional[Dict[str, Any]] = F(optional=True, fix="synthetic only: {p0_frac, append_med, gen_med, "
+                                        "sigma_append, finish_frac} overrides (dpsim.workload.synthetic.Knobs), or null")
     name: Optional[str] = F(optional=True)
     description: Optional[str] = F(optional=True)
 

@@ -22,6 +22,10 @@ think           ``zero`` (§S8), ``trace``, or a number scaling the trace's thin
 seed            seeds the synthetic generator and the agents' sampling; null = the run's top-level
                 ``seed`` (:func:`workload_seed`; ``load_workload(cfg, seed=...)`` passes it)
 prefix_tokens   optional [lo, hi]: range of the extra agents' synthetic first round
+spread          optional (synthetic only): multiplier on the generator's fixed log-normal spreads
+                (the length distribution's shape, §S10); 1.0 = the calibrated shape
+knobs           optional (synthetic only): overrides of the calibrated generator knobs
+                (``dpsim.workload.synthetic.Knobs`` fields), e.g. recalibrated for another spread
 =============== ============================================================================
 
 Every key's type and range is in the schema (``dpsim.conf.schema.WorkloadSchema``); the values
@@ -113,6 +117,9 @@ def load_workload(cfg: Mapping, *, seed: int | None = None) -> list[Trajectory]:
             raise ValueError(f"workload.prefix_tokens: expected [lo, hi] integers with 1 <= lo <= hi "
                              f"or null, got {prefix!r}")
         kw["prefix_tokens"] = (int(prefix[0]), int(prefix[1]))
+    if source != "synthetic" and (c.get("spread") not in (None, 1, 1.0) or c.get("knobs")):
+        raise ValueError(f"workload.spread / workload.knobs: only used with source: synthetic (source is "
+                         f"{source!r}); drop them or set source: synthetic")
     if source != "file" and c["path"] is not None:
         raise ValueError(f"workload.path: only used with source: file (source is {source!r}); "
                          f"set source: file or path: null")
@@ -121,7 +128,11 @@ def load_workload(cfg: Mapping, *, seed: int | None = None) -> list[Trajectory]:
         if mal is None:
             raise ValueError("workload.mal: source synthetic needs a MAL: 32k, 48k or 64k (§S8), "
                              "or another token count")
-        trajs = generate(mal, c["n_trajectories"], seed)
+        shape = {} if c.get("spread") is None else {"spread": float(c["spread"])}
+        try:
+            trajs = generate(mal, c["n_trajectories"], seed, **shape, **dict(c.get("knobs") or {}))
+        except ValueError as e:
+            raise ValueError(f"workload.{e}") from None
     elif source == "bundled":
         from .bundle import bundled_path
         from .trajectory import read_trajectories

@@ -151,9 +151,15 @@ def _lhs_normal(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
     return inv(lo + (hi - lo) * u)
 
 
-def generate(mal, n: int = 500, seed: int = 0, **knobs) -> list[Trajectory]:
+def generate(mal, n: int = 500, seed: int = 0, spread: float = 1.0, **knobs) -> list[Trajectory]:
     """``n`` synthetic trajectories for ``mal`` (tokens or '32k'/'48k'/'64k'); ``knobs`` override
-    the calibrated :class:`Knobs` fields.  Deterministic in ``seed``."""
+    the calibrated :class:`Knobs` fields.  ``spread`` multiplies every fixed log-normal spread
+    (SIGMA_P0, SIGMA_GEN, SIGMA_ROUND_APPEND, SIGMA_ROUND_GEN, SIGMA_FINISH; workload.spread, §S10
+    "synthetic length distribution shape"): 1 = the shape :data:`CALIBRATED` was fitted with; any
+    other value moves the §S8 means unless the knobs are recalibrated for it
+    (``calibrate(mal, spread=...)``, as ``dpsim sensitivity`` does).  Deterministic in ``seed``."""
+    if isinstance(spread, bool) or not isinstance(spread, (int, float)) or not spread > 0:
+        raise ValueError(f"spread: expected a number > 0 (1.0 = the calibrated shape), got {spread!r}")
     mal = parse_mal(mal)
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n: number of trajectories must be an integer >= 1 (got {n!r})")
@@ -163,7 +169,7 @@ def generate(mal, n: int = 500, seed: int = 0, **knobs) -> list[Trajectory]:
         if bad:
             raise ValueError(f"unknown knob(s) {sorted(bad)}; known: {list(Knobs.__dataclass_fields__)}")
         k = replace(k, **knobs)
-    arrs = _generate_arrays(mal, int(n), int(seed), k)
+    arrs = _generate_arrays(mal, int(n), int(seed), k, float(spread))
     return [Trajectory(f"syn{mal // 1024}k-{i}", a, g, np.zeros(len(a)), p, h,
                        meta={"mal": mal, "seed": int(seed)})
             for i, (a, g, p, h) in enumerate(arrs)]
@@ -185,15 +191,15 @@ def _CLIPPED_MEAN(sigma: float) -> float:
     return inner + tails
 
 
-def _generate_arrays(mal: int, n: int, seed: int, k: Knobs):
+def _generate_arrays(mal: int, n: int, seed: int, k: Knobs, spread: float = 1.0):
     rng = np.random.default_rng(seed)
     z = _lhs_normal(rng, n, 4)
     zg = RHO_GEN * z[1] + math.sqrt(1 - RHO_GEN ** 2) * z[2]
-    p0 = np.minimum(np.exp(math.log(k.p0_frac * mal) + SIGMA_P0 * z[0]), mal / 2)
+    p0 = np.minimum(np.exp(math.log(k.p0_frac * mal) + spread * SIGMA_P0 * z[0]), mal / 2)
     p0 = np.maximum(1, np.rint(p0)).astype(np.int64)
     step = np.exp(math.log(k.append_med) + k.sigma_append * z[1])
-    gsc = np.exp(math.log(k.gen_med) + SIGMA_GEN * zg)
-    finish = p0 + np.exp(math.log(k.finish_frac * mal) + SIGMA_FINISH * z[3])
+    gsc = np.exp(math.log(k.gen_med) + spread * SIGMA_GEN * zg)
+    finish = p0 + np.exp(math.log(k.finish_frac * mal) + spread * SIGMA_FINISH * z[3])
 
     out: list = [None] * n
     ctx = np.zeros(n, np.int64)  # context after the rounds accepted so far
@@ -201,7 +207,7 @@ def _generate_arrays(mal: int, n: int, seed: int, k: Knobs):
     chunks_a: list[list[np.ndarray]] = [[] for _ in range(n)]
     chunks_g: list[list[np.ndarray]] = [[] for _ in range(n)]
     first = True
-    ra, rg = SIGMA_ROUND_APPEND, SIGMA_ROUND_GEN
+    ra, rg = spread * SIGMA_ROUND_APPEND, spread * SIGMA_ROUND_GEN
     while alive.any():
         idx = np.flatnonzero(alive)
         m = idx.size
@@ -284,7 +290,7 @@ def fit_ok(mal, trajs, tol: float = TOLERANCE) -> bool:
 
 
 def calibrate(mal, n: int = 20000, seed: int = 12345, iters: int = 60, start: Knobs | None = None,
-              verbose: bool = False) -> Knobs:
+              verbose: bool = False, spread: float = 1.0) -> Knobs:
     """Damped fixed-point search for the knobs that hit the §S8 means of ``mal`` (common random
     numbers: one seed throughout).  Each knob is steered by the statistic it mainly controls:
     p0_frac -> context, append_med -> append/turn, gen_med -> gen/turn, sigma_append -> turns,
@@ -293,7 +299,7 @@ def calibrate(mal, n: int = 20000, seed: int = 12345, iters: int = 60, start: Kn
     target = dict(zip(STAT_NAMES, PAPER_TABLE[mal]))
     k = start or knobs_for(mal)
     for it in range(iters):
-        st = trajectory_stats(generate(mal, n, seed, **k.__dict__))
+        st = trajectory_stats(generate(mal, n, seed, spread, **k.__dict__))
         err = {s: st[s] / target[s] for s in STAT_NAMES}
         if verbose:
             print(it, k, {s: round(v - 1, 4) for s, v in err.items()})
