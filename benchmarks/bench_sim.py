@@ -50,9 +50,12 @@ with initialize_config_module(config_module="dpsim.conf", version_base=None):
     cfg = OmegaConf.to_container(compose(config_name="config", overrides=spec["overrides"]), resolve=True)
 cfg.setdefault("output", {})["plots"] = False
 cfg["output"]["progress"] = False
+ru0 = resource.getrusage(resource.RUSAGE_SELF)
 t0 = time.perf_counter()
 summ, sim = run(cfg, out_dir=None)
 total = time.perf_counter() - t0
+ru1 = resource.getrusage(resource.RUSAGE_SELF)
+cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
 try:
     sim_s = float(sim.env.now)
 except Exception:
@@ -60,7 +63,7 @@ except Exception:
 out = {"requests": summ.get("requests_completed"), "failed": summ.get("requests_failed"),
        "requests_total": summ.get("requests_total"), "events": summ.get("events"),
        "transfers": summ.get("transfers"), "sim_wall_s": summ.get("sim_wall_s"),
-       "total_wall_s": total, "sim_s": sim_s, "truncated": summ.get("truncated"),
+       "total_wall_s": total, "total_cpu_s": cpu, "sim_s": sim_s, "truncated": summ.get("truncated"),
        "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
        "implementation": getattr(dpsim.net, "IMPLEMENTATION", "python"),
        "dpsim_file": os.path.realpath(dpsim.__file__)}
@@ -198,7 +201,7 @@ def add_ladder_growth(rows: list[dict]) -> None:
 
 
 def table(rows: list[dict]) -> str:
-    hdr = (f"{'scenario':<44} {'requests':>9} {'events':>10} {'wall s':>8} {'total s':>8} {'req/s':>8} "
+    hdr = (f"{'scenario':<44} {'requests':>9} {'events':>10} {'wall s':>8} {'total s':>8} {'cpu s':>8} {'req/s':>8} "
            f"{'RSS MiB':>8} | {'ref req/s':>9} {'ref RSS':>8} {'cur/ref':>7} | {'cost/req vs first':>17}")
     lines = [hdr, "-" * len(hdr)]
     for r in rows:
@@ -220,6 +223,7 @@ def table(rows: list[dict]) -> str:
                 grow += f" (ref {f['cost_vs_first']:.2f}x)"
         lines.append(f"{r['label']:<44} {_f(c.get('requests'), '9d'):>9} {_f(c.get('events'), '10d'):>10} "
                      f"{_f(c.get('sim_wall_s'), '8.2f'):>8} {_f(c.get('total_wall_s'), '8.2f'):>8} "
+                     f"{_f(c.get('total_cpu_s'), '8.2f'):>8} "
                      f"{_f(c.get('req_per_s'), '8.0f'):>8} {_f(c.get('rss_mib'), '8.0f'):>8} | {refcols} | {grow:>17}")
         if f and "error" in f:
             lines.append(f"{'':<44} ref ERROR: {f['error']}")
@@ -257,6 +261,10 @@ def targets(rows: list[dict], quick: bool) -> list[dict]:
     if not quick:
         add("1,152 GPUs: < 10 min wall (build + simulation)", cur("large", "total_wall_s"),
             lambda v: v < 600, "{:.0f} s")
+        # The same budget in CPU seconds of the run's process: what it needs of one free core,
+        # whatever else shares the machine (wall time here varies ~2.7x with other jobs).
+        add("1,152 GPUs: < 10 min CPU time of build + simulation (one free core)",
+            cur("large", "total_cpu_s"), lambda v: v < 600, "{:.0f} s")
         add("1,152 GPUs: peak RSS < 4 GiB", cur("large", "rss_mib"), lambda v: v < 4096, "{:.0f} MiB")
     return out
 
