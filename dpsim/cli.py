@@ -6,6 +6,9 @@
 * ``dpsim bound ...`` -- the §S7 closed-form P/D range and aggregate read bandwidth;
 * ``dpsim validate [--quick] [--seeds N] [--out DIR]`` -- calibration points and the paper's
   qualitative claims, simulated vs paper (mean over seeds and its 95% interval);
+* ``dpsim sensitivity [--quick] [--seeds N] [--out DIR]`` -- one-at-a-time sweeps of the §S10
+  assumptions, a tornado of the Basic/DualPath and DualPath/Oracle ratios (docs/sensitivity.md);
+  ``dpsim validate --sensitivity`` runs it after the calibration report;
 * ``dpsim report SWEEP_DIR`` -- standard comparison figures from a multirun's sweep table;
 * ``dpsim --help`` / ``dpsim --version``.
 
@@ -23,7 +26,7 @@ import sys
 import traceback
 from pathlib import Path
 
-SUBCOMMANDS = ("trace", "bound", "validate", "report")
+SUBCOMMANDS = ("trace", "bound", "validate", "sensitivity", "report")
 _CONF = Path(__file__).resolve().parent / "conf"
 _GROUPS = ("cluster", "model", "gpu", "system", "workload", "experiment")
 # Hydra flags after which a command line is no longer just overrides: leave those to Hydra.
@@ -80,6 +83,10 @@ def help_text() -> str:
                                             calibration points and paper claims, sim vs paper: the
                                             mean over N seeds (default 3; --quick 2) and its 95%
                                             interval; exit status 1 when a point or claim fails
+                                            (--sensitivity: the tornado below after it)
+       dpsim sensitivity [--quick] [--seeds N] [--out DIR]
+                                            one-at-a-time sweeps of the §S10 assumptions: tornado of
+                                            Basic/DualPath and DualPath/Oracle (docs/sensitivity.md)
        dpsim report SWEEP_DIR               tables and figures of a multirun's sweep table (replicates
                                             over seed: mean and 95% Student t interval)
        dpsim --version | --help
@@ -116,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
             if cmd == "validate":
                 from .analysis.validate import main as validate_main
                 return int(validate_main(rest) or 0)
+            if cmd == "sensitivity":
+                from .analysis.sensitivity import main as sensitivity_main
+                return int(sensitivity_main(rest) or 0)
             from .report import main as report_main
             return int(report_main(rest) or 0)
         except KeyboardInterrupt:

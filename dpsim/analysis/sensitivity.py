@@ -240,10 +240,17 @@ class Sweep:
         self.log(format_row(r))
         return r
 
-    def rows(self, assumptions: Sequence[Assumption] = ASSUMPTIONS) -> list[dict]:
+    def rows(self, assumptions: Sequence[Assumption] = ASSUMPTIONS,
+             on_row: Callable[[list[dict]], None] | None = None) -> list[dict]:
+        """Every assumption's row; ``on_row(rows so far)`` after each (partial outputs)."""
         for a in assumptions:  # every range is checked before anything runs
             a.check(get(self.base_cfg(self.cells[a.cell], SYSTEMS[0], self.seeds[0]), a.key))
-        return [self.row(a) for a in assumptions]
+        done: list[dict] = []
+        for a in assumptions:
+            done.append(self.row(a))
+            if on_row is not None:
+                on_row(done)
+        return done
 
 
 def _scenario(cell: Cell, system: str, seed: int) -> dict:
@@ -391,14 +398,20 @@ def run(quick: bool, seeds: int | None, agents: int | None, qwen_agents: int | N
         title = ("dpsim sensitivity: " + "; ".join(cs[c].name for c in sorted(used)) + f"; seeds 0..{n - 1}")
         log(title)
         t0 = time.perf_counter()
-        rows = sw.rows(chosen)
+        partial = (lambda done: write_outputs(sw, done, out, title + f" (partial: {len(done)}/{len(chosen)})")
+                   if len(done) < len(chosen) else None)
+        rows = sw.rows(chosen, on_row=partial if out is not None else None)
     except ValueError as e:
         print(f"dpsim sensitivity: error: {e}", file=sys.stderr)
         return 2
     log(f"\n{table_md(rows, title)}\n({len(sw._cache)} simulations, {time.perf_counter() - t0:.0f} s)")
     if out is not None:
-        for f in write_outputs(sw, rows, out, title):
-            log(f"  wrote {f}")
+        try:
+            for f in write_outputs(sw, rows, out, title):
+                log(f"  wrote {f}")
+        except OSError as e:
+            print(f"dpsim sensitivity: error: --out {out}: cannot write ({e.strerror or e})", file=sys.stderr)
+            return 2
     return 0
 
 

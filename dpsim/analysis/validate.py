@@ -1,7 +1,7 @@
 """``dpsim validate``: the public calibration points (C1, C2) and the paper's qualitative claims,
 simulated beside the paper's numbers.
 
-    python -m dpsim.analysis.validate [--quick] [--seeds N] [--out DIR] [--set KEY=VALUE ...]
+    python -m dpsim.analysis.validate [--quick] [--seeds N] [--out DIR] [--set KEY=VALUE ...] [--sensitivity]
 
 What it runs (shared/spec/calibration-points.md; §S7 for the bound):
 
@@ -484,10 +484,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="write report.md, report.csv, report.png here")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="extra Hydra override for every simulation (repeatable)")
+    ap.add_argument("--sensitivity", action="store_true",
+                    help="after the report, the §S10 sensitivity tornado (dpsim sensitivity, same --quick/--seeds; "
+                         "its files under OUT/sensitivity with --out)")
+    from .sensitivity import add_arguments as _sens_args
+    _sens_args(ap.add_argument_group("with --sensitivity"), standalone=False)
     args = ap.parse_args(list(argv) if argv is not None else None)
     bad = check_sets(args.sets)
     if args.seeds is not None and args.seeds < 1:
         bad = f"--seeds {args.seeds}: expected an integer >= 1 (replicates per point)"
+    if not args.sensitivity and not bad and (args.agents, args.qwen_agents, args.only) != (None, None, None):
+        bad = "--agents / --qwen-agents / --only set the sensitivity sweep: add --sensitivity"
+    if args.sensitivity and not bad:  # a bad --only / --agents fails now, not after the report
+        from .sensitivity import pick
+        try:
+            pick(args.only)
+            for what, v in (("--agents", args.agents), ("--qwen-agents", args.qwen_agents)):
+                if v is not None and v < 1:
+                    raise ValueError(f"{what} {v}: expected an integer >= 1")
+        except ValueError as e:
+            bad = str(e)
     if bad:
         print(f"dpsim validate: error: {bad}", file=sys.stderr)
         return 2
@@ -508,6 +524,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"dpsim validate: error: --out {args.out}: cannot write ({e.strerror or e}); "
                   f"choose another directory", file=sys.stderr)
             return 2
+    if args.sensitivity:  # opt-in: the tornado costs ~15x the simulations of one point (docs/sensitivity.md)
+        from .sensitivity import run as sensitivity_run
+        print("\n§S10 sensitivity (dpsim sensitivity)")
+        rc = sensitivity_run(args.quick, args.seeds, args.agents, args.qwen_agents, args.only,
+                             None if args.out is None else args.out / "sensitivity")
+        if rc:
+            return rc
     failed = [r["point"] for r in rep.rows if r["pass"] is False] + \
         [c["claim"] for c in rep.claims if not c["pass"]]
     if failed:
