@@ -394,6 +394,16 @@ def fit_directory(d: str, source: str | None = None, max_knots: int = 3) -> tupl
         profile["sharing"] = sharing
         tables.update(sizes=size_tab, blocks=block_tab, sharing=share_tab, summary=summarize(raw),
                       makespans=makespans(raw))
+    from .mixed import load_mixed, profile_entry
+
+    mixed, mmeta = load_mixed(d)
+    if mixed is not None and "file_write" in profile["links"]:
+        # calibration.mixed: reads with a stream of writes -> the storage write weight
+        try:
+            profile["links"]["file_write"].update(profile_entry(mixed, mmeta or {}))
+        except ValueError as e:
+            tables.setdefault("notes", []).append(f"storage write weight not fitted: {e}")
+        tables["mixed"] = mixed
     if comp is not None and not comp.empty:
         from .compute import fit_compute
 
@@ -424,6 +434,15 @@ def fit_summary_lines(profile: dict) -> list[str]:
                      f"{(f['mape'] or 0) * 100 if f.get('mape') is not None else float('nan'):>13.1f}%"
                      f"{(f['max_err'] or 0) * 100 if f.get('max_err') is not None else float('nan'):>7.1f}%"
                      f"{len(L.get('pieces', [])) or 1:>7}")
+    for kind, L in profile.get("links", {}).items():
+        if "storage_weight" in L:
+            f = L.get("storage_weight_fit") or {}
+            h = (f.get("heldout") or {}).get("mape")
+            h1 = (f.get("heldout_with_w1") or {}).get("mape")
+            lines.append(f"storage write weight ({kind}): {L['storage_weight']:.3f} (fitted "
+                         f"{f.get('w_fitted', float('nan')):.3f}); heldout MAPE "
+                         f"{h * 100 if h is not None else float('nan'):.1f}% (w = 1: "
+                         f"{h1 * 100 if h1 is not None else float('nan'):.1f}%)")
     for name, S in profile.get("sharing", {}).items():
         f = S.get("fit", {})
         m = f.get("mape")

@@ -151,14 +151,23 @@ def _guard(sim, backend, limit_s: float):
 
 def run_case(cfg: dict, label: str, backend=None, speed: float = 1.0, trajectories=None,
              max_turns: int | None = None, max_wall_s: float | None = None,
-             switch_interval_s: float = 2e-4) -> Case:
+             switch_interval_s: float = 2e-4, write_weight: float = 1.0) -> Case:
     """Run one case: with ``backend`` (a HardwareBackend) in real time, else the flow model.
-    ``max_wall_s``: guard on the real-time run's length (partial results after it)."""
+    ``max_wall_s``: guard on the real-time run's length (partial results after it).
+    ``write_weight``: the flow model's storage write weight
+    (:func:`dpsim.cluster.profile.weight_storage_writes`; the profile's
+    ``links.file_write.storage_weight``); 1 = none.  Not with a backend (the hardware writes)."""
     from dpsim.metrics.tables import request_table, summary, trajectory_table
     from hw.replay import make_env, record_transfers
 
     env = make_env(speed) if backend is not None else None
     sim = build_sim(cfg, backend=backend, env=env, trajectories=trajectories, max_turns=max_turns)
+    if float(write_weight) != 1.0:
+        from dpsim.cluster.profile import weight_storage_writes
+
+        if backend is not None:
+            raise ValueError("write_weight prices the flow model; a HIL run executes the real writes")
+        weight_storage_writes(sim, write_weight)
     trs = record_transfers(sim)
     timed_out = False
     if env is not None and max_wall_s:
@@ -201,7 +210,7 @@ def transfer_frame(sim, trs: list, records: list | None = None) -> pd.DataFrame:
     rows = []
     for tr in trs:
         kind = tr.tag[0] if tr.tag else ""
-        if kind == "ep" or not tr.route:
+        if kind in ("ep", "write_cost") or not tr.route:  # write_cost: the model's own (no hardware op)
             continue
         if kind == "persist_gen":
             aid, rnd = int(tr.tag[1]), -1
@@ -796,7 +805,7 @@ def main(argv=None) -> int:
     devices = _devices(a.devices)
 
     from calibration.profile import load_profile
-    from dpsim.cluster.profile import apply_profile
+    from dpsim.cluster.profile import apply_profile, storage_write_weight
     from hw import TransportUnavailable
     from hw.replay import HardwareBackend
 
@@ -858,11 +867,14 @@ def main(argv=None) -> int:
             models = []
             for name, prof in profiles.items():
                 cfg_m = apply_profile(base, prof, mapping)
-                models.append(run_case(cfg_m, f"model_{name}", max_turns=turns))
+                models.append(run_case(cfg_m, f"model_{name}", max_turns=turns,
+                                       write_weight=storage_write_weight(prof, mapping)))
                 s = models[-1].summary
-                print(f"[hil] {system}: model_{name}: jct {s['jct_s']:.3f} s, ttft {s['ttft_s']['mean']}", flush=True)
+                print(f"[hil] {system}: model_{name}: jct {s['jct_s']:.3f} s, ttft {s['ttft_s']['mean']}, storage "
+                      f"write weight {storage_write_weight(prof, mapping):g}", flush=True)
             cases[system] = (cfg_hil, models)
             runs[system] = {"replays": [], "models": {m.label: m.summary for m in models}}
+        weights = {f"model_{name}": storage_write_weight(prof, mapping) for name, prof in profiles.items()}
         scenario = {"agents": agents, "turns": turns, "mal": mal, "gen_scale": gs, "override": list(a.override),
                     "mapping": mapping, "quick": bool(q)}
         profile_sha = {"shipped": _sha256(a.profile)}
@@ -907,6 +919,7 @@ def main(argv=None) -> int:
                 summ.update({"devices": be.devices if a.device == "cuda" else None,
                              "shared_pcie": bool(be.meta.get("shared_pcie")), "gpu": (be.meta.get("gpus") or [None])[0],
                              "host": meta.get("host"), "scenario": scenario, "profile_sha256": profile_sha,
+                             "storage_write_weight": weights,
                              "command": "python -m calibration.hil " + args["argv"]})
                 with open(out / "hil_summary.json", "w") as f:
                     json.dump(summ, f, indent=1, default=str)

@@ -35,7 +35,7 @@ def test_device_run_until_skips_every_stage_but_fit(tmp_path):
 def test_device_run_runs_storage_and_pcie_stages_first():
     text = (ROOT / "calibration/device_run.sh").read_text()
     order = [ln.split()[1] for ln in text.splitlines() if ln.startswith("stage ")]
-    assert order[:4] == ["probe", "file", "cuda_sizes", "cuda_conc"] and order[-1] == "fit"
+    assert order[:5] == ["probe", "file", "file_mixed", "cuda_sizes", "cuda_conc"] and order[-1] == "fit"
     default = text.split('STAGES=${2:-"')[1].split('"')[0].split()
     assert default == order  # the documented default lists the stages in the order they run
 

@@ -42,6 +42,9 @@ LINK_KEYS = {
     "points": "optional, list of the measured/quoted points the link was built from",
     "source": "optional, str: where the numbers come from",
     "note": "optional, str",
+    "storage_weight": "optional, >= 1 (storage write links): bytes of the shared storage capacity one "
+                      "written byte consumes, a read byte 1 (calibration.mixed; dpsim.cluster.profile)",
+    "storage_weight_fit": "optional, mapping: fit quality and source of storage_weight",
 }
 PIECE_KEYS = {"from_bytes", "to_bytes", "latency_s", "bandwidth_Bps"}
 SHARING_KEYS = {"kinds", "total_Bps", "directions", "fit", "source", "note", "binding", "points"}
@@ -100,6 +103,8 @@ def validate_profile(p, path: str | None = None) -> dict:
         for k in ("per_message_s", "per_message_batched_s", "per_message_graph_s"):
             if k in link:
                 _num(link[k], f"{base}.{k}", path, lo=0, allow_none=True)
+        if "storage_weight" in link:
+            _num(link["storage_weight"], f"{base}.storage_weight", path, lo=1)
         if "pieces" in link and link["pieces"] is not None:
             pcs = link["pieces"]
             if not isinstance(pcs, list) or not pcs:

@@ -44,7 +44,8 @@ from dataclasses import dataclass
 
 from .hwprofile import load_profile, sharing_total
 
-__all__ = ["LinkMapping", "MAPPINGS", "apply_profile", "link_profile", "profile_link_kinds"]
+__all__ = ["LinkMapping", "MAPPINGS", "apply_profile", "link_profile", "profile_link_kinds",
+           "storage_write_weight", "StorageWriteCost", "weight_storage_writes"]
 
 
 @dataclass(frozen=True)
@@ -203,3 +204,76 @@ def link_profile(cfg: dict, mapping=None) -> dict:
         if os.path.exists(here):
             p = here
     return apply_profile(cfg, load_profile(p), mapping)
+
+
+# ------------------------------------------------------------------ storage write weight
+def storage_write_weight(profile: dict, mapping="cuda") -> float:
+    """``links.<storage_write>.storage_weight`` of ``profile``: how many bytes of the shared
+    storage device's capacity one written byte consumes (a read byte consumes 1); 1.0 when
+    absent.  ``calibration.mixed`` fits it from a suite that mixes reads with a stream of
+    writes (calibration/PROFILE.md)."""
+    m = _mapping(mapping)
+    v = (profile.get("links") or {}).get(m.storage_write, {}).get("storage_weight")
+    return 1.0 if v is None else float(v)
+
+
+class StorageWriteCost:
+    """The lifecycle's KV port, with every storage write of ``nbytes`` also starting a
+    *write-cost* transfer of ``(weight - 1) x nbytes`` over the shared ``storage`` link alone
+    (tag ``("write_cost", tag[1])``, no callback): the device work a write costs beyond its own
+    bytes (on a disk that absorbs writes and writes them back later, the write-back).
+
+    It competes with the reads for the ``storage`` link as any transfer does (max-min fair), so
+    over a span in which the link stays busy, R bytes read and W bytes written take
+    ``(R + weight x W) / C`` (C = ``cluster.storage_Bps``); the written bytes themselves, their
+    route and their completion are unchanged.  Everything else is the port's own (attribute
+    access is forwarded).  ``weight`` < 1 cannot be priced this way (a write cannot give
+    capacity back): :func:`weight_storage_writes` refuses it."""
+
+    def __init__(self, port, net, storage, weight: float):
+        from .routes import Route, RouteKind
+
+        self.port = port
+        self.net = net
+        self.weight = float(weight)
+        self.extra = self.weight - 1.0
+        self._route = {}
+        self._mk = lambda node: Route((storage,), RouteKind.STORAGE_WRITE, node, node, 0.0)
+        self.n_cost = 0
+        self.cost_bytes = 0.0
+
+    def __getattr__(self, name):
+        return getattr(self.port, name)
+
+    def storage_write(self, node, nbytes, cb, tag) -> None:
+        self.port.storage_write(node, nbytes, cb, tag)
+        if nbytes > 0.0 and self.extra > 0.0:
+            r = self._route.get(node.nid)
+            if r is None:
+                r = self._route[node.nid] = self._mk(node)
+            self.n_cost += 1
+            self.cost_bytes += nbytes * self.extra
+            self.net.transfer(r, nbytes * self.extra, None, tag=("write_cost", tag[1] if tag else None))
+
+
+def weight_storage_writes(sim, weight: float):
+    """Make a built, not yet started simulation ``sim`` charge each storage write ``weight``
+    bytes of the shared storage capacity per byte written (:class:`StorageWriteCost` on its
+    lifecycle's port).  ``weight`` == 1: nothing is touched (byte for byte the same run), None
+    is returned; else the wrapped port.  Needs the shared ``storage`` link
+    (``cluster.storage_Bps``); ``weight`` must be >= 1.  Only for flow-model runs: a hardware
+    backend would execute the write-cost transfers."""
+    weight = float(weight)
+    if weight == 1.0:
+        return None
+    if not (weight > 1.0 and math.isfinite(weight)):
+        raise ValueError(f"storage write weight must be >= 1 (got {weight!r}): a write cannot give "
+                         "storage capacity back in this model")
+    st = sim.cluster.storage
+    if st is None:
+        raise ValueError("a storage write weight needs the shared storage link (cluster.storage_Bps)")
+    if not getattr(sim.net, "_flow_model", True):
+        raise ValueError("a storage write weight prices the flow model; a hardware backend runs the real writes")
+    wrapped = StorageWriteCost(sim.life.port, sim.net, st, weight)
+    sim.life.port = wrapped
+    return wrapped
