@@ -159,3 +159,12 @@ def test_shape_recalibration_holds_the_s8_means():
     rows = fit_rows("64k", generate("64k", 500, 0, 1.5, **k))
     assert all(abs(e) <= 0.05 for *_, e in rows), rows
     assert not math.isclose(k["sigma_append"], 0.828, rel_tol=0.05)  # the fit moved the calibrated knobs
+
+
+def test_delta_is_paired_per_seed():
+    r = sweep(seeds=(0, 1, 2)).row(EFF)
+    ratio = lambda sd, eff: (100.0 * (1 + sd) + 60 / eff) / (100.0 * (1 + sd) + 30 / eff)  # noqa: E731
+    want = mean_ci(ratio(sd, 0.4) - ratio(sd, 0.6) for sd in range(3))
+    got = S.delta(r, "low", "Basic/DualPath")
+    assert (got.mean, got.lo, got.hi) == pytest.approx((want.mean, want.lo, want.hi), rel=1e-12)
+    assert S.delta(r, "base", "Basic/DualPath").mean == 0.0

@@ -226,6 +226,7 @@ class Sweep:
                                   "system": s, "seed": sd, "jct_s": jcts[s]})
             per_seed.append(jcts)
         out = {m: mean_ci(j[n] / j[d] for j in per_seed) for m, (n, d) in METRICS.items()}
+        out["seeds"] = {m: [j[n] / j[d] for j in per_seed] for m, (n, d) in METRICS.items()}
         out["value"] = shown
         return out
 
@@ -265,13 +266,20 @@ def bar(r: dict, metric: str) -> tuple[float, float]:
     return min(v), max(v)
 
 
+def delta(r: dict, end: str, metric: str):
+    """The change of the ratio from the base at ``end``: per seed (paired: the same seed's workload
+    at both settings), then mean and 95% interval."""
+    from .stats import mean_ci
+    return mean_ci(x - b for x, b in zip(r[end]["seeds"][metric], r["base"]["seeds"][metric]))
+
+
 def width(r: dict, metric: str) -> float:
     lo, hi = bar(r, metric)
     return hi - lo
 
 
-def _iv(iv) -> str:
-    return f"{iv.mean:.3f}" + (f" [{iv.lo:.3f}, {iv.hi:.3f}]" if iv.n >= 2 else "")
+def _iv(iv, sign: str = "") -> str:
+    return f"{iv.mean:{sign}.3f}" + (f" [{iv.lo:{sign}.3f}, {iv.hi:{sign}.3f}]" if iv.n >= 2 else "")
 
 
 def _val(v) -> str:
@@ -291,15 +299,17 @@ def format_row(r: dict) -> str:
 def table_md(rows: list[dict], title: str) -> str:
     from .stats import INTERVAL
     lines = [f"# {title}", "", f"Ratios per seed from that seed's Basic, DualPath and Oracle runs; mean and {INTERVAL}. "
-             "Width: highest minus lowest mean among low/base/high.", ""]
+             "Δ: the change from the base, per seed (same seed at both settings), then mean and interval. "
+             "Width: highest minus lowest mean ratio among low/base/high.", ""]
     for m in METRICS:
         lines += [f"## {m} (JCT ratio)", "", "| assumption | cell | low | base | high | ratio @low | ratio @base | "
-                  "ratio @high | width |", "|---|---|---|---|---|---|---|---|---|"]
+                  "ratio @high | Δ @low | Δ @high | width |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in sorted(rows, key=lambda r: -width(r, m)):
             a = r["assumption"]
             lines.append(f"| {a.label} | {r['cell'].name} | {_val(r['low']['value'])} | {_val(r['base']['value'])} | "
                          f"{_val(r['high']['value'])} | {_iv(r['low'][m])} | {_iv(r['base'][m])} | "
-                         f"{_iv(r['high'][m])} | {width(r, m):.3f} |")
+                         f"{_iv(r['high'][m])} | {_iv(delta(r, 'low', m), '+')} | {_iv(delta(r, 'high', m), '+')} | "
+                         f"{width(r, m):.3f} |")
         lines.append("")
     lines += ["## Ranges", "", "| assumption | key | range: source / reasoning |", "|---|---|---|"]
     for r in rows:
@@ -314,13 +324,15 @@ def write_outputs(sw: Sweep, rows: list[dict], out: Path, title: str) -> list[Pa
     files[0].write_text(table_md(rows, title))
     with files[1].open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["assumption", "key", "cell", "metric", "end", "value", "mean", "ci_lo", "ci_hi", "n_seeds"])
+        w.writerow(["assumption", "key", "cell", "metric", "end", "value", "mean", "ci_lo", "ci_hi", "n_seeds",
+                    "delta_mean", "delta_ci_lo", "delta_ci_hi"])
         for r in rows:
             for m in METRICS:
                 for e in ("low", "base", "high"):
-                    iv = r[e][m]
+                    iv, dv = r[e][m], delta(r, e, m)
                     w.writerow([r["assumption"].name, r["assumption"].key, r["cell"].name, m, e, r[e]["value"],
-                                f"{iv.mean:.6g}", f"{iv.lo:.6g}", f"{iv.hi:.6g}", iv.n])
+                                *(f"{x:.6g}" for x in (iv.mean, iv.lo, iv.hi)), iv.n,
+                                *(f"{x:.6g}" for x in (dv.mean, dv.lo, dv.hi))])
     with files[2].open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["assumption", "end", "value", "cell", "system", "seed", "jct_s"])
         w.writeheader()
@@ -333,28 +345,31 @@ def write_outputs(sw: Sweep, rows: list[dict], out: Path, title: str) -> list[Pa
 
 
 def tornado_figure(rows: list[dict], path: Path, title: str) -> Path:
-    """One panel per ratio: a bar per assumption from its lowest to highest mean ratio, the low end's
-    and high end's means marked with their 95% intervals, the base as a vertical line per row."""
+    """One panel per ratio: per assumption, a bar over the change of the mean ratio from its cell's
+    base (0) to the low and high ends, and at each end the paired per-seed change with its 95%
+    interval (low blue, high orange).  Rows sorted by width; each label names the range and the
+    cell's base ratio."""
     from ..metrics.outputs import new_figure
     from .stats import INTERVAL
-    fig = new_figure(figsize=(13, 1.4 + 0.45 * len(rows)), layout="constrained")
+    fig = new_figure(figsize=(13, 1.6 + 0.5 * len(rows)), layout="constrained")
     axes = fig.subplots(1, len(METRICS), sharey=False)
     for ax, m in zip(axes, METRICS):
         rs = sorted(rows, key=lambda r: width(r, m))
         for y, r in enumerate(rs):
             lo, hi = bar(r, m)
-            ax.barh(y, max(hi - lo, 1e-9), left=lo, height=0.5, color="0.85", edgecolor="0.5")
-            for e, c in (("low", "tab:blue"), ("high", "tab:orange"), ("base", "k")):
-                iv = r[e][m]
-                err = None if iv.n < 2 else [[iv.mean - iv.lo], [iv.hi - iv.mean]]
-                ax.errorbar(iv.mean, y + {"low": -0.12, "high": 0.12, "base": 0.0}[e], xerr=err,
-                            fmt="|" if e == "base" else "o", color=c, ms=5 if e != "base" else 14, capsize=2,
-                            label=e if y == 0 else None)
+            b = r["base"][m].mean
+            ax.barh(y, max(hi - lo, 1e-9), left=lo - b, height=0.5, color="0.85", edgecolor="0.5")
+            for e, c, dy in (("low", "tab:blue", -0.12), ("high", "tab:orange", 0.12)):
+                dv = delta(r, e, m)
+                err = None if dv.n < 2 else [[dv.mean - dv.lo], [dv.hi - dv.mean]]
+                ax.errorbar(dv.mean, y + dy, xerr=err, fmt="o", color=c, ms=5, capsize=2,
+                            label=f"{e} end" if y == 0 else None)
+        ax.axvline(0.0, color="k", lw=1)
         ax.set_yticks(range(len(rs)))
-        ax.set_yticklabels([f"{r['assumption'].label}\n{_val(r['low']['value'])} .. {_val(r['high']['value'])}"
-                            for r in rs], fontsize=7)
-        ax.set_xlabel(f"{m} JCT ratio (error bars: {INTERVAL})")
-        ax.legend(fontsize=7, loc="lower right")
+        ax.set_yticklabels([f"{r['assumption'].label}: {_val(r['low']['value'])} .. {_val(r['high']['value'])}\n"
+                            f"{r['cell'].model}, base {_iv(r['base'][m])}" for r in rs], fontsize=7)
+        ax.set_xlabel(f"change of {m} JCT ratio from the base\n(points: paired per-seed change, {INTERVAL})")
+    axes[0].legend(fontsize=7, loc="lower left")
     fig.suptitle(title, fontsize=9)
     fig.savefig(path, dpi=110)
     return path
