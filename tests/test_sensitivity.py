@@ -168,3 +168,22 @@ def test_delta_is_paired_per_seed():
     got = S.delta(r, "low", "Basic/DualPath")
     assert (got.mean, got.lo, got.hi) == pytest.approx((want.mean, want.lo, want.hi), rel=1e-12)
     assert S.delta(r, "base", "Basic/DualPath").mean == 0.0
+
+
+def test_from_runs_replays_the_same_rows(tmp_path):
+    sw = sweep(seeds=(0, 1))
+    rows = sw.rows([EFF, NOOP])
+    S.write_outputs(sw, rows, tmp_path, "t")
+    def no_run(cfg):
+        raise AssertionError("replay must not run")
+    again = S.Sweep(CELLS, (0, 1), runner=no_run, base_cfg=fake_cfg, log=lambda *a: None)
+    again.load_runs(tmp_path / "runs.csv")
+    rows2 = again.rows([EFF, NOOP])
+    for r, r2 in zip(rows, rows2):
+        for e in ("low", "base", "high"):
+            assert r2[e]["seeds"] == r[e]["seeds"] and r2[e]["value"] == r[e]["value"]
+    assert (tmp_path / "tornado.md").read_text().count("| efficiency |") == 3  # a row per metric and its range
+    missing = S.Sweep(CELLS, (0, 1, 2), runner=no_run, base_cfg=fake_cfg, log=lambda *a: None)
+    missing.load_runs(tmp_path / "runs.csv")
+    with pytest.raises(ValueError, match="no run for eff base basic seed 2"):
+        missing.rows([EFF])

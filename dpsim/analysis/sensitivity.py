@@ -197,6 +197,7 @@ class Sweep:
         self.log = log
         self._cache: dict[str, float] = {}
         self.runs: list[dict] = []  # one per (assumption, end, system, seed): the per-seed JCT table
+        self.replay: dict | None = None  # {(assumption, end, system, seed): JCT} from a runs.csv: no runs
 
     def jct(self, cfg: dict) -> float:
         import json
@@ -218,10 +219,11 @@ class Sweep:
                 if end == "base" or value is None:  # the YAML's value (a one-sided range's other end)
                     shown = get(cfg, a.key)
                 else:
-                    for k, v in a.sets(value, cfg).items():
-                        put(cfg, k, v)
+                    if self.replay is None:
+                        for k, v in a.sets(value, cfg).items():
+                            put(cfg, k, v)
                     shown = value
-                jcts[s] = self.jct(cfg)
+                jcts[s] = self.jct(cfg) if self.replay is None else self._replayed(a, end, s, sd)
                 self.runs.append({"assumption": a.name, "end": end, "value": shown, "cell": cell.name,
                                   "system": s, "seed": sd, "jct_s": jcts[s]})
             per_seed.append(jcts)
@@ -229,6 +231,22 @@ class Sweep:
         out["seeds"] = {m: [j[n] / j[d] for j in per_seed] for m, (n, d) in METRICS.items()}
         out["value"] = shown
         return out
+
+    def load_runs(self, path: Path) -> None:
+        """Take every JCT from ``path`` (a runs.csv this tool wrote) instead of running."""
+        try:
+            with Path(path).open(newline="") as f:
+                self.replay = {(r["assumption"], r["end"], r["system"], int(r["seed"])): float(r["jct_s"])
+                               for r in csv.DictReader(f)}
+        except (OSError, KeyError, ValueError) as e:
+            raise ValueError(f"--from-runs {path}: not a runs.csv of dpsim sensitivity ({e})") from None
+
+    def _replayed(self, a: Assumption, end: str, system: str, seed: int) -> float:
+        k = (a.name, end, system, seed)
+        if k not in self.replay:
+            raise ValueError(f"--from-runs: no run for {a.name} {end} {system} seed {seed}; rerun without "
+                             f"--from-runs, or with the --quick/--seeds/--agents/--only it was made with")
+        return self.replay[k]
 
     def row(self, a: Assumption) -> dict:
         cfg = self.base_cfg(self.cells[a.cell], SYSTEMS[0], self.seeds[0])
@@ -381,6 +399,8 @@ def add_arguments(ap: argparse.ArgumentParser, standalone: bool = True) -> None:
         ap.add_argument("--quick", action="store_true", help="small cells (DS 128, Qwen 64 agents) and 2 seeds")
         ap.add_argument("--seeds", type=int, default=None, metavar="N", help=f"seeds 0..N-1 (default {SEEDS}; quick {QUICK_SEEDS})")
         ap.add_argument("--out", type=Path, default=None, help="write tornado.md/.csv/.png and runs.csv here")
+        ap.add_argument("--from-runs", type=Path, default=None, metavar="CSV",
+                        help="no simulation: redraw the tables and figure from a runs.csv this tool wrote")
     ap.add_argument("--agents", type=int, default=None, metavar="N", help="DS 660B cell's agents (default 1024; quick 128)")
     ap.add_argument("--qwen-agents", type=int, default=None, metavar="N", help="Qwen 32B cell's agents (default 256; quick 64)")
     ap.add_argument("--only", default=None, metavar="NAME,...",
@@ -399,7 +419,7 @@ def pick(only: str | None) -> tuple[Assumption, ...]:
 
 
 def run(quick: bool, seeds: int | None, agents: int | None, qwen_agents: int | None, only: str | None,
-        out: Path | None, log: Callable = print) -> int:
+        out: Path | None, log: Callable = print, from_runs: Path | None = None) -> int:
     """The sweep, its table on stdout and (``out``) its files.  0, or 2 after one error line."""
     try:
         n = int(seeds if seeds is not None else (QUICK_SEEDS if quick else SEEDS))
@@ -409,6 +429,8 @@ def run(quick: bool, seeds: int | None, agents: int | None, qwen_agents: int | N
         chosen = pick(only)
         cs = cells(quick, agents, qwen_agents)
         sw = Sweep(cs, range(n), log=log)
+        if from_runs is not None:
+            sw.load_runs(from_runs)
         used = {a.cell for a in chosen}
         title = ("dpsim sensitivity: " + "; ".join(cs[c].name for c in sorted(used)) + f"; seeds 0..{n - 1}")
         log(title)
@@ -419,7 +441,8 @@ def run(quick: bool, seeds: int | None, agents: int | None, qwen_agents: int | N
     except ValueError as e:
         print(f"dpsim sensitivity: error: {e}", file=sys.stderr)
         return 2
-    log(f"\n{table_md(rows, title)}\n({len(sw._cache)} simulations, {time.perf_counter() - t0:.0f} s)")
+    ran = f"{len(sw._cache)} simulations" if sw.replay is None else f"replayed from {from_runs}"
+    log(f"\n{table_md(rows, title)}\n({ran}, {time.perf_counter() - t0:.0f} s)")
     if out is not None:
         try:
             for f in write_outputs(sw, rows, out, title):
@@ -434,7 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="dpsim sensitivity", description=__doc__.split("\n\n")[0])
     add_arguments(ap)
     a = ap.parse_args(list(argv) if argv is not None else None)
-    return run(a.quick, a.seeds, a.agents, a.qwen_agents, a.only, a.out)
+    return run(a.quick, a.seeds, a.agents, a.qwen_agents, a.only, a.out, from_runs=a.from_runs)
 
 
 if __name__ == "__main__":
