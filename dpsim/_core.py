@@ -39,6 +39,7 @@ CORE = (
     "dpsim.scheduling.base",
     "dpsim.scheduling.dualpath",
     "dpsim.cluster.routes",
+    "dpsim.cluster.topology",
 )
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -37,6 +37,7 @@ def test_read_plan_split_collapses_to_one_side():
 
 class _Traj:
     id = "t"
+    n_rounds = 3
 
 
 def test_request_log_rows_in_rid_order_with_live_ones_unfinished():

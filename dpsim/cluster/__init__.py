@@ -16,89 +16,9 @@ H2D through the CNIC (§S4, "CNIC-centric") uses both of the same CNIC.
 """
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field
-
 from ..net import Link, Network
 from .routes import FREE_BUFFERS, TRANSFORMS, Route, RouteBook, RouteKind  # noqa: F401
-
-
-@dataclass
-class Buffer:
-    """A host-DRAM KV buffer with a capacity; waiters are served FIFO."""
-
-    name: str
-    capacity: float
-    used: float = 0.0
-    peak: float = 0.0
-    waiters: deque = field(default_factory=deque)
-
-    def try_alloc(self, nbytes: float) -> bool:
-        if self.used + nbytes <= self.capacity * (1 + 1e-12) and not self.waiters:
-            self.used += nbytes
-            if self.used > self.peak:
-                self.peak = self.used
-            return True
-        return False
-
-    def alloc_or_wait(self, nbytes: float, cb) -> bool:
-        """Allocate now (True) or queue ``cb()`` to run once allocated (False)."""
-        if self.try_alloc(nbytes):
-            return True
-        self.waiters.append((nbytes, cb))
-        return False
-
-    def free(self, nbytes: float) -> None:
-        self.used -= nbytes
-        if self.used < 0.0:
-            if self.used < -1e-9 * self.capacity - 1.0:
-                raise AssertionError(f"buffer {self.name}: freed more than allocated ({nbytes} B)")
-            self.used = 0.0
-        while self.waiters:
-            nb, cb = self.waiters[0]
-            if self.used + nb <= self.capacity * (1 + 1e-12):
-                self.waiters.popleft()
-                self.used += nb
-                if self.used > self.peak:
-                    self.peak = self.used
-                cb()
-            else:
-                break
-
-
-@dataclass
-class GPU:
-    gid: int  # global index
-    node: "Node"
-    local: int
-    cnic_rd: Link
-    cnic_wr: Link
-    pcie_dn: Link | None
-    pcie_up: Link | None
-    hbm_kv: float  # bytes of HBM for KV
-    hbm_used: float = 0.0
-    hbm_peak: float = 0.0
-
-    @property
-    def key(self) -> int:
-        return self.gid
-
-
-@dataclass
-class Node:
-    nid: int
-    role: str  # "prefill" | "decode"
-    snic_rx: Link
-    snic_tx: Link
-    dram: Link
-    buffer: Buffer
-    gpus: list = field(default_factory=list)
-    read_q: float = 0.0  # tokens queued or in flight for storage reads on this SNIC (§S6);
-    # written only by the scheduling layer's LoadLedger
-
-    @property
-    def key(self) -> int:
-        return -1 - self.nid
+from .topology import GPU, Buffer, Node  # noqa: F401
 
 
 class Cluster:

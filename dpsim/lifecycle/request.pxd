@@ -12,7 +12,7 @@ cdef class Request:
 
 
 cdef class Agent:
-    cdef public long aid, next_round, stored, persist_pending, n_done
+    cdef public long aid, n_rounds, next_round, stored, persist_pending, n_done
     cdef public object traj
     cdef public list persist_waiters
     cdef public double t_start, t_end

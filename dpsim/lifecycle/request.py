@@ -71,12 +71,13 @@ class Agent:
     """An agent replays one trajectory, a round at a time; ``stored`` counts the tokens of its
     context whose Full Blocks are in storage (only those can hit)."""
 
-    __slots__ = ("aid", "traj", "next_round", "stored", "persist_pending", "persist_waiters",
-                 "t_start", "t_end", "failed", "n_done")
+    __slots__ = ("aid", "traj", "n_rounds", "next_round", "stored", "persist_pending",
+                 "persist_waiters", "t_start", "t_end", "failed", "n_done")
 
     def __init__(self, aid: int, traj):
         self.aid = aid
         self.traj = traj
+        self.n_rounds = traj.n_rounds  # (read once per round: a trajectory is not changed in a run)
         self.next_round = 0
         self.stored = 0
         self.persist_pending = 0

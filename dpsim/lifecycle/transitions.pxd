@@ -4,6 +4,7 @@
 cimport cython
 from dpsim.lifecycle.join cimport Call, Join
 from dpsim.lifecycle.request cimport Agent, Request
+from dpsim.cluster.topology cimport GPU
 
 
 cdef class Lifecycle:
@@ -18,12 +19,12 @@ cdef class Lifecycle:
 
     cpdef assign(self, Request req, pe, de, plan)
 
-    @cython.locals(b=double)
+    @cython.locals(b=double, g=GPU)
     cpdef _alloc_de_buffer(self, Request req, then)
 
     cpdef _de_buffer_granted(self, Request req, double b, then)
 
-    @cython.locals(pe_hit=long, b=double)
+    @cython.locals(pe_hit=long, b=double, g=GPU)
     cpdef _alloc_pe_buffer(self, Request req)
 
     @cython.locals(agent=Agent)
@@ -38,26 +39,29 @@ cdef class Lifecycle:
     cpdef _read_done(self, Request req)
     cpdef _to_prefill(self, Request req)
 
-    @cython.locals(now=double, agent=Agent, blk=long, new_blocks=long, stored_after=long, free_buf=Join)
+    @cython.locals(now=double, agent=Agent, blk=long, new_blocks=long, stored_after=long, free_buf=Join,
+                   g=GPU)
     cpdef first_token(self, Request req)
 
     @cython.locals(w=list)
     cpdef _persisted(self, Agent agent, long stored_after, join)
 
+    @cython.locals(g=GPU)
     cpdef _free_de_buffer(self, Request req)
 
-    @cython.locals(need=double)
+    @cython.locals(need=double, g=GPU)
     cpdef _de_request_hbm(self, Request req, Join free_buf)
 
+    @cython.locals(g=GPU)
     cpdef _de_h2d(self, Request req, double need, Join free_buf)
 
     cpdef _de_h2d_done(self, Request req, Join free_buf)
 
-    @cython.locals(kvb=double, req=Request, free_buf=Join, need=double)
+    @cython.locals(kvb=double, req=Request, free_buf=Join, need=double, g=GPU)
     cpdef _de_hbm_freed(self, de)
 
     @cython.locals(now=double, agent=Agent, blk=long, ctx=long, gen_blocks=long, stored=long, b=double,
-                   go=Call)
+                   go=Call, g=GPU)
     cpdef decode_done(self, Request req, de)
 
     cpdef _gen_d2h(self, Agent agent, g, double b, long stored, long rid)

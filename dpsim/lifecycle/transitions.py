@@ -93,7 +93,8 @@ class Lifecycle:
 
     def _alloc_de_buffer(self, req, then) -> None:
         b = req.prompt * self.kvb
-        if req.de.gpu.node.buffer.alloc_or_wait(b, Call(self._de_buffer_granted, req, b, then)):
+        g = req.de.gpu
+        if g.node.buffer.alloc_or_wait(b, Call(self._de_buffer_granted, req, b, then)):
             self._de_buffer_granted(req, b, then)
 
     def _de_buffer_granted(self, req, b: float, then) -> None:
@@ -105,7 +106,8 @@ class Lifecycle:
         if pe_hit > 0:
             b = pe_hit * self.kvb
             req.pe_buf = b
-            if not req.pe.gpu.node.buffer.alloc_or_wait(b, Call(self._allocated, req)):
+            g = req.pe.gpu
+            if not g.node.buffer.alloc_or_wait(b, Call(self._allocated, req)):
                 return
         self._allocated(req)
 
@@ -172,7 +174,8 @@ class Lifecycle:
         self.first_token_ttft.append(now - req.arrival)
         self.ledger.release_pe(req)
         if req.pe_buf > 0:
-            req.pe.gpu.node.buffer.free(req.pe_buf)
+            g = req.pe.gpu
+            g.node.buffer.free(req.pe_buf)
             req.pe_buf = 0.0
         self.policy.on_prefill_done(req)
         # The DE persists the prompt's new Full Blocks from its buffer (§S10) while the request
@@ -206,14 +209,16 @@ class Lifecycle:
 
     def _free_de_buffer(self, req) -> None:
         if req.de_buf > 0:
-            req.de.gpu.node.buffer.free(req.de_buf)
+            g = req.de.gpu
+            g.node.buffer.free(req.de_buf)
             req.de_buf = 0.0
 
     # ------------------------------------------------------------------ 5 DE HBM + H2D
     def _de_request_hbm(self, req, free_buf: Join) -> None:
         de = req.de
         need = (req.prompt + req.gen) * self.kvb
-        if de.alloc_q or de.gpu.hbm_used + need > de.gpu.hbm_kv:
+        g = de.gpu
+        if de.alloc_q or g.hbm_used + need > g.hbm_kv:
             de.alloc_q.append((req, free_buf))
             return
         self._de_h2d(req, need, free_buf)
@@ -235,10 +240,11 @@ class Lifecycle:
     def _de_hbm_freed(self, de) -> None:
         q = de.alloc_q
         kvb = self.kvb
+        g = de.gpu
         while q:
             req, free_buf = q[0]
             need = (req.prompt + req.gen) * kvb
-            if de.gpu.hbm_used + need > de.gpu.hbm_kv * (1 + 1e-12):
+            if g.hbm_used + need > g.hbm_kv * (1 + 1e-12):
                 break
             q.popleft()
             self._de_h2d(req, need, free_buf)
@@ -293,7 +299,7 @@ class Lifecycle:
         self.log.finished(req)
         if self.progress is not None:
             self.progress.update(1)
-        if agent.next_round < agent.traj.n_rounds and not agent.failed:
+        if agent.next_round < agent.n_rounds and not agent.failed:
             think = float(agent.traj.think_s[agent.next_round])
             if think > 0:
                 self.clock.timer(think, self.issue, agent)

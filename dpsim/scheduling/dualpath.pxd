@@ -4,6 +4,9 @@ cimport cython
 from dpsim.lifecycle.request cimport Request
 from dpsim.scheduling.base cimport Policy
 from dpsim.scheduling.ledger cimport LoadLedger
+from dpsim.cluster.topology cimport GPU
+from dpsim.engines.prefill cimport PrefillEngine
+from dpsim.engines.decode cimport DecodeEngine
 
 
 cdef class DualPathPolicy(Policy):
@@ -22,7 +25,9 @@ cdef class DualPathPolicy(Policy):
     @cython.locals(k=long, npg=long, ndg=long, j=long, gi=long, g=long, order=list)
     cpdef _tick(self, _ev=*)
 
-    @cython.locals(engs=list, beta=double, alpha=double, ledger=LoadLedger, req=Request)
+    @cython.locals(engs=list, beta=double, alpha=double, ledger=LoadLedger, req=Request,
+                   e=PrefillEngine, best_s=PrefillEngine, best_l=PrefillEngine, best=PrefillEngine,
+                   g=GPU)
     cpdef _pe_fetch(self, long gi)
 
     cpdef _de_fetch(self, long gi)
@@ -32,7 +37,8 @@ cdef class DualPathPolicy(Policy):
 
     @cython.locals(kvb=double, engs=list, total_free=double, tok_sum=double, f=double, acc=double,
                    lens=long, r=Request, need=double, Z=double, ledger=LoadLedger, req=Request,
-                   ln=long)
+                   ln=long, e=DecodeEngine, best_u=DecodeEngine, best_f=DecodeEngine,
+                   de=DecodeEngine, g=GPU)
     cpdef _de_level2(self, long gi)
 
     @cython.locals(h=list, tok=list, j=long)

@@ -161,7 +161,8 @@ class DualPathPolicy(Policy):
             for e in engs:
                 if e.tok > beta:
                     continue  # overloaded
-                if e.gpu.node.read_q <= alpha:
+                g = e.gpu
+                if g.node.read_q <= alpha:
                     if best_s is None or e.tok < best_s.tok:
                         best_s = e
                 elif best_l is None or e.tok < best_l.tok:
@@ -199,7 +200,8 @@ class DualPathPolicy(Policy):
         total_free = 0.0
         tok_sum = 0
         for e in engs:
-            f = e.gpu.hbm_kv - e.gpu.hbm_used
+            g = e.gpu
+            f = g.hbm_kv - g.hbm_used
             if f > 0:
                 total_free += f
             tok_sum += e.tok
@@ -220,7 +222,8 @@ class DualPathPolicy(Policy):
                 need = ln * kvb
                 best_u = best_f = None
                 for e in engs:
-                    if e.gpu.hbm_kv - e.gpu.hbm_used >= need:
+                    g = e.gpu
+                    if g.hbm_kv - g.hbm_used >= need:
                         if e.tok + ln <= Z:
                             if best_u is None or e.seq < best_u.seq:
                                 best_u = e

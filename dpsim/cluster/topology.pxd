@@ -1,0 +1,29 @@
+# Augmenting declarations: the cluster's nodes, GPUs and buffers as extension types with typed
+# fields (see dpsim/_core.py, setup.py).
+cimport cython
+
+
+cdef class Buffer:
+    cdef public object name, waiters
+    cdef public double capacity, used, peak
+
+    cpdef bint try_alloc(self, double nbytes)
+    cpdef bint alloc_or_wait(self, double nbytes, cb)
+
+    @cython.locals(nb=double)
+    cpdef free(self, double nbytes)
+
+
+cdef class Node:
+    cdef public long nid
+    cdef public object role, snic_rx, snic_tx, dram
+    cdef public Buffer buffer
+    cdef public list gpus
+    cdef public double read_q
+
+
+cdef class GPU:
+    cdef public long gid, local
+    cdef public Node node
+    cdef public object cnic_rd, cnic_wr, pcie_dn, pcie_up
+    cdef public double hbm_kv, hbm_used, hbm_peak
