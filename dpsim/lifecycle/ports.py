@@ -32,7 +32,9 @@ class KVPort:
         self.ep_peer = ep_peer  # gid -> the GPU its EP all-to-all goes to (absent: none)
 
     def _send(self, route, nbytes: float, cb, cap: float, tag):
-        return self.net.transfer(route, nbytes, cb, max_rate=cap, latency=route.latency, tag=tag)
+        # Positional (route, size, on_done, prio, max_rate, latency, tag): a call with keywords
+        # builds a dict per transfer.
+        return self.net.transfer(route, nbytes, cb, LOW, cap, route.latency, tag)
 
     # ------------------------------------------------------------------ storage
     def storage_read(self, node, nbytes: float, cb, rid: int) -> None:
