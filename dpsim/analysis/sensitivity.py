@@ -386,7 +386,7 @@ def tornado_figure(rows: list[dict], path: Path, title: str) -> Path:
         ax.set_yticks(range(len(rs)))
         ax.set_yticklabels([f"{r['assumption'].label}: {_val(r['low']['value'])} .. {_val(r['high']['value'])}\n"
                             f"{r['cell'].model}, base {_iv(r['base'][m])}" for r in rs], fontsize=7)
-        ax.set_xlabel(f"change of {m} JCT ratio from the base\n(points: paired per-seed change, {INTERVAL})")
+        ax.set_xlabel(f"change of the {m} JCT ratio from the base\n(points: paired per seed; {INTERVAL})", fontsize=8)
     axes[0].legend(fontsize=7, loc="lower left")
     fig.suptitle(title, fontsize=9)
     fig.savefig(path, dpi=110)
