@@ -46,3 +46,24 @@ def test_child_refuses_dpsim_from_elsewhere(tmp_path):
     b = _bench()
     r = b.measure(["workload.agents=4"], root=tmp_path, timeout=60)  # tmp_path has no dpsim/
     assert "error" in r and "not from under" in r["error"]
+
+
+def test_spy_breakdown_charges_innermost_source_frame(tmp_path):
+    """benchmarks/spy_breakdown.py: each sample goes to its innermost frame with a source file;
+    only samples under Simulation.run count unless --all."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("spy_breakdown", Path(__file__).resolve().parent.parent
+                                                  / "benchmarks" / "spy_breakdown.py")
+    sb = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sb)
+    raw = tmp_path / "spy.txt"
+    raw.write_text(
+        "<module> (m.py:1);Simulation.run (dpsim/sim.py:9);_rerate (dpsim/net/_c/network.py:5);memcpy (libc.so.6) 6\n"
+        "<module> (m.py:1);Simulation.run (dpsim/sim.py:9);issue (dpsim/lifecycle/transitions.py:70) 3\n"
+        "<module> (m.py:1);build (dpsim/runner.py:3) 1\n")
+    total, kept, files, fns = sb.breakdown(str(raw))
+    assert (total, kept) == (10, 9)
+    assert files == [("dpsim/net/_c/network.py", 6), ("dpsim/lifecycle/transitions.py", 3)]
+    assert fns[0] == ("_rerate (dpsim/net/_c/network.py)", 6)
+    total, kept, files, _ = sb.breakdown(str(raw), only_run=False)
+    assert kept == 10 and ("dpsim/runner.py", 1) in files
