@@ -1,5 +1,5 @@
 """Why the HIL replay's storage reads can run slower than the same disk measured alone: an A/B
-on one machine (issue #12; ``calibration/reports/h200/REPORT.md`` uses it).
+on one machine (issue #12; ``calibration/reports/h200/first_one_call/REPORT.md`` uses it).
 
     python -m calibration.hil_diag --out DIR [--device cuda|cpu] [--devices 0] [--system dualpath]
                                    [--turns 144] [--profile PROFILE.yaml] [--file-dir DIR]

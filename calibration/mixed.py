@@ -6,7 +6,7 @@ weight (``links.file_write.storage_weight``, calibration/PROFILE.md; issue #12).
                                 [--repeats 2] [--settle-s 1]
 
 Why: the HIL replay's storage reads run slower while its persist writes are in flight *and* in
-the gaps between them (``reports/h200/REPORT.md`` section 4: the same 19 reads took 4.72 s alone
+the gaps between them (``reports/h200/first_one_call/REPORT.md`` section 4: the same 19 reads took 4.72 s alone
 and 5.43-6.11 s with the replay's 49 writes around them).  A write costs the disk more than its
 own bytes while it is acknowledged (the lent VMs' disk takes writes fast, 3.2 GB/s alone, and
 writes them back later).  The ``sizes``/``concurrency`` suites never see that cost: they time

@@ -147,34 +147,58 @@ def test_trace_replay_reissues_at_start_times(tmp_path):
     assert out[1]["hil_hw_s"] == 0.1
 
 
-# ------------------------------------------------------------------ the committed one-machine run
+# ------------------------------------------------------------------ the committed one-machine runs
 SUMMARY = ROOT / "calibration/reports/h200/hil_summary.json"
 PROFILE = ROOT / "calibration/profiles/h100x1_measured.yaml"
+# the first one-call run (before the mixed-I/O suite), kept with its own profile
+RUNS = [(SUMMARY, PROFILE),
+        (ROOT / "calibration/reports/h200/first_one_call/hil_summary.json",
+         ROOT / "calibration/profiles/h100x1_first_measured.yaml")]
 
 
-def test_committed_summary_judged_the_committed_profile():
-    d = json.loads(SUMMARY.read_text())
-    assert d["profile_sha256"]["shipped"] == hashlib.sha256(PROFILE.read_bytes()).hexdigest()
+@pytest.mark.parametrize("summary,profile", RUNS)
+def test_committed_summary_judged_the_committed_profile(summary, profile):
+    d = json.loads(summary.read_text())
+    assert d["profile_sha256"]["shipped"] == hashlib.sha256(profile.read_bytes()).hexdigest()
     assert {s: v["n_replays"] for s, v in d["systems"].items()} == {"round_robin": 3, "dualpath": 3}
     assert all(v["all_completed"] for v in d["systems"].values())
 
 
-def test_committed_summary_model_numbers_reprice_from_the_profile():
-    """The model is deterministic: the committed profile and the summary's scenario give the
-    model's JCT and mean TTFT that the summary judged."""
+@pytest.mark.parametrize("summary,profile", RUNS)
+def test_committed_summary_model_numbers_reprice_from_the_profile(summary, profile):
+    """The model is deterministic: the committed profile (with its storage write weight, when
+    it has one) and the summary's scenario give the model's JCT and mean TTFT that the summary
+    judged."""
     from calibration.profile import load_profile
-    from dpsim.cluster.profile import apply_profile
+    from dpsim.cluster.profile import apply_profile, storage_write_weight
 
-    d = json.loads(SUMMARY.read_text())
+    d = json.loads(summary.read_text())
     sc = d["scenario"]
-    prof = load_profile(PROFILE)
+    prof = load_profile(profile)
+    w = storage_write_weight(prof, sc["mapping"])
+    assert w == d.get("storage_write_weight", {}).get("model_shipped", 1.0)
     for system, v in d["systems"].items():
         base = hil.compose(hil.scenario_overrides(system, sc["mal"], sc["agents"], sc["gen_scale"]) + sc["override"])
         base["cluster"]["link_profile"] = None
-        c = hil.run_case(apply_profile(base, prof, sc["mapping"]), "model", max_turns=sc["turns"])
+        c = hil.run_case(apply_profile(base, prof, sc["mapping"]), "model", max_turns=sc["turns"], write_weight=w)
         m = v["models"]["model_shipped"]
         assert c.summary["jct_s"] == pytest.approx(m["jct_s"], rel=1e-9)
         assert c.summary["ttft_s"]["mean"] == pytest.approx(m["ttft_mean_s"], rel=1e-9)
+
+
+def test_committed_run_fitted_the_write_weight_from_its_mixed_suite():
+    """The profile's storage write weight is calibration.mixed's fit of the windows committed
+    beside the report (never the replays): w = 0.80 there, priced as 1."""
+    from calibration.mixed import profile_entry
+    from calibration.profile import load_profile
+
+    tab = pd.read_csv(ROOT / "calibration/reports/h200/mixed_raw.csv")
+    meta = json.loads((ROOT / "calibration/reports/h200/mixed_meta.json").read_text())
+    e = profile_entry(tab, meta)
+    fw = load_profile(PROFILE)["links"]["file_write"]
+    assert fw["storage_weight"] == e["storage_weight"] == 1.0
+    assert fw["storage_weight_fit"]["w_fitted"] == pytest.approx(e["storage_weight_fit"]["w_fitted"], rel=1e-12)
+    assert fw["storage_weight_fit"]["w_fitted"] == pytest.approx(0.797, abs=5e-4)
 
 
 def test_records_from_transfers_and_paired_reads(tmp_path):

@@ -94,7 +94,7 @@ def test_reads_keeping_the_link_busy_take_r_plus_w_writes(w):
 
 
 def _committed():
-    d = json.loads((ROOT / "calibration/reports/h200/hil_summary.json").read_text())
+    d = json.loads((ROOT / "calibration/reports/h200/first_one_call/hil_summary.json").read_text())
     return d, d["scenario"]
 
 
@@ -108,7 +108,7 @@ def test_simulation_weight_one_unchanged_and_weight_costs_persist_bytes():
     from calibration.profile import load_profile
 
     d, sc = _committed()
-    prof = load_profile(ROOT / "calibration/profiles/h100x1_measured.yaml")
+    prof = load_profile(ROOT / "calibration/profiles/h100x1_first_measured.yaml")
     # the profile the previous summary judged has no weight: priced as before, byte for byte
     w_old = storage_write_weight(prof)
     cfg = _cfg("round_robin", sc, prof)
@@ -141,7 +141,7 @@ def test_weight_refusals():
     from calibration.profile import load_profile
 
     _, sc = _committed()
-    prof = load_profile(ROOT / "calibration/profiles/h100x1_measured.yaml")
+    prof = load_profile(ROOT / "calibration/profiles/h100x1_first_measured.yaml")
     sim = hil.build_sim(_cfg("round_robin", sc, prof), max_turns=2)
     with pytest.raises(ValueError, match=">= 1"):
         weight_storage_writes(sim, 0.8)
