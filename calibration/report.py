@@ -394,6 +394,20 @@ def markdown_report(profile: dict, tables: dict, c3: dict | None = None, title: 
                    "them (below that a transfer's own launch/queueing cost sets the makespan; the link "
                    "latency and per-message costs price it); the last column scores every held-out size. "
                    "In duplex groups each direction is also bounded by its own link, as in the flow model.\n")
+    for kind, L in (profile.get("links") or {}).items():
+        f = L.get("storage_weight_fit")
+        if "storage_weight" not in L or not f:
+            continue
+        out.append(f"\n## Storage write weight ({kind}; calibration.mixed)\n")
+        out.append(f"Fitted w = {f.get('w_fitted', float('nan')):.3f}, priced as **{L['storage_weight']:.3f}** "
+                   f"(a written byte consumes w bytes of the shared storage capacity, a read byte 1): "
+                   f"`{f.get('form', '')}`, on {f.get('n_train')} training pairs of a reads-alone window and a "
+                   f"window of reads with paced writes (write rates achieved, all pairs: "
+                   f"{f.get('write_rates_GBps')} GB/s). Held-out pairs ({f.get('n_heldout')}): "
+                   f"MAPE {_pct((f.get('heldout') or {}).get('mape'))}, worst "
+                   f"{_pct((f.get('heldout') or {}).get('max_err'))}; with w = 1: MAPE "
+                   f"{_pct((f.get('heldout_with_w1') or {}).get('mape'))}. Each pair's own w: {f.get('w_pairs')}."
+                   + (f" {f['note']}." if f.get("note") else "") + "\n")
     comp = profile.get("compute") or {}
     if comp.get("gemm") or comp.get("attention"):
         out.append("\n## Compute\n")

@@ -208,6 +208,10 @@ def test_fit_directory_adds_the_weight(tmp_path):
     assert prof["links"]["file_write"]["storage_weight"] == pytest.approx(1.25)
     assert "mixed" in tables
     validate_profile(prof)
+    from calibration.report import markdown_report
+
+    md = markdown_report(prof, tables)
+    assert "## Storage write weight (file_write; calibration.mixed)" in md and "Fitted w = 1.250" in md
 
 
 def test_overlap_bytes():
