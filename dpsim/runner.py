@@ -188,6 +188,14 @@ def build(cfg: dict, progress: bool = False, backend=None, env=None, agents=None
         bar = tqdm(total=total, unit="req", file=sys.stderr, delay=2.0, mininterval=0.5,
                    desc=desc, leave=False)
     sim = Simulation(cfg, agents, compute, progress=bar, backend=backend, env=env)
+    if lp and backend is None:
+        # A profile whose storage suite measured writes costing more than their bytes on the
+        # shared device (calibration.mixed) prices them so here too; 1 (or absent) changes nothing.
+        from .cluster.profile import link_profile_write_weight, weight_storage_writes
+        try:
+            weight_storage_writes(sim, link_profile_write_weight(cfg))
+        except ValueError as e:
+            raise ConfigError(f"cluster.link_profile={lp!r}: {e}") from None
     if isinstance(bar, LogProgress):
         bar.sim = sim
     mode = cfg["experiment"]["mode"]

@@ -231,3 +231,33 @@ def test_run_window_on_the_replay_file_io(tmp_path):
         be.close()
     assert a["R_bytes"] == m["R_bytes"] == 16 * MiB and a["W_bytes"] == 0 and a["n_writes"] == 0
     assert len(a["reads"]) == 4 and m["n_writes"] >= 1 and 0 < m["W_bytes"] <= m["n_writes"] * MiB
+
+
+def test_plain_run_with_link_profile_prices_its_write_weight(tmp_path):
+    """dpsim.runner.build applies cluster.link_profile's storage write weight (not only the HIL
+    model runs): weight 1 leaves the port alone; 1.5 wraps it and charges half of every persist
+    write's bytes again on the shared storage link."""
+    import yaml
+
+    from dpsim.runner import build
+    from helpers import make_cfg
+
+    src = yaml.safe_load((ROOT / "calibration/profiles/h100x1_measured.yaml").read_text())
+    assert storage_write_weight(src) == 1.0
+    for w in (1.0, 1.5):
+        prof = json.loads(json.dumps(src))
+        prof["links"]["file_write"]["storage_weight"] = w
+        p = tmp_path / f"w{w}.yaml"
+        p.write_text(yaml.safe_dump(prof))
+        sim = build(make_cfg("workload.agents=4", f"cluster.link_profile={p}"))
+        if w == 1.0:
+            assert not isinstance(sim.life.port, StorageWriteCost)
+            continue
+        port = sim.life.port
+        assert isinstance(port, StorageWriteCost)
+        sim.run()
+        assert port.n_cost > 0
+        sim.net.flush()
+        written = sum(n.snic_tx.acc_bytes for n in sim.cluster.nodes)  # every byte a node wrote to storage
+        assert all(n.snic_tx is not n.snic_rx for n in sim.cluster.nodes)
+        assert port.cost_bytes == pytest.approx(0.5 * written, rel=1e-9)

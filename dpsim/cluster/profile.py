@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from .hwprofile import load_profile, sharing_total
 
 __all__ = ["LinkMapping", "MAPPINGS", "apply_profile", "link_profile", "profile_link_kinds",
-           "storage_write_weight", "StorageWriteCost", "weight_storage_writes"]
+           "storage_write_weight", "StorageWriteCost", "weight_storage_writes", "link_profile_write_weight"]
 
 
 @dataclass(frozen=True)
@@ -198,12 +198,26 @@ def link_profile(cfg: dict, mapping=None) -> dict:
         return cfg
     if mapping is None:
         mapping = cfg["cluster"].get("link_mapping") or "cuda"
+    return apply_profile(cfg, load_profile(_profile_path(path)), mapping)
+
+
+def _profile_path(path) -> str:
     p = os.fspath(path)
     if not os.path.isabs(p) and not os.path.exists(p):
         here = os.path.join(os.path.dirname(__file__), "..", "..", p)
         if os.path.exists(here):
             p = here
-    return apply_profile(cfg, load_profile(p), mapping)
+    return p
+
+
+def link_profile_write_weight(cfg: dict) -> float:
+    """The storage write weight of the profile ``cluster.link_profile`` names (1.0 without a
+    profile, or when the profile has none), read with ``cluster.link_mapping``."""
+    path = (cfg.get("cluster") or {}).get("link_profile")
+    if not path:
+        return 1.0
+    mapping = cfg["cluster"].get("link_mapping") or "cuda"
+    return storage_write_weight(load_profile(_profile_path(path)), mapping)
 
 
 # ------------------------------------------------------------------ storage write weight
