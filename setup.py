@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import sys
 
-from setuptools import setup
+from setuptools import find_namespace_packages, setup
 from setuptools.command.build_ext import build_ext
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -174,4 +174,13 @@ class OptionalBuildExt(build_ext):
                         os.remove(p)
 
 
-setup(ext_modules=_extensions(), cmdclass={"build_ext": OptionalBuildExt})
+# Packages (issue #14): the simulator ``dpsim`` (with its config and data folders, which have no
+# __init__.py) and the hardware tools, installed under the dpsim namespace from the top-level
+# folders where they live in the checkout: hw/ -> dpsim.hw, calibration/ -> dpsim.calibration (no
+# top-level ``hw`` or ``calibration`` in site-packages).  calibration/profiles/*.yaml ship as package
+# data (pyproject.toml); calibration/reports/ (measured data, ~20 MB) does not.
+PACKAGE_DIR = {"dpsim.hw": "hw", "dpsim.calibration": "calibration"}
+PACKAGES = find_namespace_packages(include=["dpsim", "dpsim.*"]) + list(PACKAGE_DIR)
+
+setup(ext_modules=_extensions(), cmdclass={"build_ext": OptionalBuildExt},
+      packages=PACKAGES, package_dir=PACKAGE_DIR)

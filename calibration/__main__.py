@@ -1,10 +1,10 @@
-"""``python -m calibration`` -- run suites, fit profiles, calibrate compute.
+"""``python -m dpsim.calibration`` -- run suites, fit profiles, calibrate compute.
 
-    python -m calibration check [--transport all]
-    python -m calibration run --transport cpu|file|cuda|nccl|verbs --suite sizes|concurrency|blocks|all --out DIR
-    python -m calibration fit DIR --out PROFILE.yaml [--report REPORT_DIR]
-    python -m calibration compute --out DIR [--quick]
-    python -m calibration c3 --out calibration/profiles/c3_h100_reference.yaml
+    python -m dpsim.calibration check [--transport all]
+    python -m dpsim.calibration run --transport cpu|file|cuda|nccl|verbs --suite sizes|concurrency|blocks|all --out DIR
+    python -m dpsim.calibration fit DIR --out PROFILE.yaml [--report REPORT_DIR]
+    python -m dpsim.calibration compute --out DIR [--quick]
+    python -m dpsim.calibration c3 --out calibration/profiles/c3_h100_reference.yaml
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-from hw import TRANSPORTS, TransportUnavailable, get_transport
+from ..hw import TRANSPORTS, TransportUnavailable, get_transport
 
 from .suites import SUITES, SuiteConfig, config_dict, parse_bytes, run_suites, write_results
 
@@ -121,7 +121,7 @@ def cmd_fit(a) -> int:
     from .report import write_report_files
 
     profile, tables = fit_directory(a.dir, source=a.source, max_knots=a.max_knots)
-    dump_profile(profile, a.out, header=f"dpsim hardware profile fitted by `python -m calibration fit {a.dir}`.\n"
+    dump_profile(profile, a.out, header=f"dpsim hardware profile fitted by `python -m dpsim.calibration fit {a.dir}`.\n"
                                         "Schema: calibration/PROFILE.md.")
     print(f"profile -> {a.out}")
     for line in fit_summary_lines(profile):
@@ -142,7 +142,7 @@ def cmd_fit(a) -> int:
 
 def cmd_compute(a) -> int:
     from .compute import run_compute
-    from hw.base import host_metadata
+    from ..hw.base import host_metadata
 
     try:
         df, meta = run_compute(quick=a.quick, device=a.device, heads=a.heads, head_dim=a.head_dim)
@@ -182,7 +182,7 @@ def cmd_c3(a) -> int:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m calibration", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m dpsim.calibration", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     c = sub.add_parser("check", help="say which transports can run here")

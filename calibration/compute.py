@@ -1,6 +1,6 @@
 """Compute calibration on a GPU (PyTorch): GEMMs and attention.
 
-Measured (``python -m calibration compute --out DIR``):
+Measured (``python -m dpsim.calibration compute --out DIR``):
 
 * GEMM ``y = x @ W.T`` (a linear layer) for token counts M = 1..16384 and
   three weight shapes, in bf16 and (where ``torch._scaled_mm`` runs) fp8
@@ -35,7 +35,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from hw.base import TransportUnavailable
+from ..hw.base import TransportUnavailable
 
 from .numerics import nelder_mead, nnls, score
 
@@ -52,7 +52,7 @@ def _need_torch():
         import torch
     except ImportError:
         raise TransportUnavailable("compute", "PyTorch is not installed",
-                                   "pip install dpsim[torch] on a machine with an NVIDIA GPU") from None
+                                   "pip install dpsim-dualpath[torch] on a machine with an NVIDIA GPU") from None
     if not torch.cuda.is_available():
         raise TransportUnavailable("compute", "no CUDA GPU visible to PyTorch",
                                    "run on a machine with an NVIDIA GPU and a CUDA build of torch")

@@ -34,7 +34,11 @@ export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 
 R=/tmp/dpsim_cal/run
 [ "${KEEP:-0}" = 1 ] || rm -rf "$R"
 mkdir -p "$R" "$OUT"
-PY=${PYTHON:-python3}
+# -P (Python >= 3.11): the working directory is not put on sys.path, so `dpsim` is the installed one
+# (from the wheelhouse, or `pip install -e .`): run from the checkout's root, the checkout's own
+# dpsim/ folder would shadow it and has no dpsim.calibration / dpsim.hw (setup.py maps hw/ and
+# calibration/ into the installed package).
+PY="${PYTHON:-python3} -P"
 if [ "${SMOKE:-0}" = 1 ]; then
   S="--max-bytes 4MiB --trials 3 --warmup 1 --conc-sizes 1MiB --levels 1,2,3 --block-counts 1,8,61 --block-sizes 16KiB --max-block-total 4MiB"
   C="--quick"
@@ -60,15 +64,15 @@ stage() {  # name timeout_s cmd...
   tar czf "$OUT/run.tgz" -C "$(dirname "$R")" run
 }
 stage probe 40 bash -c "nvidia-smi; nvidia-smi topo -m; $PY -c 'import torch,sys; print(sys.version); print(torch.__version__, torch.version.cuda, torch.cuda.device_count(), [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]); print(\"nccl\", torch.cuda.nccl.version())'; $PY -c 'import cuda.bindings; print(\"cuda-bindings\", cuda.bindings.__version__)'; df -h /tmp; free -g; nproc"
-stage file 300 $PY -m calibration run --transport file --suite all --out "$R" --file-dir "$FD" --trials 5 --config-budget 0.5 --opt file_bytes=4294967296 --opt offsets=sequential --max-block-total 64MiB --block-counts 1,8,61,256,1024 $S $F
-stage file_mixed 90 $PY -m calibration.mixed --out "$R" --file-dir "$FD" $M
-stage cuda_sizes 120 $PY -m calibration run --transport cuda --suite sizes --out "$R" --name cuda_sizes $DEV $S
-stage cuda_conc 100 $PY -m calibration run --transport cuda --suite concurrency --out "$R" --name cuda_conc $DEV $S
-stage cuda_launch 60 $PY -m calibration run --transport cuda --suite sizes --out "$R" --name cuda_sizes_launch --opt gate=false --max-bytes 64MiB --trials 60 --config-budget 0.5 $DEV $S
-stage compute 120 $PY -m calibration compute --out "$R" $C
-stage cuda_blocks 120 $PY -m calibration run --transport cuda --suite blocks --out "$R" --name cuda_blocks --trials 7 $DEV $S
-stage cpu 40 $PY -m calibration run --transport cpu --suite all --out "$R" --max-bytes 256MiB --trials 7 --config-budget 1 --max-block-total 64MiB $S
-stage nccl 120 $PY -m calibration run --transport nccl --suite all --out "$R" --trials 7 $DEV $S
-stage verbs 20 $PY -m calibration run --transport verbs --suite all --out "$R"
-stage fit 120 $PY -m calibration fit "$R" --out "$OUT/profile.yaml" --report "$OUT/report"
+stage file 300 $PY -m dpsim.calibration run --transport file --suite all --out "$R" --file-dir "$FD" --trials 5 --config-budget 0.5 --opt file_bytes=4294967296 --opt offsets=sequential --max-block-total 64MiB --block-counts 1,8,61,256,1024 $S $F
+stage file_mixed 90 $PY -m dpsim.calibration.mixed --out "$R" --file-dir "$FD" $M
+stage cuda_sizes 120 $PY -m dpsim.calibration run --transport cuda --suite sizes --out "$R" --name cuda_sizes $DEV $S
+stage cuda_conc 100 $PY -m dpsim.calibration run --transport cuda --suite concurrency --out "$R" --name cuda_conc $DEV $S
+stage cuda_launch 60 $PY -m dpsim.calibration run --transport cuda --suite sizes --out "$R" --name cuda_sizes_launch --opt gate=false --max-bytes 64MiB --trials 60 --config-budget 0.5 $DEV $S
+stage compute 120 $PY -m dpsim.calibration compute --out "$R" $C
+stage cuda_blocks 120 $PY -m dpsim.calibration run --transport cuda --suite blocks --out "$R" --name cuda_blocks --trials 7 $DEV $S
+stage cpu 40 $PY -m dpsim.calibration run --transport cpu --suite all --out "$R" --max-bytes 256MiB --trials 7 --config-budget 1 --max-block-total 64MiB $S
+stage nccl 120 $PY -m dpsim.calibration run --transport nccl --suite all --out "$R" --trials 7 $DEV $S
+stage verbs 20 $PY -m dpsim.calibration run --transport verbs --suite all --out "$R"
+stage fit 120 $PY -m dpsim.calibration fit "$R" --out "$OUT/profile.yaml" --report "$OUT/report"
 ls -la "$R"

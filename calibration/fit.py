@@ -380,7 +380,7 @@ def fit_directory(d: str, source: str | None = None, max_knots: int = 3) -> tupl
     if raw.empty and comp is None:
         raise FileNotFoundError(f"no raw_*.parquet / raw_*.csv / compute_raw.* results in {d!r}")
     tables = {"raw": raw, "unavailable": unavailable, "metas": metas}
-    profile = {"meta": build_meta(metas, source or f"measured with python -m calibration run; fitted from {d}"),
+    profile = {"meta": build_meta(metas, source or f"measured with python -m dpsim.calibration run; fitted from {d}"),
                "links": {}, "sharing": {}}
     if not raw.empty:
         links, size_tab = fit_links(raw, max_knots=max_knots)
@@ -398,7 +398,7 @@ def fit_directory(d: str, source: str | None = None, max_knots: int = 3) -> tupl
 
     mixed, mmeta = load_mixed(d)
     if mixed is not None and "file_write" in profile["links"]:
-        # calibration.mixed: reads with a stream of writes -> the storage write weight
+        # dpsim.calibration.mixed: reads with a stream of writes -> the storage write weight
         try:
             profile["links"]["file_write"].update(profile_entry(mixed, mmeta or {}))
         except ValueError as e:

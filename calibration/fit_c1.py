@@ -1,9 +1,9 @@
 """Fit the compute model's free knobs to the C1 Oracle job completion times.
 
-    python -m calibration.fit_c1              # fit, print the C1 + C2 residual table, save the report
-    python -m calibration.fit_c1 --write      # ... and write the values into conf/model/*.yaml
-    python -m calibration.fit_c1 --quick      # only the 512/128-agent points (a check, ~1 min)
-    python -m calibration.fit_c1 --check      # no fit: the table for the values in the YAML files
+    python -m dpsim.calibration.fit_c1              # fit, print the C1 + C2 residual table, save the report
+    python -m dpsim.calibration.fit_c1 --write      # ... and write the values into conf/model/*.yaml
+    python -m dpsim.calibration.fit_c1 --quick      # only the 512/128-agent points (a check, ~1 min)
+    python -m dpsim.calibration.fit_c1 --check      # no fit: the table for the values in the YAML files
 
 C1 (shared/spec/calibration-points.md): Oracle offline JCTs -- all I/O free, so they fix the
 compute model.  Each point is ``dpsim.runner.run`` of ``experiment=offline system=oracle`` with
@@ -89,7 +89,7 @@ from typing import Sequence
 import numpy as np
 import yaml
 
-from calibration import fit_compute_c2 as C2
+from . import fit_compute_c2 as C2
 from dpsim.analysis.validate import C1_POINTS, QUICK_AGENTS, C1Point, c2_compute_rows, run_jct, scenario_cfg
 
 ROOT = Path(__file__).resolve().parents[1]

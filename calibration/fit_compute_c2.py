@@ -1,7 +1,7 @@
 """Fit the compute model's free efficiency knobs to the public calibration points C2.
 
-    python -m calibration.fit_compute_c2            # fit, print knobs and residuals
-    python -m calibration.fit_compute_c2 --write    # ... and write the knobs into conf/model/*.yaml
+    python -m dpsim.calibration.fit_compute_c2            # fit, print knobs and residuals
+    python -m dpsim.calibration.fit_compute_c2 --write    # ... and write the knobs into conf/model/*.yaml
 
 Only C2 (shared/spec/calibration-points.md) is used.  Targets:
 

@@ -1,8 +1,8 @@
 """Fit the effective SNIC/storage efficiency to the C2 headline claim alone.
 
-    python -m calibration.fit_snic              # fit, print the ratio curve, save the report
-    python -m calibration.fit_snic --write      # ... and write cluster.snic_efficiency
-    python -m calibration.fit_snic --agents 2048   # a cheaper (and weaker) fit
+    python -m dpsim.calibration.fit_snic              # fit, print the ratio curve, save the report
+    python -m dpsim.calibration.fit_snic --write      # ... and write cluster.snic_efficiency
+    python -m dpsim.calibration.fit_snic --agents 2048   # a cheaper (and weaker) fit
 
 C2 (shared/spec/calibration-points.md): DualPath over Basic offline throughput is "up to
 1.87x" for DS 660B, reached at the largest agent counts of the 64K dataset, and the paper never

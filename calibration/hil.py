@@ -1,6 +1,6 @@
 """Hardware-in-the-loop replay vs the model backend (issue #5 item 5).
 
-    python -m calibration.hil --out DIR [--turns N] [--agents K] [--quick] [--device cuda|cpu]
+    python -m dpsim.calibration.hil --out DIR [--turns N] [--agents K] [--quick] [--device cuda|cpu]
                               [--devices 0|0,1] [--systems round_robin,dualpath] [--replays N]
                               [--profile PROFILE.yaml] [--no-probe]
 
@@ -16,7 +16,7 @@ A mini DualPath -- DS 27B, 1P1D with one GPU per node (node 0 = GPU 0 = the PE, 
 the DE), the bundled WEKA trajectories truncated with ``workload.mal``, a few agents, no model
 traffic -- runs
 
-(a) **HIL**: with :class:`hw.replay.HardwareBackend` in real time (every transfer executed for
+(a) **HIL**: with :class:`dpsim.hw.replay.HardwareBackend` in real time (every transfer executed for
     real: O_DIRECT file I/O for storage, pinned H2D/D2H for the GPU routes; ``hw/replay.py``
     has the mapping); compute (prefill/decode) stays the analytical model, so only the links
     differ between (a) and (b);
@@ -29,7 +29,7 @@ traffic -- runs
 In (a) the simulated latencies and per-block submission caps are set to 0 (the hardware pays
 its own); pacing by compute (layerwise streaming) is kept.  The report (``DIR/REPORT.md``,
 CSVs, ``hil.png``) gives per-transfer errors (matched by tag: kind, agent, round, occurrence),
-the error of an alone-on-link prediction (``calibration.profile.transfer_time``) for every
+the error of an alone-on-link prediction (``dpsim.calibration.profile.transfer_time``) for every
 measured transfer, and the end-to-end errors (JCT, mean TTFT, mean TPOT) between (a) and (b).
 """
 from __future__ import annotations
@@ -158,7 +158,7 @@ def run_case(cfg: dict, label: str, backend=None, speed: float = 1.0, trajectori
     (:func:`dpsim.cluster.profile.weight_storage_writes`; the profile's
     ``links.file_write.storage_weight``); 1 = none.  Not with a backend (the hardware writes)."""
     from dpsim.metrics.tables import request_table, summary, trajectory_table
-    from hw.replay import make_env, record_transfers
+    from ..hw.replay import make_env, record_transfers
 
     env = make_env(speed) if backend is not None else None
     sim = build_sim(cfg, backend=backend, env=env, trajectories=trajectories, max_turns=max_turns)
@@ -203,7 +203,7 @@ def run_case(cfg: dict, label: str, backend=None, speed: float = 1.0, trajectori
 def transfer_frame(sim, trs: list, records: list | None = None) -> pd.DataFrame:
     """One row per transfer with its matching key (kind, agent, round, occurrence): requests are
     numbered by arrival, which differs between runs, so the key uses the agent and round."""
-    from hw.replay import HardwareReplayError, resolve
+    from ..hw.replay import HardwareReplayError, resolve
 
     rid2 = {r.rid: (r.agent.aid, r.round) for r in sim.requests}
     occ: Counter = Counter()
@@ -258,7 +258,7 @@ def probe(be, file_sizes=(32 << 20, 512 << 20), copy_sizes=(4 << 20, 512 << 20),
     and the sharing totals apply_profile reads.  ``file_read_same`` is the largest total of
     ``read_levels`` concurrent reads (alternating between the two nodes' host regions): a disk
     serves more with more requests in flight, and the replay keeps up to ~5 reads in flight."""
-    from hw.replay import Op
+    from ..hw.replay import Op
 
     cuda = be.device == "cuda"
     ngpu = len(be.dev)
@@ -313,7 +313,7 @@ def probe(be, file_sizes=(32 << 20, 512 << 20), copy_sizes=(4 << 20, 512 << 20),
     meta = {"source": f"hil probe on {d.get('host')} ({be.device}), {d.get('date')}",
             "gpu": (be.meta.get("gpus") or [None])[0], "host": d.get("host"), "date": d.get("date"),
             "o_direct": be.o_direct}
-    from calibration.profile import validate_profile
+    from .profile import validate_profile
 
     return validate_profile({"meta": meta, "links": links, "sharing": sharing})
 
@@ -335,7 +335,7 @@ def request_lower_bound(sim, req: pd.DataFrame) -> pd.DataFrame:
 def _alone(profile: dict, mapping, df: pd.DataFrame) -> np.ndarray:
     """Alone-on-link prediction for each transfer row: profile time (latency + size / bw, pieces
     when given) and the pacing floor size / max_rate, whichever is longer."""
-    from calibration.profile import transfer_time
+    from .profile import transfer_time
     from dpsim.cluster.profile import profile_link_kinds
 
     kinds = profile_link_kinds(mapping)
@@ -502,34 +502,34 @@ def _pct(v, signed=True):
 
 RDMA_SECTION = """## Running on RDMA nodes
 
-`hw.replay.HardwareBackend` executes on **one host** (local disk, local GPUs). On two real RDMA
+`dpsim.hw.replay.HardwareBackend` executes on **one host** (local disk, local GPUs). On two real RDMA
 nodes (PE node A, DE node B, each with a GPU, an RDMA NIC, rdma-core 59 and `pip install
-'dpsim[rdma,torch]'`) what runs today is the verbs calibration of the cross-node CNIC path and
+'dpsim-dualpath[rdma,torch]'`) what runs today is the verbs calibration of the cross-node CNIC path and
 the model comparison with that profile:
 
 ```bash
 # node B (passive; GPU memory as the RDMA target = the PE GPU side of DE read path step 2)
-python -m hw.verbs serve --listen 0.0.0.0:18515 --device mlx5_0 --mem cuda:0
+python -m dpsim.hw.verbs serve --listen 0.0.0.0:18515 --device mlx5_0 --mem cuda:0
 # node A
-python -m calibration run --transport verbs --suite all --out results/verbs_2node \\
+python -m dpsim.calibration run --transport verbs --suite all --out results/verbs_2node \\
     --opt device=mlx5_0 --opt peer=NODE_B:18515 --opt local_mem=host
-python -m calibration run --transport cuda --suite all --out results/verbs_2node   # local H2D/D2H
-python -m calibration run --transport file --suite all --out results/verbs_2node --file-dir /mnt/3fs
-python -m calibration fit results/verbs_2node --out calibration/profiles/rdma_2node.yaml
+python -m dpsim.calibration run --transport cuda --suite all --out results/verbs_2node   # local H2D/D2H
+python -m dpsim.calibration run --transport file --suite all --out results/verbs_2node --file-dir /mnt/3fs
+python -m dpsim.calibration fit results/verbs_2node --out calibration/profiles/rdma_2node.yaml
 # HIL replay of the local routes on node A (two GPUs) + model comparison priced with the 2-node profile
-python -m calibration.hil --out results/hil_rdma --device cuda --file-dir /mnt/3fs \\
+python -m dpsim.calibration.hil --out results/hil_rdma --device cuda --file-dir /mnt/3fs \\
     --profile calibration/profiles/rdma_2node.yaml
 ```
 
 A verbs-executed replay of the cross-node routes is **not implemented**: it needs an `rdma_write`
 operation in `HardwareBackend._run` for the route classes `remote_h2d` (DE buffer -> PE GPU) and
 `gpu_to_remote` (PE GPU -> DE buffer), posting RDMA WRITEs on an RC queue pair of
-`hw.verbs.VerbsTransport` between the host pool (registered MR) and the peer's device pool
+`dpsim.hw.verbs.VerbsTransport` between the host pool (registered MR) and the peer's device pool
 (dma-buf MR), with one worker per in-flight transfer polling its CQ, and a
 `LinkMapping("rdma", remote_h2d="rdma_write", gpu_to_remote="rdma_write")` in
 `dpsim/cluster/profile.py` so the model prices those routes with the verbs link. The command
-would then be `python -m calibration.hil --device cuda --remote verbs --peer NODE_B:18515 ...`
-with `python -m hw.verbs serve ... --mem cuda:0` left running on node B.
+would then be `python -m dpsim.calibration.hil --device cuda --remote verbs --peer NODE_B:18515 ...`
+with `python -m dpsim.hw.verbs serve ... --mem cuda:0` left running on node B.
 """
 
 
@@ -556,7 +556,7 @@ def write_report(out: Path, res: dict, hil: Case, models: list, profiles: dict, 
              f"storage: `{meta.get('file_dir')}` on {meta.get('filesystem')} "
              f"({'O_DIRECT' if meta.get('o_direct') else meta.get('o_direct_note')}); "
              f"date {meta.get('date')}.\n")
-    L.append(f"Command: `python -m calibration.hil {args.get('argv', '')}`\n")
+    L.append(f"Command: `python -m dpsim.calibration.hil {args.get('argv', '')}`\n")
     if meta.get("shared_pcie"):
         L.append(f"**One GPU** (`--devices {','.join(map(str, meta.get('devices') or [0]))}`): the PE (node 0) "
                  "and the DE (node 1) both run on this GPU, so their H2D/D2H copies share its one PCIe "
@@ -661,7 +661,7 @@ def write_report(out: Path, res: dict, hil: Case, models: list, profiles: dict, 
 
     for name, p in profiles.items():
         if name.startswith("probe"):
-            from calibration.profile import _plain
+            from .profile import _plain
 
             with open(out / "probe_profile.yaml", "w") as f:
                 yaml.safe_dump(_plain(p), f, sort_keys=False, width=110)
@@ -738,7 +738,7 @@ def merge_summaries(paths) -> dict:
             out["calls"] = {}
         for name, sysd in d["systems"].items():
             if name in out["systems"]:
-                raise SystemExit(f"calibration.hil --merge: system {name!r} is in more than one summary "
+                raise SystemExit(f"dpsim.calibration.hil --merge: system {name!r} is in more than one summary "
                                  f"({p}); merge summaries of different systems")
             out["systems"][name] = sysd
             out["calls"][name] = {k: d.get(k) for k in ("command", "devices", "shared_pcie", "gpu", "host",
@@ -753,18 +753,18 @@ def _devices(s):
     try:
         out = [int(x) for x in str(s).split(",") if x.strip() != ""]
     except ValueError:
-        raise SystemExit(f"calibration.hil: --devices {s!r}: give GPU indices separated by commas, "
+        raise SystemExit(f"dpsim.calibration.hil: --devices {s!r}: give GPU indices separated by commas, "
                          f"e.g. --devices 0 (one GPU) or --devices 0,1") from None
     if not 1 <= len(out) <= 2 or any(d < 0 for d in out):
-        raise SystemExit(f"calibration.hil: --devices {s!r}: give one or two GPU indices >= 0, "
+        raise SystemExit(f"dpsim.calibration.hil: --devices {s!r}: give one or two GPU indices >= 0, "
                          f"e.g. --devices 0 or --devices 0,1")
     return out
 
 
 def main(argv=None) -> int:
-    from calibration.suites import parse_bytes
+    from .suites import parse_bytes
 
-    ap = argparse.ArgumentParser(prog="python -m calibration.hil", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m dpsim.calibration.hil", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
                     help="cuda: pinned H2D/D2H on the GPUs of --devices; cpu: host memcpy (CI)")
@@ -804,10 +804,10 @@ def main(argv=None) -> int:
         ap.error(f"--replays must be >= 1 (got {a.replays})")
     devices = _devices(a.devices)
 
-    from calibration.profile import load_profile
+    from .profile import load_profile
     from dpsim.cluster.profile import apply_profile, storage_write_weight
-    from hw import TransportUnavailable
-    from hw.replay import HardwareBackend
+    from ..hw import TransportUnavailable
+    from ..hw.replay import HardwareBackend
 
     q = a.quick
     agents = a.agents or (2 if q else 16)
@@ -828,7 +828,7 @@ def main(argv=None) -> int:
     try:
         be.open()
     except TransportUnavailable as e:
-        print(f"calibration.hil: {e}", file=sys.stderr)
+        print(f"dpsim.calibration.hil: {e}", file=sys.stderr)
         return 2
     print(f"[hil] backend open in {be.meta['open_s']:.1f} s: {be.meta}", flush=True)
     if be.meta.get("shared_pcie"):
@@ -844,7 +844,7 @@ def main(argv=None) -> int:
                                "conc_file": 16 << 20, "conc_copy": 32 << 20, "reps": 2} if q else {}))
             with open(out / "probe_profile.yaml", "w") as f:  # also before the runs (kept if they fail)
                 import yaml
-                from calibration.profile import _plain
+                from .profile import _plain
 
                 yaml.safe_dump(_plain(pr), f, sort_keys=False, width=110)
             profiles["probe"] = pr
@@ -920,7 +920,7 @@ def main(argv=None) -> int:
                              "shared_pcie": bool(be.meta.get("shared_pcie")), "gpu": (be.meta.get("gpus") or [None])[0],
                              "host": meta.get("host"), "scenario": scenario, "profile_sha256": profile_sha,
                              "storage_write_weight": weights,
-                             "command": "python -m calibration.hil " + args["argv"]})
+                             "command": "python -m dpsim.calibration.hil " + args["argv"]})
                 with open(out / "hil_summary.json", "w") as f:
                     json.dump(summ, f, indent=1, default=str)
         if runs:

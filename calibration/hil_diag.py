@@ -1,15 +1,15 @@
 """Why the HIL replay's storage reads can run slower than the same disk measured alone: an A/B
 on one machine (issue #12; ``calibration/reports/h200/first_one_call/REPORT.md`` uses it).
 
-    python -m calibration.hil_diag --out DIR [--device cuda|cpu] [--devices 0] [--system dualpath]
+    python -m dpsim.calibration.hil_diag --out DIR [--device cuda|cpu] [--devices 0] [--system dualpath]
                                    [--turns 144] [--profile PROFILE.yaml] [--file-dir DIR]
 
-One process, one :class:`hw.replay.HardwareBackend` (the replay's buffers, file and threads), in
+One process, one :class:`dpsim.hw.replay.HardwareBackend` (the replay's buffers, file and threads), in
 this order:
 
 1. ``isolated``: single reads of 512 MiB and 1 GiB and two concurrent 512 MiB reads through the
    backend's own code path (``measure``), no simulation running;
-2. ``hil``: one HIL replay of ``--system`` (as ``python -m calibration.hil`` runs it);
+2. ``hil``: one HIL replay of ``--system`` (as ``python -m dpsim.calibration.hil`` runs it);
 3. ``trace_all``: every transfer of that replay re-issued at the wall time it started there, with
    the same size, operation and pacing, and no simulation running (the main thread only sleeps
    until the next start);
@@ -29,7 +29,7 @@ Writes ``DIR/diag.json`` (everything), ``DIR/reads.csv`` (one row per storage re
 condition) and prints a table.
 
 ``--from-transfers transfers.csv --window S``: instead, the storage transfers that a committed
-replay (``calibration.hil``'s ``transfers.csv``) started in its first S seconds, re-issued at those
+replay (``dpsim.calibration.hil``'s ``transfers.csv``) started in its first S seconds, re-issued at those
 times with the writes (``reads+writes``) and without them (``reads``), alternating twice
 (reads, reads+writes, reads, reads+writes), so each read's time with and without the writes
 around it can be paired.
@@ -53,7 +53,7 @@ __all__ = ["IoTimer", "trace_replay", "depth_throughput", "request_gaps", "recor
 
 
 class IoTimer:
-    """Stand-in for the ``os`` module inside :mod:`hw.replay` that times every preadv/pwritev
+    """Stand-in for the ``os`` module inside :mod:`dpsim.hw.replay` that times every preadv/pwritev
     (thread id, call time, return time, bytes) while ``on``; everything else is ``os``'s."""
 
     def __init__(self):
@@ -139,7 +139,7 @@ def trace_replay(be, records: list, kinds=None) -> list:
     pool; the calling thread only sleeps until the next start.  ``kinds``: the operations to keep
     (e.g. ``("file_read", "file_write")``).  Returns one dict per transfer with its measured
     seconds."""
-    from hw.replay import INF, Op
+    from ..hw.replay import INF, Op
 
     recs = sorted((r for r in records if kinds is None or r["op"] in kinds), key=lambda r: r["t_start"])
     out: list = []
@@ -187,7 +187,7 @@ def paired_reads(a: list, b: list) -> dict:
 
 
 def _isolated(be, reps: int = 3) -> dict:
-    from hw.replay import Op
+    from ..hw.replay import Op
 
     out = {}
     for n in (512 << 20, 1 << 30):
@@ -206,9 +206,9 @@ def _frame_from_records(records: list, ops) -> pd.DataFrame:
 
 
 def main(argv=None) -> int:
-    from calibration.suites import parse_bytes
+    from .suites import parse_bytes
 
-    ap = argparse.ArgumentParser(prog="python -m calibration.hil_diag", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m dpsim.calibration.hil_diag", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     ap.add_argument("--devices", default="0")
@@ -229,9 +229,9 @@ def main(argv=None) -> int:
     ap.add_argument("--window", type=float, default=12.0, help="--from-transfers: the first S seconds")
     a = ap.parse_args(argv)
 
-    import hw.replay as hr
-    from calibration.hil import _devices, compose, hil_config, probe, run_case, scenario_overrides
-    from calibration.profile import load_profile
+    from ..hw import replay as hr
+    from .hil import _devices, compose, hil_config, probe, run_case, scenario_overrides
+    from .profile import load_profile
     from dpsim.cluster.profile import apply_profile
 
     out = Path(a.out)

@@ -1,7 +1,7 @@
 """Storage under a mix of reads and a stream of writes: the suite that fits the storage write
 weight (``links.file_write.storage_weight``, calibration/PROFILE.md; issue #12).
 
-    python -m calibration.mixed --out DIR [--file-dir DIR] [--rates 0.3,0.6,0.9] [--heldout-rates 0.6]
+    python -m dpsim.calibration.mixed --out DIR [--file-dir DIR] [--rates 0.3,0.6,0.9] [--heldout-rates 0.6]
                                 [--readers 2] [--reads 4] [--read-bytes 512MiB] [--write-bytes 64MiB]
                                 [--repeats 2] [--settle-s 1]
 
@@ -12,7 +12,7 @@ own bytes while it is acknowledged (the lent VMs' disk takes writes fast, 3.2 GB
 writes them back later).  The ``sizes``/``concurrency`` suites never see that cost: they time
 reads alone, and read/write pairs whose write-back falls after the timed makespan.
 
-What runs (one process, the HIL replay's own file I/O: :class:`hw.replay.HardwareBackend`, 1 MiB
+What runs (one process, the HIL replay's own file I/O: :class:`dpsim.hw.replay.HardwareBackend`, 1 MiB
 O_DIRECT requests ``queue_depth`` (4) deep, one 4 GiB read file read sequentially, one write
 file): windows of ``--readers`` threads each reading ``--reads`` x ``--read-bytes`` back to back
 (R bytes in all), either alone or with one writer issuing ``--write-bytes`` writes at ``--rates``
@@ -33,7 +33,7 @@ and ``w`` is the least-squares fit of that (relative error in T_mixed) over the 
 Held out: the pairs at ``--heldout-rates`` (never fitted), scored by the same formula.
 
 Writes ``DIR/mixed_raw.csv`` (one row per window) and ``DIR/mixed_meta.json`` (machine, options,
-and the fit), which ``python -m calibration fit DIR`` turns into
+and the fit), which ``python -m dpsim.calibration fit DIR`` turns into
 ``links.file_write.storage_weight``.  Names are not ``raw_*``/``meta_*``: those are the
 transfer tables of the other suites.
 """
@@ -73,12 +73,12 @@ def window_overlap_bytes(writes: list, t_end: float) -> float:
 
 def run_window(be, readers: int, reads: int, read_bytes: int, write_rate_Bps: float = 0.0,
                write_bytes: int = 64 << 20) -> dict:
-    """One window on an opened :class:`hw.replay.HardwareBackend`: ``readers`` threads each
+    """One window on an opened :class:`dpsim.hw.replay.HardwareBackend`: ``readers`` threads each
     reading ``reads`` x ``read_bytes`` back to back, with (``write_rate_Bps`` > 0) one writer
     issuing ``write_bytes`` writes at that rate until the reads end.  Returns the window's read
     makespan ``T_s``, the read bytes ``R``, the bytes written during the reads ``W`` and each
     transfer's times."""
-    from hw.replay import INF, Op
+    from ..hw.replay import INF, Op
 
     rd: list = []
     wr: list = []
@@ -186,13 +186,13 @@ def load_mixed(d: str):
 
 
 def profile_entry(tab: pd.DataFrame, meta: dict) -> dict:
-    """The keys ``python -m calibration fit`` adds to ``links.file_write``: ``storage_weight``
+    """The keys ``python -m dpsim.calibration fit`` adds to ``links.file_write``: ``storage_weight``
     (the fitted w, at least 1: the flow model cannot price a write that gives capacity back)
     and ``storage_weight_fit``."""
     w, fit, _ = fit_write_weight(tab)
     fit = dict(fit)
     fit["w_fitted"] = w
-    fit["source"] = (f"measured: calibration.mixed on {meta.get('host', '?')} ({meta.get('gpu') or meta.get('cpu', '?')}, "
+    fit["source"] = (f"measured: dpsim.calibration.mixed on {meta.get('host', '?')} ({meta.get('gpu') or meta.get('cpu', '?')}, "
                      f"{meta.get('date', '?')}), {meta.get('file_dir', '?')}")
     if w < 1.0:
         fit["note"] = f"fitted w = {w:.3f} < 1: priced as 1 (a write cannot give storage capacity back in the model)"
@@ -200,9 +200,9 @@ def profile_entry(tab: pd.DataFrame, meta: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    from calibration.suites import parse_bytes
+    from .suites import parse_bytes
 
-    ap = argparse.ArgumentParser(prog="python -m calibration.mixed", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m dpsim.calibration.mixed", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--file-dir", default=None)
     ap.add_argument("--rates", default="0.3,0.6,0.9", help="writer rates, GB/s (1e9 B/s)")
@@ -226,8 +226,8 @@ def main(argv=None) -> int:
     if not set(rates) - held:
         ap.error("every rate is held out: nothing to fit")
 
-    from hw import TransportUnavailable
-    from hw.replay import HardwareBackend
+    from ..hw import TransportUnavailable
+    from ..hw.replay import HardwareBackend
 
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -239,7 +239,7 @@ def main(argv=None) -> int:
     try:
         be.open()
     except TransportUnavailable as e:
-        print(f"calibration.mixed: {e}", file=sys.stderr)
+        print(f"dpsim.calibration.mixed: {e}", file=sys.stderr)
         return 2
     rows = []
     rng = np.random.default_rng(a.seed)

@@ -3,7 +3,7 @@
 #   offline install (when a wheelhouse is there) -> calibration (calibration/device_run.sh, every
 #   stage) -> fit -> HIL replays of round robin and DualPath, 3 each, priced from the profile
 #   just fitted (hw/hil_device_run.sh).
-# Usage: bash calibration/node_pipeline.sh OUTDIR [extra `python -m calibration.hil` arguments]
+# Usage: bash calibration/node_pipeline.sh OUTDIR [extra `python -m dpsim.calibration.hil` arguments]
 #   (run in the checkout's root; extra arguments come after the defaults below, so they win:
 #   e.g. `--turns 300` for the full replay scenario, `--device cpu` for a GPU-less check)
 # Why one machine: the model prices storage from the profile, and storage is the machine's own
@@ -25,7 +25,8 @@
 #               the full 16-agent scenario, `--turns 300`, takes ~80 s a replay)
 #   WHEELHOUSE  (calibration/wheelhouse) installed with `pip install --no-index --find-links` into
 #               $PYTHON when it is there and INSTALL is not 0
-#   WORK        (/tmp/dpsim_pipeline) scratch directory; PYTHON (python3); CHECKOUT: the commit
+#   WORK        (/tmp/dpsim_pipeline) scratch directory; PYTHON (python3; the scripts add -P, so
+#               the installed dpsim runs, not the checkout's dpsim/ folder); CHECKOUT: the commit
 #               to print where the checkout is a `git archive` copy (no .git)
 # OUTDIR receives five files: pipeline.log (everything printed, with each step's time),
 # profile.yaml (the fitted profile the model was priced with), hil_summary.json (per system: the
@@ -33,7 +34,7 @@
 # profile's sha256), calibration.tgz (the raw tables run.tgz, profile.yaml and the fit report) and
 # hil.tgz (every replay's REPORT.md, CSVs, plot, probe profile).
 set -u
-OUT=${1:?usage: node_pipeline.sh OUTDIR [extra calibration.hil args]}
+OUT=${1:?usage: node_pipeline.sh OUTDIR [extra dpsim.calibration.hil args]}
 shift
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -71,7 +72,7 @@ if [ "${INSTALL:-1}" != 0 ] && [ -d "$WH" ]; then
   grep -v "^Requirement already satisfied" "$WORK/install.log"
   [ "$irc" = 0 ] || { echo "=== install failed (rc $irc)"; exit 4; }
 fi
-$PY -c 'import dpsim, hydra, simpy; print("dpsim", dpsim.__file__)' || { echo "=== dpsim is not importable by $PY"; exit 4; }
+$PY -P -c 'import dpsim.calibration, dpsim.hw, hydra, simpy; print("dpsim", dpsim.__file__)' || { echo "=== dpsim is not importable by $PY"; exit 4; }
 
 # 2. calibration and fit (step 3)
 if [ -n "${DEADLINE_S:-}" ]; then

@@ -3,7 +3,7 @@
 Reading a profile is the simulator's job (``dpsim.cluster.hwprofile``; dpsim never imports
 ``calibration``), so this module only re-exports those names for the calibration scripts::
 
-    from calibration.profile import load_profile, transfer_time   # = dpsim.cluster.hwprofile
+    from dpsim.calibration.profile import load_profile, transfer_time   # = dpsim.cluster.hwprofile
 
 The schema is in calibration/PROFILE.md; the transfer-time model in
 :mod:`dpsim.cluster.hwprofile`.

@@ -398,7 +398,7 @@ def markdown_report(profile: dict, tables: dict, c3: dict | None = None, title: 
         f = L.get("storage_weight_fit")
         if "storage_weight" not in L or not f:
             continue
-        out.append(f"\n## Storage write weight ({kind}; calibration.mixed)\n")
+        out.append(f"\n## Storage write weight ({kind}; dpsim.calibration.mixed)\n")
         out.append(f"Fitted w = {f.get('w_fitted', float('nan')):.3f}, priced as **{L['storage_weight']:.3f}** "
                    f"(a written byte consumes w bytes of the shared storage capacity, a read byte 1): "
                    f"`{f.get('form', '')}`, on {f.get('n_train')} training pairs of a reads-alone window and a "

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from hw.base import Route, TransferSpec, Transport, spread
+from ..hw.base import Route, TransferSpec, Transport, spread
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 SUITES = ("sizes", "concurrency", "blocks")

@@ -74,7 +74,7 @@ class LogProgress:
 
 def meminfo_available_bytes() -> int | None:
     """Linux MemAvailable from /proc/meminfo in bytes, or None where it cannot be read (also
-    what hw.base.available_memory_bytes sizes its buffers by)."""
+    what dpsim.hw.base.available_memory_bytes sizes its buffers by)."""
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -164,7 +164,7 @@ def build(cfg: dict, progress: bool = False, backend=None, env=None, agents=None
             if isinstance(e, ConfigError):
                 raise
             raise ConfigError(f"cluster.link_profile={lp!r} could not be applied ({type(e).__name__}: {e}); "
-                              f"give a profile written by `python -m calibration` or cluster.link_profile=null") from None
+                              f"give a profile written by `python -m dpsim.calibration` or cluster.link_profile=null") from None
     validate(cfg)
     compute = ComputeModel(cfg["model"], cfg["gpu"], cfg["model"].get("knobs", {}) or {})
     n_agents = cfg["workload"].get("agents")
@@ -190,7 +190,7 @@ def build(cfg: dict, progress: bool = False, backend=None, env=None, agents=None
     sim = Simulation(cfg, agents, compute, progress=bar, backend=backend, env=env)
     if lp and backend is None:
         # A profile whose storage suite measured writes costing more than their bytes on the
-        # shared device (calibration.mixed) prices them so here too; 1 (or absent) changes nothing.
+        # shared device (dpsim.calibration.mixed) prices them so here too; 1 (or absent) changes nothing.
         from .cluster.profile import link_profile_write_weight, weight_storage_writes
         try:
             weight_storage_writes(sim, link_profile_write_weight(cfg))

@@ -5,12 +5,21 @@ libraries of the others; heavy imports (torch, pyverbs) happen lazily inside
 ``check()`` so that a missing library becomes one clear
 :class:`TransportUnavailable` message.
 
-    >>> from hw import get_transport
+    >>> from dpsim.hw import get_transport
     >>> t = get_transport("cpu"); t.check()
 """
 from __future__ import annotations
 
 import importlib
+
+if __name__ != "dpsim.hw":  # the checkout folder imported by its pre-#14 top-level name
+    import sys as _sys
+
+    _msg = (f"`{__name__}` is now `dpsim.hw` (issue #14): `import dpsim.hw` "
+            "(from a checkout after `pip install -e .`)")
+    if _sys.argv[:1] == ["-m"]:  # `python -m hw...`: the one line, no traceback
+        raise SystemExit(_msg)
+    raise ImportError(_msg)
 
 from .base import Route, TransferSpec, Transport, TransportUnavailable
 
@@ -25,11 +34,11 @@ __all__ = [
 
 #: name -> "module:Class"
 TRANSPORTS = {
-    "cpu": "hw.cpu:CpuTransport",
-    "file": "hw.file:FileTransport",
-    "cuda": "hw.cuda:CudaTransport",
-    "nccl": "hw.nccl:NcclTransport",
-    "verbs": "hw.verbs:VerbsTransport",
+    "cpu": "dpsim.hw.cpu:CpuTransport",
+    "file": "dpsim.hw.file:FileTransport",
+    "cuda": "dpsim.hw.cuda:CudaTransport",
+    "nccl": "dpsim.hw.nccl:NcclTransport",
+    "verbs": "dpsim.hw.verbs:VerbsTransport",
 }
 
 

@@ -5,9 +5,9 @@ A transport moves bytes between *locations* (strings such as ``"host"``,
 time each move took, measured on the hardware (host clock, CUDA events, or a
 completion queue).  Every transport is usable alone::
 
-    from hw import get_transport
+    from dpsim.hw import get_transport
     t = get_transport("cpu")
-    t.check()                       # raises hw.TransportUnavailable if it can't run
+    t.check()                       # raises dpsim.hw.TransportUnavailable if it can't run
     secs = t.transfer(1 << 20, src="host", dst="host")
     times = t.transfer_concurrent([TransferSpec(1 << 20), TransferSpec(1 << 20)])
     total = t.transfer_blocks(61, 64 << 10, mode="loop")
@@ -43,7 +43,7 @@ class TransportUnavailable(RuntimeError):
     """A transport cannot run here.
 
     The message names what is missing and how to get it, e.g.
-    ``"cuda transport: PyTorch is not installed (pip install dpsim[torch])"``.
+    ``"cuda transport: PyTorch is not installed (pip install dpsim-dualpath[torch])"``.
     """
 
     def __init__(self, transport: str, missing: str, how: str = ""):

@@ -45,7 +45,7 @@ import numpy as np
 
 from .base import BlockResult, Route, TransferSpec, Transport, TransportUnavailable, pattern_bytes
 
-HOW_TORCH = ("pip install dpsim[torch] (torch==2.13.0 with CUDA) on a machine with an "
+HOW_TORCH = ("pip install dpsim-dualpath[torch] (torch==2.13.0 with CUDA) on a machine with an "
              "NVIDIA GPU and driver")
 
 # ----------------------------------------------------------------- driver API
@@ -177,7 +177,7 @@ class CudaTransport(Transport):
             if getattr(torch.version, "cuda", None) is None:
                 raise TransportUnavailable(
                     "cuda", f"this PyTorch ({torch.__version__}) is a CPU-only build",
-                    "install a CUDA build of torch (pip install dpsim[torch] from the CUDA wheel index) "
+                    "install a CUDA build of torch (pip install dpsim-dualpath[torch] from the CUDA wheel index) "
                     "on a machine with an NVIDIA GPU")
             raise TransportUnavailable(
                 "cuda", "no NVIDIA GPU visible (torch.cuda.is_available() is False)",
@@ -191,8 +191,8 @@ class CudaTransport(Transport):
             ok = ",".join(str(i) for i in range(min(n, 2))) or "0"
             raise TransportUnavailable("cuda", f"GPU(s) {bad} requested but only {n} visible",
                                        f"pick GPUs among the {n} visible (0..{n - 1}) with --devices, "
-                                       f"e.g. `--devices {ok}` (python -m calibration run and "
-                                       f"python -m calibration.hil both take it)")
+                                       f"e.g. `--devices {ok}` (python -m dpsim.calibration run and "
+                                       f"python -m dpsim.calibration.hil both take it)")
         for d in self.devices:
             torch.cuda.init()
             torch.empty(1, device=f"cuda:{d}")  # make the primary context current

@@ -85,11 +85,11 @@ class FileTransport(Transport):
         self._max_bytes = max_bytes
         self.keep_file = keep_file
         # the read file is at least this large (reads land at random offsets in it): match the
-        # file a replay reads from (hw.replay: 4 GiB) so both see the same storage locality
+        # file a replay reads from (dpsim.hw.replay: 4 GiB) so both see the same storage locality
         self.min_file_bytes = round_up(max(int(file_bytes or 0), 1 << 20), 1 << 20)
         # where each read (sizes / concurrency suites) starts: "random" page-aligned offsets, or
         # "sequential": where the previous read ended, wrapping at the end of the file -- the
-        # HIL replay's pattern (hw.replay reads consecutive regions of its file round robin)
+        # HIL replay's pattern (dpsim.hw.replay reads consecutive regions of its file round robin)
         if offsets not in ("random", "sequential"):
             raise ValueError(f"file transport option offsets={offsets!r}: choose random or sequential "
                              f"(--opt offsets=sequential)")

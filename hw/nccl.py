@@ -30,7 +30,7 @@ import numpy as np
 
 from .base import BlockResult, Route, TransferSpec, Transport, TransportUnavailable
 
-HOW = ("needs a CUDA build of PyTorch with NCCL (pip install dpsim[torch]) and two NVIDIA GPUs "
+HOW = ("needs a CUDA build of PyTorch with NCCL (pip install dpsim-dualpath[torch]) and two NVIDIA GPUs "
        "in one host")
 
 _SAFE_ENV = {  # keep NVLink multicast off (shared machines)

@@ -50,7 +50,7 @@ to the end of the last piece (``cudaStreamSynchronize`` / the last ``pread``/``p
 includes launch and queueing costs, as the real system pays them.  ``speed`` = simulated
 seconds per wall second (1.0 = real time, the only setting where overlaps are faithful).
 
-    from hw.replay import HardwareBackend, make_env
+    from dpsim.hw.replay import HardwareBackend, make_env
     be = HardwareBackend("cuda").open()              # or "cpu" (CI), file_dir=..., pools...
     env = make_env(1.0)
     sim = dpsim.runner.build(cfg, backend=be, env=env); env.sync(); sim.run()

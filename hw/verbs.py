@@ -1,4 +1,4 @@
-"""RDMA verbs through pyverbs (optional extra ``dpsim[rdma]``): RC queue pairs
+"""RDMA verbs through pyverbs (optional extra ``dpsim-dualpath[rdma]``): RC queue pairs
 doing RDMA WRITE / READ -- the CNIC path of §S4 (loop-back RDMA write = H2D
 through the NIC, PE <-> DE transfers over the compute network).
 
@@ -11,10 +11,10 @@ Three ways to run:
 
 * ``mode="loopback"`` (default): one process, one HCA, pairs of RC QPs
   connected to each other; traffic leaves and re-enters the same port.
-* ``mode="process"``: this process spawns ``python -m hw.verbs serve`` on
+* ``mode="process"``: this process spawns ``python -m dpsim.hw.verbs serve`` on
   127.0.0.1, exchanges QP info with it over TCP, and drives the traffic.
 * ``mode="remote"`` with ``peer="HOST:PORT"``: the same against a server
-  started by hand on another node (``python -m hw.verbs serve --listen
+  started by hand on another node (``python -m dpsim.hw.verbs serve --listen
   0.0.0.0:18515``); see hw/README.md for the two-node commands.
 
 The client (this transport) always initiates: ``rdma_write`` moves its local
@@ -46,7 +46,7 @@ import numpy as np
 
 from .base import BlockResult, Route, TransferSpec, Transport, TransportUnavailable, pattern_bytes
 
-HOW = ("pip install dpsim[rdma] (pyverbs==59.0; it builds against rdma-core 59: install rdma-core, "
+HOW = ("pip install dpsim-dualpath[rdma] (pyverbs==59.0; it builds against rdma-core 59: install rdma-core, "
        "libibverbs-dev, librdmacm-dev and ibverbs-providers of version 59 first) on a host with an "
        "InfiniBand or RoCE NIC")
 HOW_DEVICE = ("needs an RDMA NIC (InfiniBand or RoCE) with its rdma-core provider; `ibv_devices` "
@@ -106,7 +106,7 @@ class _Mem:
                 import torch
             except ImportError:
                 raise TransportUnavailable("verbs", "GPU memory needs PyTorch",
-                                           "pip install dpsim[torch]") from None
+                                           "pip install dpsim-dualpath[torch]") from None
             self._tensor = torch.empty(nbytes, dtype=torch.uint8, device=loc)
             self._tensor.fill_(1)
             torch.cuda.synchronize(loc)
@@ -397,8 +397,11 @@ class VerbsTransport(Transport):
 
             rf = tempfile.NamedTemporaryFile(prefix="dpsim_verbs_", delete=False).name
             os.unlink(rf)
-            cmd = [sys.executable, "-m", "hw.verbs", "serve", "--listen", "127.0.0.1:0", "--device",
-                   self.device, "--port", str(self.port), "--mem", self.remote_mem, "--nbytes", str(nb),
+            # -P passed on: the server imports the same dpsim as this process (not a checkout's
+            # dpsim/ folder in the working directory, which has no dpsim.hw)
+            cmd = [sys.executable, *(["-P"] if sys.flags.safe_path else []), "-m", "dpsim.hw.verbs", "serve",
+                   "--listen", "127.0.0.1:0", "--device", self.device, "--port", str(self.port),
+                   "--mem", self.remote_mem, "--nbytes", str(nb),
                    "--ready-file", rf, "--accept-timeout", str(self.timeout_s + 30)]
             if self.gid_index is not None:
                 cmd += ["--gid-index", str(self.gid_index)]
@@ -595,7 +598,7 @@ class VerbsTransport(Transport):
 def main(argv=None):  # pragma: no cover - needs RDMA hardware
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m hw.verbs", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m dpsim.hw.verbs", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("serve", help="passive side of a verbs measurement")
     s.add_argument("--listen", default=f"127.0.0.1:{DEFAULT_PORT}",

@@ -1,7 +1,12 @@
-"""Import boundaries: calibration -> dpsim and hw -> dpsim, never back.
+"""Import boundaries: dpsim.calibration -> dpsim and dpsim.hw -> dpsim, never back.
 
-(a) no module under dpsim/ imports ``calibration`` or ``hw`` (static: every Import/ImportFrom
-    node of every dpsim/**/*.py, plus string arguments of importlib.import_module/__import__);
+Since issue #14 the checkout's hw/ and calibration/ folders install as ``dpsim.hw`` and
+``dpsim.calibration`` (setup.py's package_dir); the simulator core is every other module of dpsim.
+
+(a) no module under dpsim/ imports ``dpsim.calibration`` or ``dpsim.hw`` (nor the pre-#14
+    top-level names; static: every Import/ImportFrom node of every dpsim/**/*.py -- absolute, or
+    relative names resolved against the module's package -- plus string arguments of
+    importlib.import_module/__import__);
 (b) using what dpsim took over from calibration (profile loading and link pricing, the
     calibration-point tables, the C2 predictions, the runner's builder) loads neither package
     (a clean interpreter in a subprocess).
@@ -14,23 +19,36 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DPSIM = ROOT / "dpsim"
-FORBIDDEN = ("calibration", "hw")
+FORBIDDEN = ("dpsim.calibration", "dpsim.hw", "calibration", "hw")
 
 
 def _forbidden(name: str | None) -> bool:
     return bool(name) and any(name == f or name.startswith(f + ".") for f in FORBIDDEN)
 
 
-def _violations(path: Path) -> list[str]:
+def _resolve(package: str, level: int, module: str | None) -> str:
+    """The absolute name of ``from <level dots><module> import ...`` in ``package``."""
+    parts = package.split(".")
+    base = parts[:len(parts) - (level - 1)] if level > 1 else parts
+    return ".".join(base + ([module] if module else []))
+
+
+def _violations(path: Path, package: str = "dpsim") -> list[str]:
     tree = ast.parse(path.read_text(), filename=str(path))
     out = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             out += [f"{path}:{node.lineno}: import {a.name}" for a in node.names if _forbidden(a.name)]
         elif isinstance(node, ast.ImportFrom):
-            # level > 0 is relative (inside dpsim); only absolute imports can leave the package
-            if node.level == 0 and _forbidden(node.module):
-                out.append(f"{path}:{node.lineno}: from {node.module} import ...")
+            if node.level == 0:
+                if _forbidden(node.module):
+                    out.append(f"{path}:{node.lineno}: from {node.module} import ...")
+            else:  # relative: `from . import hw` in dpsim/__init__.py is dpsim.hw
+                base = _resolve(package, node.level, node.module)
+                names = [base] if _forbidden(base) else [f"{base}.{a.name}" for a in node.names
+                                                         if _forbidden(f"{base}.{a.name}")]
+                out += [f"{path}:{node.lineno}: from {'.' * node.level}{node.module or ''} import ... "
+                        f"({n})" for n in names[:1]]
         elif isinstance(node, ast.Call):
             f = node.func
             fname = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else None
@@ -41,21 +59,34 @@ def _violations(path: Path) -> list[str]:
     return out
 
 
+def _package(path: Path) -> str:
+    """The package a relative import in ``path`` starts from (dpsim/cluster/x.py and
+    dpsim/cluster/__init__.py: dpsim.cluster)."""
+    return ".".join(path.relative_to(ROOT).parts[:-1])
+
+
 def test_dpsim_imports_neither_calibration_nor_hw():
-    files = sorted(DPSIM.rglob("*.py"))
+    files = sorted(DPSIM.rglob("*.py"))  # the core: hw/ and calibration/ are outside dpsim/
     assert len(files) > 20  # the walk found the package
-    bad = [v for p in files for v in _violations(p)]
-    assert not bad, "dpsim must not import calibration or hw:\n" + "\n".join(bad)
+    assert not (DPSIM / "hw").exists() and not (DPSIM / "calibration").exists()
+    bad = [v for p in files for v in _violations(p, _package(p))]
+    assert not bad, "the dpsim core must not import dpsim.calibration or dpsim.hw:\n" + "\n".join(bad)
 
 
 def test_checker_catches_a_bad_import(tmp_path):
     p = tmp_path / "m.py"
-    p.write_text("import os\nfrom calibration.profile import load_profile\nimport hw.replay\n"
-                 "from . import calibration\nimport importlib\nimportlib.import_module('hw')\n"
-                 "import hwloc\n")
-    got = _violations(p)
+    p.write_text("import os\nfrom dpsim.calibration.profile import load_profile\nimport dpsim.hw.replay\n"
+                 "from . import calibration\nimport importlib\nimportlib.import_module('dpsim.hw')\n"
+                 "import hwloc\nfrom .. import hw\nfrom ..calibration.hil import x\nfrom . import cluster\n"
+                 "import calibration.hil\nfrom .hwprofile import load_profile\n")
+    got = _violations(p, "dpsim.cluster")  # as if it were dpsim/cluster/m.py
     assert [g.split(": ", 1)[1] for g in got] == [
-        "from calibration.profile import ...", "import hw.replay", "import_module('hw')"]
+        "from dpsim.calibration.profile import ...", "import dpsim.hw.replay",
+        "from .. import ... (dpsim.hw)", "from ..calibration.hil import ... (dpsim.calibration.hil)",
+        "import calibration.hil", "import_module('dpsim.hw')"]
+    # `from . import calibration` in dpsim/cluster/ is dpsim.cluster.calibration (allowed); in
+    # dpsim/__init__.py it is dpsim.calibration
+    assert _violations(p, "dpsim")[2].split(": ", 1)[1] == "from . import ... (dpsim.calibration)"
 
 
 def test_using_moved_code_loads_neither_package():
@@ -90,9 +121,9 @@ def test_using_moved_code_loads_neither_package():
 
 
 def test_calibration_reexports_the_moved_code():
-    """calibration keeps its names, as the very objects dpsim now owns (one copy)."""
-    from calibration import fit_compute_c2 as F
-    from calibration import profile as CP
+    """dpsim.calibration keeps its names, as the very objects the core owns (one copy)."""
+    from dpsim.calibration import fit_compute_c2 as F
+    from dpsim.calibration import profile as CP
     from dpsim.analysis import c2, points
     from dpsim.analysis import validate as V
     from dpsim.cluster import hwprofile as H
@@ -110,9 +141,9 @@ def test_calibration_reexports_the_moved_code():
 
 
 def test_hil_builds_through_the_runner(monkeypatch):
-    """calibration.hil.build_sim is dpsim.runner.build plus a truncation, not a copy of it."""
+    """dpsim.calibration.hil.build_sim is dpsim.runner.build plus a truncation, not a copy of it."""
     import dpsim.runner
-    from calibration import hil
+    from dpsim.calibration import hil
 
     seen = {}
     real = dpsim.runner.build

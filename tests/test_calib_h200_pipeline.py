@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from calibration import hil
-from calibration.fit import SHARE_MIN_BYTES, fit_sharing, sharing_model
-from calibration.profile import single_time
-from calibration.report import adjusted_options, markdown_report, reference_caveat, unmeasured_links
-from calibration.suites import SuiteConfig, run_suites
-from hw.base import TransferSpec
-from hw.file import FileTransport, expected_pattern
+from dpsim.calibration import hil
+from dpsim.calibration.fit import SHARE_MIN_BYTES, fit_sharing, sharing_model
+from dpsim.calibration.profile import single_time
+from dpsim.calibration.report import adjusted_options, markdown_report, reference_caveat, unmeasured_links
+from dpsim.calibration.suites import SuiteConfig, run_suites
+from dpsim.hw.base import TransferSpec
+from dpsim.hw.file import FileTransport, expected_pattern
 
 ROOT = Path(__file__).resolve().parents[1]
 MiB = 1 << 20
@@ -84,7 +84,7 @@ def test_concurrency_sizes_capped_say_so(tmp_path):
 
 
 def test_run_cli_records_adjustments_and_rejects_bad_opt(tmp_path, capsys):
-    from calibration.__main__ import main
+    from dpsim.calibration.__main__ import main
 
     out = tmp_path / "r"
     rc = main(["run", "--transport", "file", "--suite", "concurrency", "--out", str(out), "--file-dir",
@@ -192,7 +192,7 @@ def test_devices_option_values():
 def test_cuda_hint_names_a_real_option(monkeypatch):
     import types
 
-    from hw import TransportUnavailable, get_transport
+    from dpsim.hw import TransportUnavailable, get_transport
 
     torch = types.ModuleType("torch")
     torch.__version__ = "0.0-fake"
@@ -204,7 +204,7 @@ def test_cuda_hint_names_a_real_option(monkeypatch):
     assert "GPU(s) [1] requested but only 1 visible" in str(ei.value)
     assert "--devices 0" in str(ei.value)
     # the option it names exists in both commands
-    from calibration.__main__ import main as cal_main
+    from dpsim.calibration.__main__ import main as cal_main
 
     with pytest.raises(SystemExit):
         hil.main(["--help"])
@@ -229,7 +229,7 @@ def test_report_caveats_one_gpu_and_other_gpu():
     tables = {"metas": metas, "summary": pd.DataFrame(), "unavailable": {}}
     assert unmeasured_links(profile, tables, as_pairs=True)[0][0] == "p2p"
     assert adjusted_options(tables) == [("cuda_sizes", "concurrency: size 512 MiB capped to 256 MiB (--max-bytes)")]
-    from calibration.c3_reference import build
+    from dpsim.calibration.c3_reference import build
 
     md = markdown_report(profile, tables, c3=build())
     assert "not measured: p2p -- a peer copy needs two GPUs" in md
@@ -274,7 +274,16 @@ def test_checkout_wheel_installs_offline_and_imports(tmp_path):
     r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--target",
                         str(site), str(whl[0])], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    code = "import dpsim, hw, calibration.hil, calibration.suites; print(calibration.hil.__file__)"
+    # issue #14: hw and calibration install under the dpsim namespace, never as top-level packages;
+    # the shipped profiles come along, the measured reports (calibration/reports/) do not
+    assert not (site / "hw").exists() and not (site / "calibration").exists(), (
+        f"top-level hw/calibration in the wheel: {sorted(os.listdir(site))} (copies left in build/lib by a "
+        "build from before issue #14 are packed again: rm -rf build/lib)")
+    assert (site / "dpsim" / "hw" / "replay.py").is_file()
+    assert (site / "dpsim" / "calibration" / "profiles" / "h100_measured.yaml").is_file()
+    assert not (site / "dpsim" / "calibration" / "reports").exists()
+    code = ("import dpsim, dpsim.hw, dpsim.calibration.hil, dpsim.calibration.suites; "
+            "assert dpsim.calibration.hil.DEFAULT_PROFILE.is_file(); print(dpsim.calibration.hil.__file__)")
     r = subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path), capture_output=True, text=True,
                        env=dict(os.environ, PYTHONPATH=str(site)))
     assert r.returncode == 0, r.stderr

@@ -1,7 +1,7 @@
 """Issue #12, one machine end to end: calibration/node_pipeline.sh and what it relies on --
 device_run.sh's deadline (UNTIL), replays that alternate between systems and a summary that names
 its scenario and the sha256 of the profile it priced, and the storage A/B's helpers
-(calibration.hil_diag)."""
+(dpsim.calibration.hil_diag)."""
 import hashlib
 import json
 import os
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from calibration import hil, hil_diag
+from dpsim.calibration import hil, hil_diag
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -128,7 +128,7 @@ def test_io_timer_times_reads_and_forwards_os(tmp_path):
 
 
 def test_trace_replay_reissues_at_start_times(tmp_path):
-    from hw.replay import HardwareBackend
+    from dpsim.hw.replay import HardwareBackend
 
     be = HardwareBackend("cpu", file_dir=str(tmp_path), host_pool_bytes=64 << 20, dev_pool_bytes=16 << 20,
                          file_bytes=64 << 20, chunk_bytes=4 << 20).open()
@@ -169,7 +169,7 @@ def test_committed_summary_model_numbers_reprice_from_the_profile(summary, profi
     """The model is deterministic: the committed profile (with its storage write weight, when
     it has one) and the summary's scenario give the model's JCT and mean TTFT that the summary
     judged."""
-    from calibration.profile import load_profile
+    from dpsim.calibration.profile import load_profile
     from dpsim.cluster.profile import apply_profile, storage_write_weight
 
     d = json.loads(summary.read_text())
@@ -187,10 +187,10 @@ def test_committed_summary_model_numbers_reprice_from_the_profile(summary, profi
 
 
 def test_committed_run_fitted_the_write_weight_from_its_mixed_suite():
-    """The profile's storage write weight is calibration.mixed's fit of the windows committed
+    """The profile's storage write weight is dpsim.calibration.mixed's fit of the windows committed
     beside the report (never the replays): w = 0.80 there, priced as 1."""
-    from calibration.mixed import profile_entry
-    from calibration.profile import load_profile
+    from dpsim.calibration.mixed import profile_entry
+    from dpsim.calibration.profile import load_profile
 
     tab = pd.read_csv(ROOT / "calibration/reports/h200/mixed_raw.csv")
     meta = json.loads((ROOT / "calibration/reports/h200/mixed_meta.json").read_text())

@@ -1,5 +1,5 @@
 """Issue #12: the storage write weight -- a written byte consumes ``w`` bytes of the shared
-storage capacity (dpsim.cluster.profile.weight_storage_writes), fitted by calibration.mixed
+storage capacity (dpsim.cluster.profile.weight_storage_writes), fitted by dpsim.calibration.mixed
 from reads mixed with a stream of writes.  Closed-form checks of the flow model with the weight,
 the neutral value (w = 1: the same run byte for byte), the fit and the profile plumbing."""
 import json
@@ -12,8 +12,8 @@ import pytest
 import simpy
 
 import dpsim.net as dnet
-from calibration import hil
-from calibration.mixed import fit_write_weight, profile_entry, run_window, window_overlap_bytes
+from dpsim.calibration import hil
+from dpsim.calibration.mixed import fit_write_weight, profile_entry, run_window, window_overlap_bytes
 from dpsim.cluster.hwprofile import ProfileError, validate_profile
 from dpsim.cluster.profile import StorageWriteCost, apply_profile, storage_write_weight, weight_storage_writes
 
@@ -105,7 +105,7 @@ def _cfg(system, sc, profile):
 
 
 def test_simulation_weight_one_unchanged_and_weight_costs_persist_bytes():
-    from calibration.profile import load_profile
+    from dpsim.calibration.profile import load_profile
 
     d, sc = _committed()
     prof = load_profile(ROOT / "calibration/profiles/h100x1_first_measured.yaml")
@@ -122,7 +122,7 @@ def test_simulation_weight_one_unchanged_and_weight_costs_persist_bytes():
     assert weight_storage_writes(sim, 1.0) is None
     # w = 2: every storage write of n bytes adds a write cost of n bytes on the storage link
     sim = hil.build_sim(cfg, max_turns=sc["turns"])
-    from hw.replay import record_transfers
+    from dpsim.hw.replay import record_transfers
 
     trs = record_transfers(sim)
     wp = weight_storage_writes(sim, 2.0)
@@ -138,7 +138,7 @@ def test_simulation_weight_one_unchanged_and_weight_costs_persist_bytes():
 
 
 def test_weight_refusals():
-    from calibration.profile import load_profile
+    from dpsim.calibration.profile import load_profile
 
     _, sc = _committed()
     prof = load_profile(ROOT / "calibration/profiles/h100x1_first_measured.yaml")
@@ -192,7 +192,7 @@ def test_profile_entry_clips_below_one_and_validates(tmp_path):
 
 
 def test_fit_directory_adds_the_weight(tmp_path):
-    from calibration.fit import fit_directory
+    from dpsim.calibration.fit import fit_directory
 
     rows = []
     for kind in ("file_read", "file_write"):
@@ -208,10 +208,10 @@ def test_fit_directory_adds_the_weight(tmp_path):
     assert prof["links"]["file_write"]["storage_weight"] == pytest.approx(1.25)
     assert "mixed" in tables
     validate_profile(prof)
-    from calibration.report import markdown_report
+    from dpsim.calibration.report import markdown_report
 
     md = markdown_report(prof, tables)
-    assert "## Storage write weight (file_write; calibration.mixed)" in md and "Fitted w = 1.250" in md
+    assert "## Storage write weight (file_write; dpsim.calibration.mixed)" in md and "Fitted w = 1.250" in md
 
 
 def test_overlap_bytes():
@@ -219,7 +219,7 @@ def test_overlap_bytes():
 
 
 def test_run_window_on_the_replay_file_io(tmp_path):
-    from hw.replay import HardwareBackend
+    from dpsim.hw.replay import HardwareBackend
 
     be = HardwareBackend("cpu", file_dir=str(tmp_path), file_bytes=64 * MiB, host_pool_bytes=64 * MiB,
                          dev_pool_bytes=16 * MiB, chunk_bytes=16 * MiB)

@@ -94,7 +94,7 @@ def test_system_yaml_file(tmp_path):
 def test_every_route_kind_is_mapped_everywhere():
     """The checklist of recipe 3: a new RouteKind needs a latency, a hardware op (or to be
     model traffic) and a profile link."""
-    hw_replay = pytest.importorskip("hw.replay")
+    hw_replay = pytest.importorskip("dpsim.hw.replay")
     cfg = make_cfg(*TINY)
     sim = build(cfg)
     book = sim.cluster.routes

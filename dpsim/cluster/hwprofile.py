@@ -3,7 +3,7 @@
 A profile is a YAML file with per-link latency/bandwidth models, sharing groups and a compute
 section.  The measurement and fitting that write profiles live in ``calibration/``; reading
 them is the simulator's (``dpsim.cluster.profile`` prices the cluster's links from one), so it
-is here, and ``calibration.profile`` re-exports these names::
+is here, and ``dpsim.calibration.profile`` re-exports these names::
 
     from dpsim.cluster.hwprofile import load_profile, transfer_time
     prof = load_profile("calibration/profiles/c3_h100_reference.yaml")
@@ -43,7 +43,7 @@ LINK_KEYS = {
     "source": "optional, str: where the numbers come from",
     "note": "optional, str",
     "storage_weight": "optional, >= 1 (storage write links): bytes of the shared storage capacity one "
-                      "written byte consumes, a read byte 1 (calibration.mixed; dpsim.cluster.profile)",
+                      "written byte consumes, a read byte 1 (dpsim.calibration.mixed; dpsim.cluster.profile)",
     "storage_weight_fit": "optional, mapping: fit quality and source of storage_weight",
 }
 PIECE_KEYS = {"from_bytes", "to_bytes", "latency_s", "bandwidth_Bps"}

@@ -4,7 +4,7 @@
 capacities, latencies and submission costs come from a profile's measured links, so that the
 flow model (the default link backend) predicts what a set of real transports does.  Which
 profile link stands for which simulated route is the *mapping*: the hardware-in-the-loop replay
-(``hw.replay``) executes every simulated transfer with one transport, and the model must be
+(``dpsim.hw.replay``) executes every simulated transfer with one transport, and the model must be
 configured with the links that those transports measured.
 
 Mappings (``MAPPINGS``):
@@ -61,7 +61,7 @@ class LinkMapping:
     gpu_to_remote: str = "d2h"           # r_gpu_to_remote_dram: PE GPU -> DE buffer (cross-node CNIC)
     submission: str = "chunked"          # chunked | per_block | batched
     shared_storage: bool = True          # one storage device serves every node (HIL: one local disk)
-    executable: bool = True              # hw.replay can run it
+    executable: bool = True              # dpsim.hw.replay can run it
 
     def kinds(self) -> dict:
         return {"storage_read": self.storage_read, "storage_write": self.storage_write, "h2d": self.h2d,
@@ -224,7 +224,7 @@ def link_profile_write_weight(cfg: dict) -> float:
 def storage_write_weight(profile: dict, mapping="cuda") -> float:
     """``links.<storage_write>.storage_weight`` of ``profile``: how many bytes of the shared
     storage device's capacity one written byte consumes (a read byte consumes 1); 1.0 when
-    absent.  ``calibration.mixed`` fits it from a suite that mixes reads with a stream of
+    absent.  ``dpsim.calibration.mixed`` fits it from a suite that mixes reads with a stream of
     writes (calibration/PROFILE.md)."""
     m = _mapping(mapping)
     v = (profile.get("links") or {}).get(m.storage_write, {}).get("storage_weight")

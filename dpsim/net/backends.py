@@ -40,7 +40,7 @@ class FixedRateBackend(LinkBackend):
 class ExternalBackend(LinkBackend):
     """Transfers run somewhere else (real hardware) and report back: ``start(net, tr)`` launches
     the transfer and returns at once; whoever runs it later calls ``net.complete(tr)`` from the
-    simulation's thread at the simulated time it finished.  ``hw.replay`` drives this with a
+    simulation's thread at the simulated time it finished.  ``dpsim.hw.replay`` drives this with a
     real-time environment, so simulated time follows measured time."""
 
     name = "external"

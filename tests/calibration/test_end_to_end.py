@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from calibration.__main__ import main
-from calibration.fit import fit_directory
-from calibration.profile import load_profile, transfer_time
+from dpsim.calibration.__main__ import main
+from dpsim.calibration.fit import fit_directory
+from dpsim.calibration.profile import load_profile, transfer_time
 
 COMMON = ["--max-bytes", "8MiB", "--trials", "5", "--warmup", "1", "--config-budget", "0.2",
           "--conc-sizes", "1MiB,4MiB", "--levels", "1,2,3,4", "--heldout-levels", "3",

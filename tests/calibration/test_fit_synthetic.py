@@ -3,11 +3,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from calibration.compute import fit_attention, fit_gemm
-from calibration.fit import fit_link_curve, fit_per_message, fit_sharing
-from calibration.numerics import nelder_mead, nnls, search_1d
-from calibration.profile import single_time, transfer_time
-from calibration.suites import size_grid
+from dpsim.calibration.compute import fit_attention, fit_gemm
+from dpsim.calibration.fit import fit_link_curve, fit_per_message, fit_sharing
+from dpsim.calibration.numerics import nelder_mead, nnls, search_1d
+from dpsim.calibration.profile import single_time, transfer_time
+from dpsim.calibration.suites import size_grid
 
 SIZES = [2**k for k in range(12, 31)]
 

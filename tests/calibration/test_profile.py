@@ -5,8 +5,8 @@ import os
 import pytest
 import yaml
 
-from calibration.c3_reference import build as build_c3
-from calibration.profile import (ProfileError, attention_time, gemm_time, load_profile, sharing_total,
+from dpsim.calibration.c3_reference import build as build_c3
+from dpsim.calibration.profile import (ProfileError, attention_time, gemm_time, load_profile, sharing_total,
                                  transfer_time, validate_profile)
 
 HERE = os.path.dirname(__file__)

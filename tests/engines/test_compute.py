@@ -176,7 +176,7 @@ def test_decode_sparse_fold_bounded_error(cms):
 
 # ------------------------------------------------------------------ C2 after the fit
 def test_c2_reproduced_within_10pct(cms, gpu):
-    from calibration import fit_compute_c2 as F
+    from dpsim.calibration import fit_compute_c2 as F
 
     ratios = F.motivation_ratios(cms["ds660b"])
     for b, want in F.MOTIVATION.items():

@@ -5,9 +5,9 @@ import os
 import numpy as np
 import pytest
 
-from hw import TransportUnavailable, get_transport
-from hw.base import TransferSpec
-from hw.file import expected_pattern
+from dpsim.hw import TransportUnavailable, get_transport
+from dpsim.hw.base import TransferSpec
+from dpsim.hw.file import expected_pattern
 
 
 @pytest.fixture

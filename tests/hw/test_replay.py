@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calibration.hil import (build_sim, compose, hil_config, main, request_lower_bound, run_case,
+from dpsim.calibration.hil import (build_sim, compose, hil_config, main, request_lower_bound, run_case,
                              scenario_overrides)
-from calibration.profile import load_profile
+from dpsim.calibration.profile import load_profile
 from dpsim.cluster.profile import MAPPINGS, apply_profile
 from dpsim.config import validate
 from dpsim.net import Network
 from helpers import trajectories
-from hw import TransportUnavailable
-from hw.replay import HardwareBackend, HardwareReplayError, make_env, resolve
+from dpsim.hw import TransportUnavailable
+from dpsim.hw.replay import HardwareBackend, HardwareReplayError, make_env, resolve
 
 PROFILE = str(Path(__file__).resolve().parents[2] / "calibration" / "profiles" / "h100_measured.yaml")
 SMALL = dict(host_pool_bytes=64 << 20, dev_pool_bytes=32 << 20, file_bytes=32 << 20, chunk_bytes=4 << 20,

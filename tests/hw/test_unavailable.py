@@ -6,7 +6,7 @@ import types
 
 import pytest
 
-from hw import TRANSPORTS, TransportUnavailable, get_transport
+from dpsim.hw import TRANSPORTS, TransportUnavailable, get_transport
 
 
 def _fake_torch(cuda_available=False, cuda_version=None, n_gpus=0):
@@ -38,7 +38,7 @@ def test_missing_torch(no_torch, name):
     with pytest.raises(TransportUnavailable) as ei:
         get_transport(name).check()
     msg = str(ei.value)
-    assert "PyTorch is not installed" in msg and "pip install dpsim[torch]" in msg
+    assert "PyTorch is not installed" in msg and "pip install dpsim-dualpath[torch]" in msg
     assert ei.value.transport == name
 
 
@@ -77,7 +77,7 @@ def test_real_torch_without_gpu_if_installed():
 
 
 def test_compute_without_torch(no_torch):
-    from calibration.compute import run_compute
+    from dpsim.calibration.compute import run_compute
 
     with pytest.raises(TransportUnavailable, match="PyTorch is not installed"):
         run_compute()
@@ -86,7 +86,7 @@ def test_compute_without_torch(no_torch):
 def test_batched_copy_without_driver(monkeypatch):
     import ctypes
 
-    from hw.cuda import DriverBatchCopy
+    from dpsim.hw.cuda import DriverBatchCopy
 
     def nolib(*a, **k):
         raise OSError("libcuda.so.1: cannot open shared object file")
@@ -103,7 +103,7 @@ def test_verbs_without_pyverbs(monkeypatch):
         get_transport("verbs").check()
     msg = str(ei.value)
     assert "pyverbs is not importable" in msg
-    assert "pip install dpsim[rdma]" in msg and "rdma-core" in msg and "59" in msg
+    assert "pip install dpsim-dualpath[rdma]" in msg and "rdma-core" in msg and "59" in msg
 
 
 def _fake_pyverbs(monkeypatch, devices):
@@ -140,7 +140,7 @@ def test_verbs_unknown_device(monkeypatch):
 
 def test_cli_reports_unavailable(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "pyverbs", None)
-    from calibration.__main__ import main
+    from dpsim.calibration.__main__ import main
 
     rc = main(["run", "--transport", "verbs", "--out", str(tmp_path)])
     assert rc == 2
@@ -151,7 +151,7 @@ def test_cli_reports_unavailable(monkeypatch, tmp_path, capsys):
 
 def test_cli_check_all(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "pyverbs", None)
-    from calibration.__main__ import main
+    from dpsim.calibration.__main__ import main
 
     assert main(["check"]) == 0
     out = capsys.readouterr().out
