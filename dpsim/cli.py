@@ -277,7 +277,7 @@ def precheck(argv: list[str]) -> tuple[str, Path | None] | None:
             out = Path(str(OmegaConf.select(cfg, key)))
     except (HydraException, OmegaConfBaseException, ValueError) as e:
         return _one_line(e), _error_dir(hydra_only, multi)
-    bad = _unwritable(out)
+    bad = _unwritable(out, float(OmegaConf.select(cfg, "limits.min_free_disk_bytes")))
     if bad:
         key = "hydra.sweep.dir" if multi else "hydra.run.dir"
         return f"{key}={out}: {bad}; choose another {key}=DIR", None
@@ -298,8 +298,9 @@ def _error_dir(hydra_overrides: list[str], multi: bool) -> Path | None:
     return None if _unwritable(d) else d
 
 
-def _unwritable(d: Path) -> str | None:
-    """Why ``d`` cannot hold a run's outputs, or None."""
+def _unwritable(d: Path, min_free: float | None = None) -> str | None:
+    """Why ``d`` cannot hold a run's outputs, or None (``min_free``: the run's
+    ``limits.min_free_disk_bytes``; None: the value in config.yaml)."""
     p = d.resolve() if d.is_absolute() else (Path.cwd() / d)
     probe = p
     while not probe.exists():
@@ -313,7 +314,7 @@ def _unwritable(d: Path) -> str | None:
         free = shutil.disk_usage(probe).free
     except OSError:  # pragma: no cover
         return None
-    if free < _min_free_bytes():
+    if free < (_min_free_bytes() if min_free is None else min_free):
         return f"only {free / 1e6:.3g} MB free on the file system of {probe} (limits.min_free_disk_bytes)"
     return None
 

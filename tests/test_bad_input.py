@@ -63,6 +63,11 @@ def test_full_output_file_system_is_refused(tmp_path):
     from dpsim.cli import _min_free_bytes, _unwritable
     assert _min_free_bytes() == make_cfg()["limits"]["min_free_disk_bytes"] > 0
     assert _unwritable(tmp_path / "new" / "run") is None
+    # A floor larger than any disk: refused with the key named, from the command line too.
+    assert "limits.min_free_disk_bytes" in _unwritable(tmp_path / "new" / "run", 1e30)
+    p = dpsim("workload.agents=4", "limits.min_free_disk_bytes=1e30", f"hydra.run.dir={tmp_path / 'run'}")
+    assert p.returncode == 2
+    assert "limits.min_free_disk_bytes" in p.stderr and not (tmp_path / "run").exists()
 
 
 def test_multirun_with_a_failing_job_writes_its_sweep_table(tmp_path):

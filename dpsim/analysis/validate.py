@@ -375,8 +375,8 @@ def write_outputs(rep: Report, out: Path, title: str) -> list[Path]:
         ax.axvline(1.0, color="0.3", lw=1)
         ax.set_yticks(ys)
         ax.set_yticklabels([f"{r['group']}: {r['point']}" for r in rows], fontsize=7)
-        ax.set_xlabel(f"simulated / paper (1 = the paper; green band = within {TOL:.0%}; red bar = outside; "
-                      f"error bars: {INTERVAL})")
+        ax.set_xlabel(f"simulated / paper (1 = the paper; green band = within {TOL:.0%}; red bar = outside)\n"
+                      f"error bars: {INTERVAL}")
         ax.set_title(title)
         p = out / "report.png"
         fig.savefig(p, dpi=110)
