@@ -177,6 +177,16 @@ def put(cfg: dict, dotted: str, value) -> None:
     d[last] = value
 
 
+def _parse(v: str):
+    """A runs.csv value back to int / float where it is one."""
+    for t in (int, float):
+        try:
+            return t(v)
+        except ValueError:
+            pass
+    return v
+
+
 def default_runner(cfg: dict) -> float:
     """JCT (s) of the offline run ``cfg`` (raises if it did not complete)."""
     from .validate import run_jct
@@ -224,6 +234,8 @@ class Sweep:
                             put(cfg, k, v)
                     shown = value
                 jcts[s] = self.jct(cfg) if self.replay is None else self._replayed(a, end, s, sd)
+                if self.replay is not None:  # the value the runs had (the YAML may have changed since)
+                    shown = self.replay_values[(a.name, end)]
                 self.runs.append({"assumption": a.name, "end": end, "value": shown, "cell": cell.name,
                                   "system": s, "seed": sd, "jct_s": jcts[s]})
             per_seed.append(jcts)
@@ -236,8 +248,9 @@ class Sweep:
         """Take every JCT from ``path`` (a runs.csv this tool wrote) instead of running."""
         try:
             with Path(path).open(newline="") as f:
-                self.replay = {(r["assumption"], r["end"], r["system"], int(r["seed"])): float(r["jct_s"])
-                               for r in csv.DictReader(f)}
+                rs = list(csv.DictReader(f))
+            self.replay = {(r["assumption"], r["end"], r["system"], int(r["seed"])): float(r["jct_s"]) for r in rs}
+            self.replay_values = {(r["assumption"], r["end"]): _parse(r["value"]) for r in rs}
         except (OSError, KeyError, ValueError) as e:
             raise ValueError(f"--from-runs {path}: not a runs.csv of dpsim sensitivity ({e})") from None
 
