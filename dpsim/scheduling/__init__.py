@@ -1,8 +1,10 @@
 """Scheduling: policies over the same lifecycle mechanism, each a small registered object.
 
-* policies (``system.scheduler``): ``simple`` (dpsim/scheduling/simple.py), ``dualpath``
-  (dualpath.py, §S6) -- registry in base.py; every module of this package is imported here,
-  so a new policy is one new file with ``@register("name")``;
+* policies (``system.scheduler``): ``simple`` (dpsim/scheduling/simple.py, assignment at
+  arrival), ``basic`` (basic.py, Basic's global FIFO queue, §S9), ``dualpath`` (dualpath.py,
+  §S6) -- registry in base.py; every module of this package is imported here, so a new policy
+  is one new file with ``@register("name")`` (a compiled one registers below its class:
+  docs/extending.md §8);
 * read-path rules (``system.read_path``): one file each in read_paths/;
 * the load ledger (ledger.py): the only writer of seq_e / tok_e / read_q.
 """
