@@ -2,6 +2,7 @@
 error.json, with nothing half-written; Ctrl-C / SIGTERM stop a run cleanly with its partial
 results; the CLI's help, version, log and truncated-run summary."""
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -203,9 +204,12 @@ def test_truncated_run_says_so():
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_stops_cleanly_with_partial_results(tmp_path, sig, code):
     out = tmp_path / "run"
-    p = subprocess.Popen([sys.executable, "-m", "dpsim.cli", "experiment=offline", "workload.agents=512",
+    # Unbuffered, and a workload far longer than the time to the first progress line: on a fast
+    # quiet machine a 512-agent run could finish before a block-buffered line reached us.
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    p = subprocess.Popen([sys.executable, "-m", "dpsim.cli", "experiment=offline", "workload.agents=4096",
                           "output.progress_log_s=0.001", f"hydra.run.dir={out}"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     # Wait for the first progress line: the simulation is running (no wall-clock assumption).
     for line in p.stdout:
         if "requests done" in line:
