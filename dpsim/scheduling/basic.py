@@ -34,16 +34,14 @@ from collections import deque
 
 from .base import Policy, register
 from .ledger import new_tokens
+from .simple import round_robin_choice
 
 
 @register("basic")
 class BasicQueuePolicy(Policy):
     def __init__(self, ctx, syscfg):
         super().__init__(ctx, syscfg)
-        ec = syscfg["engine_choice"]
-        if ec not in ("least_tokens", "round_robin"):
-            raise ValueError(f"system.engine_choice={ec!r} must be 'least_tokens' or 'round_robin'")
-        self.rr = ec == "round_robin"
+        self.rr = round_robin_choice(syscfg)
         k = int(syscfg["basic"]["prefetch_batches"])
         if k < 1:
             raise ValueError(f"system.basic.prefetch_batches={k} must be >= 1")

@@ -15,10 +15,7 @@ from .base import Policy, register
 class SimplePolicy(Policy):
     def __init__(self, ctx, syscfg):
         super().__init__(ctx, syscfg)
-        ec = syscfg["engine_choice"]
-        if ec not in ("least_tokens", "round_robin"):
-            raise ValueError(f"system.engine_choice={ec!r} must be 'least_tokens' or 'round_robin'")
-        self.rr = ec == "round_robin"
+        self.rr = round_robin_choice(syscfg)
         self._pe_i = -1
         self._de_i = -1
 
@@ -40,3 +37,11 @@ class SimplePolicy(Policy):
 
 def _key(e):
     return (e.tok, e.idx)
+
+
+def round_robin_choice(syscfg) -> bool:
+    """``system.engine_choice``: True for ``round_robin``, False for ``least_tokens`` (checked)."""
+    ec = syscfg["engine_choice"]
+    if ec not in ("least_tokens", "round_robin"):
+        raise ValueError(f"system.engine_choice={ec!r} must be 'least_tokens' or 'round_robin'")
+    return ec == "round_robin"
