@@ -107,13 +107,23 @@ ATTN_BASE = {"attn_prefill_eff": 0.647, "indexer_eff": 0.5}
 # k_<model> = that model's decode_idx_key_layer_s (the indexers differ: 64 heads x 128 vs 32 x 64).
 DS_START = {"a": 0.86, "k_ds660b": 0.41e-9, "k_ds27b": 0.41e-9}  # used when the YAML has no C1 values yet
 DS_BOUNDS = {"a": (0.2, 1.5), "k_ds660b": (1e-12, 5e-9), "k_ds27b": (1e-12, 5e-9)}
+# Table mode (model YAMLs set compute_tables; docs/compute_tables.md): a = prefill_attn_level
+# (shared by the DeepSeek models: paper's DSA prefill attention + indexer time / the measured
+# one), k_<model> = that model's decode_idx_level (paper's decode indexer time / the measured one,
+# on top of decode_level; the C1 analogue of decode_idx_key_layer_s, which stays 0).
+TABLES = C2.TABLES
+if TABLES:
+    DS_START = {"a": 1.0, "k_ds660b": 1.0, "k_ds27b": 1.0}
+    DS_BOUNDS = {"a": (0.02, 50.0), "k_ds660b": (0.01, 500.0), "k_ds27b": (0.01, 500.0)}
+A_KEY = "prefill_attn_level" if TABLES else "attn_prefill_eff"
+K_KEY = "decode_idx_level" if TABLES else "decode_idx_key_layer_s"
 LP_NORM = 8  # the DS fit minimises sum |log residual|^p: p = 8 is close to the worst point (the acceptance)
 FIT_AGENTS = (512, 1024, 2048, 4096)  # DS points in the Gauss-Newton loss
 QWEN_KNOBS = ("decode_fwd_overhead_s", "prefill_fwd_overhead_s")  # fitted on Qwen's C1 points only
 QWEN_GRID = {"decode_fwd_overhead_s": [0.004 * i for i in range(0, 9)],   # 0 .. 32 ms
              "prefill_fwd_overhead_s": [0.05 * i for i in range(0, 9)]}   # 0 .. 400 ms
 C2_PREFILL = C2.PREFILL_KNOBS  # shared by all three models
-C2_DECODE = ("decode_sys_eff", "decode_ep_layer_latency_s")  # ep latency: DeepSeek models only
+C2_DECODE = C2.DECODE_KNOBS  # (decode_sys_eff | decode_level, decode_ep_layer_latency_s); ep latency: DeepSeek models only
 NOTES = {
     "attn_prefill_eff": "DSA sparse prefill attention efficiency = {a:.4g} x 0.647 (FlashMLA 640 TFLOPS / 989.4); C1 factor a on the DSA prefill attention cost",
     "indexer_eff": "DSA lightning-indexer efficiency = {a:.4g} x 0.5 (DeepGEMM FP8 MQA logits at half the FP8 peak); same C1 factor a",
@@ -125,6 +135,10 @@ NOTES = {
     "prefill_sat_sharpness": "p of the smooth max between the floor and the per-token GEMM time (a)",
     "decode_sys_eff": "system factor on decode compute efficiencies (b2)",
     "decode_ep_layer_latency_s": "EP dispatch+combine latency per MoE layer per decode step (c)",
+    "prefill_level": "level: paper's prefill GEMM + LM head time / the measured tables' (b1)",
+    "decode_level": "level: paper's decode step time / the measured tables' (b2, c)",
+    "prefill_attn_level": "level: paper's DSA prefill attention + indexer time / the measured tables' (C1 factor a, shared by ds660b and ds27b)",
+    "decode_idx_level": "level: paper's DSA decode indexer time / the measured tables', on top of decode_level; per model",
 }
 
 
@@ -147,20 +161,27 @@ def derive(a: float, k: float | dict, qwen: dict | None = None) -> dict:
         models = load_models()
         gpu = C2.load("gpu", "h800")
         for n in DS_MODELS:
-            models[n]["knobs"].update(attn_prefill_eff=ATTN_BASE["attn_prefill_eff"] * a,
-                                      indexer_eff=ATTN_BASE["indexer_eff"] * a, decode_idx_key_layer_s=ks[n])
+            if TABLES:
+                models[n]["knobs"].update(prefill_attn_level=a, decode_idx_level=ks[n])
+            else:
+                models[n]["knobs"].update(attn_prefill_eff=ATTN_BASE["attn_prefill_eff"] * a,
+                                          indexer_eff=ATTN_BASE["indexer_eff"] * a, decode_idx_key_layer_s=ks[n])
         models["v3"] = C2.v3_variant(models["ds660b"])
         pk, _ = C2.fit_prefill(models, gpu, "ds660b", 4096.0)
         dk, _ = C2.fit_decode(models, gpu, 4096.0)
         out = {}
         for n in MODELS:
             s = {f"knobs.{kk}": float(v) for kk, v in pk.items()}
-            s["knobs.decode_sys_eff"] = float(dk["decode_sys_eff"])
+            s[f"knobs.{C2_DECODE[0]}"] = float(dk[C2_DECODE[0]])
             if n in DS_MODELS:
                 s["knobs.decode_ep_layer_latency_s"] = float(dk["decode_ep_layer_latency_s"])
-                s["knobs.attn_prefill_eff"] = ATTN_BASE["attn_prefill_eff"] * a
-                s["knobs.indexer_eff"] = ATTN_BASE["indexer_eff"] * a
-                s["knobs.decode_idx_key_layer_s"] = ks[n]
+                if TABLES:
+                    s["knobs.prefill_attn_level"] = a
+                    s["knobs.decode_idx_level"] = ks[n]
+                else:
+                    s["knobs.attn_prefill_eff"] = ATTN_BASE["attn_prefill_eff"] * a
+                    s["knobs.indexer_eff"] = ATTN_BASE["indexer_eff"] * a
+                    s["knobs.decode_idx_key_layer_s"] = ks[n]
             out[n] = s
         _DERIVED[key] = out
     out = copy.deepcopy(_DERIVED[key])
@@ -181,7 +202,8 @@ def apply_sets(models: dict, sets: dict) -> dict:
 
 
 # ====================================================================== simulation cache
-FITTED_KEYS = set(C2_PREFILL + C2_DECODE) | {"attn_prefill_eff", "indexer_eff", "decode_idx_key_layer_s"}
+FITTED_KEYS = set(C2_PREFILL + C2_DECODE) | {"attn_prefill_eff", "indexer_eff", "decode_idx_key_layer_s",
+                                              "prefill_attn_level", "decode_idx_level"}
 
 
 def _source_hash(model: str) -> str:
@@ -200,6 +222,13 @@ def _source_hash(model: str) -> str:
             fitted = FITTED_KEYS | (set(QWEN_KNOBS) if model == "qwen32b" else set())
             d["knobs"] = {k: v for k, v in d["knobs"].items() if k not in fitted}
             h.update(json.dumps(d, sort_keys=True).encode())
+            if d.get("compute_tables"):  # table mode: the measured tables are inputs too
+                from dpsim.engines.compute_tables import resolve_dir
+                td = resolve_dir(d["compute_tables"])
+                for f in sorted(td.iterdir()):
+                    if f.suffix in (".csv", ".json"):
+                        h.update(f.name.encode())
+                        h.update(f.read_bytes())
         else:
             h.update(str(p.relative_to(ROOT)).encode())
             h.update(p.read_bytes())
@@ -399,10 +428,14 @@ def save_report(rows: list[dict], values: dict, sets: dict, meta: dict, table: s
           f"Run: {meta['when']}, mode `{meta['mode']}`, {meta['runs']} new simulations "
           f"({meta['sim_wall']:.0f} s of simulation, {meta['total']:.0f} s in all).", "",
           "## Fitted values", "",
-          f"* DeepSeek models (ds660b, ds27b): DSA prefill attention factor a = {values['a']:.5g} "
-          f"(attn_prefill_eff = {ATTN_BASE['attn_prefill_eff'] * values['a']:.5g}, "
-          f"indexer_eff = {ATTN_BASE['indexer_eff'] * values['a']:.5g}); "
-          f"decode_idx_key_layer_s = {values['k_ds660b']:.5g} s (ds660b), {values['k_ds27b']:.5g} s (ds27b)",
+          (f"* Compute tables: `{load_models()['ds660b'].get('compute_tables')}` (levels; docs/compute_tables.md)."
+           if TABLES else "* Compute model: analytic (roofline knobs)."),
+          (f"* DeepSeek models (ds660b, ds27b): prefill_attn_level a = {values['a']:.5g}; "
+           f"decode_idx_level = {values['k_ds660b']:.5g} (ds660b), {values['k_ds27b']:.5g} (ds27b)" if TABLES else
+           f"* DeepSeek models (ds660b, ds27b): DSA prefill attention factor a = {values['a']:.5g} "
+           f"(attn_prefill_eff = {ATTN_BASE['attn_prefill_eff'] * values['a']:.5g}, "
+           f"indexer_eff = {ATTN_BASE['indexer_eff'] * values['a']:.5g}); "
+           f"decode_idx_key_layer_s = {values['k_ds660b']:.5g} s (ds660b), {values['k_ds27b']:.5g} s (ds27b)"),
           "* qwen32b (FP8 weights, 320 GB host buffers; its own knobs): " + ", ".join(
               f"{n} = {values[n] * 1e3:.4g} ms" for n in QWEN_KNOBS),
           "* C2 knobs refitted with them (shared): " + ", ".join(
@@ -455,6 +488,10 @@ def write_values(model: str, sets: dict, a: float) -> None:
 
 def current_values() -> dict:
     m = load_models()
+    if TABLES:
+        return {"a": float(m["ds660b"]["knobs"].get("prefill_attn_level", 1.0)),
+                **{f"k_{n}": float(m[n]["knobs"].get("decode_idx_level", 1.0)) for n in DS_MODELS},
+                **{n: float(m["qwen32b"]["knobs"][n]) for n in QWEN_KNOBS}}
     return {"a": float(m["ds660b"]["knobs"]["attn_prefill_eff"]) / ATTN_BASE["attn_prefill_eff"],
             **{f"k_{n}": float(m[n]["knobs"]["decode_idx_key_layer_s"]) for n in DS_MODELS},
             **{n: float(m["qwen32b"]["knobs"][n]) for n in QWEN_KNOBS}}
@@ -463,7 +500,8 @@ def current_values() -> dict:
 def current_sets() -> dict:
     """The values in the YAML files, as override sets (for --check)."""
     m = load_models()
-    keys = set(C2_PREFILL + C2_DECODE) | {"attn_prefill_eff", "indexer_eff", "decode_idx_key_layer_s"}
+    keys = set(C2_PREFILL + C2_DECODE) | ({"prefill_attn_level", "decode_idx_level"} if TABLES else
+                                          {"attn_prefill_eff", "indexer_eff", "decode_idx_key_layer_s"})
     out = {}
     for n in MODELS:
         out[n] = {f"knobs.{k}": float(v) for k, v in m[n]["knobs"].items() if k in keys}
@@ -515,7 +553,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for k, val in values.items():
         print(f"  {k:28s} {val:.6g}")
     for k, val in sets["ds660b"].items():
-        print(f"  {k[6:]:28s} {val:.6g}  (ds660b, ds27b{'' if k[6:] not in C2_PREFILL + ('decode_sys_eff',) else ', qwen32b'})")
+        print(f"  {k[6:]:28s} {val:.6g}  (ds660b, ds27b{'' if k[6:] not in C2_PREFILL + (C2_DECODE[0],) else ', qwen32b'})")
     print("\nresiduals, C1 and C2:", flush=True)
     rows = residual_rows(sims, pts, sets)
     table = format_table(rows)

@@ -35,6 +35,13 @@ Knobs fitted (shared by all models, then written to each model YAML):
   prefill: prefill_sys_eff (b1), prefill_sat_tokens, prefill_sat_sharpness (a)
   decode:  decode_sys_eff (b2), decode_ep_layer_latency_s (c; 2 knobs, 3 targets)
 decode_fwd_overhead_s is not fitted: a free fit drives it to 0 (bound), so it stays 0.
+Table mode (the model YAMLs set ``compute_tables``: GPU-measured per-layer tables, see
+docs/compute_tables.md): the same fit with the levels in place of the system factors --
+``prefill_level`` (paper's prefill GEMM + LM head time / the measured tables', b1) and
+``decode_level`` (paper's decode step / the tables', b2 and c); the floor and the EP latency as
+above.  The V3 variant of (b) reads ds660b's tables (``compute_tables_model``), its dense MHA-mode
+attention priced by the FLOP ratio to the measured sparse MQA attention, its MoE converted to
+EP32 / EP144 (dpsim.engines.compute "Table mode").
 Every other knob is a documented assumption in the YAML.  Qwen 32B has no C2 point: it
 inherits the fitted values (its decode_ep_layer_latency_s is unused: no EP).
 """
@@ -67,8 +74,17 @@ CONF = ROOT / "dpsim" / "conf"
 # predictions and their assumptions (dpsim.analysis.c2) are the simulator's; this script only
 # fits the knobs to them.
 
-PREFILL_KNOBS = ("prefill_sys_eff", "prefill_sat_tokens", "prefill_sat_sharpness")
-DECODE_KNOBS = ("decode_sys_eff", "decode_ep_layer_latency_s")
+def tables_mode(models: dict | None = None) -> bool:
+    """Whether the model configs use GPU-measured compute tables (``compute_tables`` set): then
+    the fitted knobs are the levels ``prefill_level`` / ``decode_level`` instead of the analytic
+    ``prefill_sys_eff`` / ``decode_sys_eff`` (see dpsim.engines.compute "Table mode")."""
+    m = models["ds660b"] if models else load("model", "ds660b")
+    return bool(m.get("compute_tables"))
+
+
+TABLES = tables_mode()
+PREFILL_KNOBS = (("prefill_level" if TABLES else "prefill_sys_eff"), "prefill_sat_tokens", "prefill_sat_sharpness")
+DECODE_KNOBS = (("decode_level" if TABLES else "decode_sys_eff"), "decode_ep_layer_latency_s")
 FIT_COMMENT = "# fitted to C2 by calibration/fit_compute_c2.py"
 KNOB_NOTES = {
     "prefill_sys_eff": "system factor on all prefill compute efficiencies (b1)",
@@ -76,6 +92,8 @@ KNOB_NOTES = {
     "prefill_sat_sharpness": "p of the smooth max between the floor and the per-token GEMM time (a)",
     "decode_sys_eff": "system factor on decode compute efficiencies (b2)",
     "decode_ep_layer_latency_s": "EP dispatch+combine latency per MoE layer per decode step (c)",
+    "prefill_level": "level: paper's prefill GEMM + LM head time / the measured tables' (b1)",
+    "decode_level": "level: paper's decode step time / the measured tables' (b2, c)",
 }
 
 
@@ -123,7 +141,7 @@ def fit_prefill(models: dict, gpu: dict, motivation_model: str, prompt: float):
 
     def decode(z):
         return {
-            "prefill_sys_eff": _sigmoid(z[0]),
+            PREFILL_KNOBS[0]: (math.exp(z[0]) if TABLES else _sigmoid(z[0])),
             "prefill_sat_tokens": math.exp(z[1]),
             "prefill_sat_sharpness": 0.5 + 63.5 * _sigmoid(z[2]),
         }
@@ -144,7 +162,10 @@ def fit_prefill(models: dict, gpu: dict, motivation_model: str, prompt: float):
         return float(np.sum(np.square(r)))
 
     best = None
-    for z0 in ([-1.0, 7.0, 0.0], [-2.0, 6.0, -2.0], [0.0, 8.0, 1.0], [-1.5, 7.5, -1.0]):
+    starts = ([-1.0, 7.0, 0.0], [-2.0, 6.0, -2.0], [0.0, 8.0, 1.0], [-1.5, 7.5, -1.0])
+    if TABLES:  # level = exp(z0): start around the paper being 1-7x slower than the tables
+        starts = ([1.0, 7.0, 0.0], [0.0, 6.0, -2.0], [2.0, 8.0, 1.0], [0.5, 7.5, -1.0])
+    for z0 in starts:
         z = nelder_mead(loss, z0, step=0.5)
         z = nelder_mead(loss, z, step=0.1)
         if best is None or loss(z) < loss(best):
@@ -160,7 +181,7 @@ def fit_prefill(models: dict, gpu: dict, motivation_model: str, prompt: float):
 def fit_decode(models: dict, gpu: dict, prompt: float):
     def decode(z):
         return {
-            "decode_sys_eff": _sigmoid(z[0]),
+            DECODE_KNOBS[0]: (math.exp(z[0]) if TABLES else _sigmoid(z[0])),
             "decode_ep_layer_latency_s": math.exp(z[1]) - 1e-7,
         }
 
@@ -178,7 +199,10 @@ def fit_decode(models: dict, gpu: dict, prompt: float):
         return float(np.sum(np.square(r)))
 
     best = None
-    for z0 in ([-1.0, -8.5], [0.0, -8.0], [-2.0, -9.0]):
+    starts = ([-1.0, -8.5], [0.0, -8.0], [-2.0, -9.0])
+    if TABLES:
+        starts = ([0.5, -8.5], [0.0, -8.0], [1.5, -9.0])
+    for z0 in starts:
         z = nelder_mead(loss, z0, step=0.5)
         z = nelder_mead(loss, z, step=0.1)
         if best is None or loss(z) < loss(best):

@@ -176,6 +176,10 @@ class ModelSchema:
     hbm_reserved_bytes: Num = F(ge=0)
     # name -> value; names and bounds: dpsim.engines.compute.KNOB_KEYS (checked by ComputeModel)
     knobs: Dict[str, Num] = F()
+    # GPU-measured compute tables (directory; null: the analytic roofline) and the model whose
+    # rows to read (default: name) -- dpsim.engines.compute "Table mode", docs/compute_tables.md
+    compute_tables: Optional[str] = F(optional=True)
+    compute_tables_model: Optional[str] = F(optional=True)
 
 
 # ------------------------------------------------------------------------------------ system

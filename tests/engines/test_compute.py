@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dpsim.engines.compute import ComputeModel, KNOB_KEYS, attn_work, attn_work_dense, attn_work_sparse
+from dpsim.engines.compute import ComputeModel, KNOB_KEYS, LEVEL_KEYS, attn_work, attn_work_dense, attn_work_sparse
 from dpsim.engines.models import ModelShape
 
 CONF = Path(__file__).resolve().parents[2] / "dpsim" / "conf"
@@ -197,7 +197,9 @@ def test_knobs_shared_and_fitted_in_yaml():
     for k in fitted:
         assert ks[0][k] == ks[1][k] == ks[2][k]
     for k in ks:
-        assert set(k) == set(KNOB_KEYS)
+        assert set(k) == set(KNOB_KEYS) | set(LEVEL_KEYS)
+    for k in ("prefill_level", "decode_level"):  # table-mode levels fitted to C2: shared too
+        assert ks[0][k] == ks[1][k] == ks[2][k]
     text = (CONF / "model" / "ds660b.yaml").read_text()
     assert "fitted to C2 by calibration/fit_compute_c2.py" in text
 
