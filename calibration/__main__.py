@@ -4,6 +4,7 @@
     python -m dpsim.calibration run --transport cpu|file|cuda|nccl|verbs --suite sizes|concurrency|blocks|all --out DIR
     python -m dpsim.calibration fit DIR --out PROFILE.yaml [--report REPORT_DIR]
     python -m dpsim.calibration compute --out DIR [--quick]
+    python -m dpsim.calibration layers --out DIR [--quick] [--device cpu] [--deadline-s 480]
     python -m dpsim.calibration c3 --out calibration/profiles/c3_h100_reference.yaml
 """
 from __future__ import annotations
@@ -173,6 +174,18 @@ def cmd_compute(a) -> int:
     return 0
 
 
+def cmd_layers(a) -> int:
+    from .layers import run_layers
+
+    try:
+        meta = run_layers(a.out, quick=a.quick, device=a.device, deadline_s=a.deadline_s, trials=a.trials,
+                          sections=a.sections, log=lambda s: print(s, flush=True))
+    except RuntimeError as e:  # no GPU for --device cuda
+        print(f"calibration layers: {e}", file=sys.stderr)
+        return 2
+    return 1 if meta["checks"]["failed"] else 0
+
+
 def cmd_c3(a) -> int:
     from .c3_reference import write
 
@@ -228,6 +241,12 @@ def main(argv=None) -> int:
     m.add_argument("--heads", type=int, default=32)
     m.add_argument("--head-dim", type=int, default=128)
     m.set_defaults(fn=cmd_compute)
+
+    from .layers import add_args as _layers_args
+
+    ly = sub.add_parser("layers", help="per-layer compute tables of the paper models (GPU; --device cpu: smoke)")
+    _layers_args(ly)
+    ly.set_defaults(fn=cmd_layers)
 
     k = sub.add_parser("c3", help="write the reference profile built from C3")
     k.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "profiles", "c3_h100_reference.yaml"))
