@@ -357,9 +357,10 @@ def fit_ds(sims: Sims, points: list[C1Point], start: dict, steps: int = 2, p_nor
     return {n: float(math.exp(v)) for n, v in zip(names, x)}
 
 
-def fit_qwen(sims: Sims, points: list[C1Point], a: float, k: float) -> dict:
+def fit_qwen(sims: Sims, points: list[C1Point], a: float, k: float, around: dict | None = None) -> dict:
     """Qwen's two overheads: a grid, then a grid of half the step around its best; minimise the
-    worst |log residual| over ``points``, ties broken by the sum of squares."""
+    worst |log residual| over ``points``, ties broken by the sum of squares.  ``around``: start
+    from the 3 x 3 part of the grid around these values instead of the whole grid (cheaper)."""
     def loss(vals: dict) -> tuple[float, float]:
         ms = derive(a, k, qwen=vals)["qwen32b"]
         lab = " ".join(f"{n[:7]}={v * 1e3:.1f}ms" for n, v in vals.items())
@@ -378,7 +379,14 @@ def fit_qwen(sims: Sims, points: list[C1Point], a: float, k: float) -> dict:
                     best = (lv, vals)
         return best
 
-    (lv, vals) = search(QWEN_GRID)
+    grid = QWEN_GRID
+    if around:
+        grid = {}
+        for n in QWEN_KNOBS:
+            g = QWEN_GRID[n]
+            i = min(range(len(g)), key=lambda j: abs(g[j] - around[n]))
+            grid[n] = g[max(0, i - 1):i + 2]
+    (lv, vals) = search(grid)
     fine = {}
     for n in QWEN_KNOBS:
         step = QWEN_GRID[n][1] - QWEN_GRID[n][0]
@@ -522,6 +530,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="extra Hydra override for every simulation (e.g. cluster.dram_buffer_bytes=1e15)")
     ap.add_argument("--jobs", type=int, default=1, help="simulations in parallel (processes)")
+    ap.add_argument("--qwen-local", action="store_true",
+                    help="Qwen's grid: only the 3 x 3 cells around the YAML values (then the fine grid)")
+    ap.add_argument("--no-qwen", action="store_true", help="keep Qwen's overheads at the YAML values")
     ap.add_argument("--tag", default="", help="report as c1_fit_TAG.{md,csv} (for what-if fits with --set)")
     args = ap.parse_args(list(argv) if argv is not None else None)
     if args.quick and args.write:
@@ -538,15 +549,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         values, sets = current_values(), current_sets()
     else:
         ds_pts = [p for p in pts if p.model in DS_MODELS and (args.quick or p.agents in FIT_AGENTS)]
-        print(f"DeepSeek knobs (a shared; decode_idx_key_layer_s per model; C2 refitted at "
+        print(f"DeepSeek knobs (a shared; {K_KEY} per model; C2 refitted at "
               f"every point), Gauss-Newton on {len(ds_pts)} points:", flush=True)
         cur = current_values()
         start = ({n: cur[n] for n in DS_START} if min(cur[n] for n in DS_START) > 0 and not args.fresh
                  else DS_START)
         v = fit_ds(sims, ds_pts, start, steps=args.steps)
         q_pts = [p for p in pts if p.model == "qwen32b"]
-        print(f"Qwen 32B {' and '.join(QWEN_KNOBS)}: grid search on {len(q_pts)} point(s):", flush=True)
-        qv = fit_qwen(sims, q_pts, v["a"], _ks(v))
+        if args.no_qwen:
+            qv = {n: cur[n] for n in QWEN_KNOBS}
+        else:
+            print(f"Qwen 32B {' and '.join(QWEN_KNOBS)}: grid search on {len(q_pts)} point(s):", flush=True)
+            qv = fit_qwen(sims, q_pts, v["a"], _ks(v),
+                          around=({n: cur[n] for n in QWEN_KNOBS} if args.qwen_local else None))
         values = {**v, **qv}
         sets = derive(v["a"], _ks(v), qwen=qv)
     print(f"\nvalues ({mode}):")

@@ -239,6 +239,31 @@ def write_knobs(path: Path, knobs: dict, note: str = "") -> None:
             raise SystemExit(f"{path}: knob '{key}' did not round-trip ({got[key]!r} vs {val!r})")
 
 
+# ---------------------------------------------------------------- table mode: held-out errors
+def heldout_report(gpu: dict) -> int:
+    """Relative error of the interpolated tables at their held-out points (level 1, per layer),
+    per model and table: count, median and worst |error|, and the worst point."""
+    if not TABLES:
+        print("the model configs are analytic (compute_tables: null): no tables to check")
+        return 1
+    print(f"{'model':8s} {'table':13s} {'key':14s} {'n':>3s} {'median |err|':>12s} {'worst |err|':>11s}  worst at")
+    for n in ("ds660b", "ds27b", "qwen32b"):
+        m = load("model", n)
+        cm = ComputeModel(m, gpu, m["knobs"])
+        groups: dict = {}
+        for r in cm.table_errors("heldout"):
+            groups.setdefault((r["table"], r["key"]), []).append(r)
+        for (t, key), rs in sorted(groups.items()):
+            errs = sorted(abs(r["rel_err"]) for r in rs)
+            w = max(rs, key=lambda r: abs(r["rel_err"]))
+            print(f"{n:8s} {t:13s} {key:14s} {len(rs):3d} {100 * errs[len(errs) // 2]:11.1f}% "
+                  f"{100 * errs[-1]:10.1f}%  {w['at']} ({100 * w['rel_err']:+.1f}%)")
+        print(f"{n:8s} decode affine fit: worst {100 * cm.decode_fit_max_err:.1f}% over batch "
+              f"{cm.DECODE_FIT_BATCH[0]}-{cm.DECODE_FIT_BATCH[-1]} x ctx {cm.DECODE_FIT_CTX[0]}-{cm.DECODE_FIT_CTX[-1]}"
+              + (f"; filled cells: {len(cm.tables_filled)}" if cm.tables_filled else ""))
+    return 0
+
+
 # ---------------------------------------------------------------- main
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -248,7 +273,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--prod-prompt", type=float, default=4096.0,
                     help="assumed mean prompt (= decode context) of DeepSeek production traffic, tokens")
     ap.add_argument("--write", action="store_true", help="write the fitted knobs into conf/model/*.yaml")
+    ap.add_argument("--heldout", action="store_true",
+                    help="table mode: print the tables' held-out interpolation errors per model and table, and exit")
     args = ap.parse_args(argv)
+    if args.heldout:
+        return heldout_report(load("gpu", args.gpu))
 
     gpu = load("gpu", args.gpu)
     models = {n: load("model", n) for n in ("ds660b", "ds27b", "qwen32b")}

@@ -57,6 +57,18 @@ def _source_hash() -> str:
                 continue
             h.update(str(p.relative_to(ROOT)).encode())
             h.update(p.read_bytes())
+    # table mode: the measured compute tables the model configs name are inputs too
+    dirs = set()
+    for p in sorted((ROOT / "dpsim" / "conf" / "model").glob("*.yaml")):
+        d = (yaml.safe_load(p.read_text()) or {}).get("compute_tables")
+        if d:
+            from dpsim.engines.compute_tables import resolve_dir
+            dirs.add(resolve_dir(d))
+    for d in sorted(dirs):
+        for f in sorted(d.iterdir()):
+            if f.suffix in (".csv", ".json"):
+                h.update(f.name.encode())
+                h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
 
