@@ -357,6 +357,40 @@ def fit_ds(sims: Sims, points: list[C1Point], start: dict, steps: int = 2, p_nor
     return {n: float(math.exp(v)) for n, v in zip(names, x)}
 
 
+def analytic_equivalent_start() -> dict:
+    """Table mode: a start for (a, k_<model>) at which the tables reproduce the *analytic* model's
+    C1-fitted costs (the analytic knobs stay in the YAML as the reference): ``a`` = the analytic
+    DSA prefill attention time / the tables' (level 1), geometric mean over contexts 16K-64K x new
+    tokens 256-4K, both DeepSeek models; ``k_<model>`` = the analytic decode cost per context key
+    (t_tok: indexer + decode_idx_key_layer_s) / the tables' at decode_idx_level 1 with
+    decode_level refitted to C2.  One Gauss-Newton step moves a knob by at most 1.35x, so a start
+    near the answer saves simulations."""
+    from dpsim.engines.compute import ComputeModel
+    models = load_models()
+    gpu = C2.load("gpu", "h800")
+    logs = []
+    for n in DS_MODELS:
+        ma = copy.deepcopy(models[n])
+        ma["compute_tables"] = None
+        ca = ComputeModel(ma, gpu)
+        ct = ComputeModel(models[n], gpu, dict(models[n]["knobs"], prefill_attn_level=1.0))
+        for c in (16384, 32768, 65536):
+            for nn in (256, 1024, 4096):
+                logs.append(math.log(ca.attention_time_forward(nn, ca.attn_work(c, nn), 1)
+                                     / ct.attention_time_forward(nn, ct.attn_work(c, nn), 1)))
+    a = float(math.exp(sum(logs) / len(logs)))
+    sets = derive(a, {n: 1.0 for n in DS_MODELS})
+    out = {"a": a}
+    for n in DS_MODELS:
+        ma = copy.deepcopy(models[n])
+        ma["compute_tables"] = None
+        ca = ComputeModel(ma, gpu)
+        mt = apply_sets(models, sets)[n]
+        ct = ComputeModel(mt, gpu)
+        out[f"k_{n}"] = float(ca.decode_coeffs()[2] / ct.decode_coeffs()[2])
+    return out
+
+
 def fit_qwen(sims: Sims, points: list[C1Point], a: float, k: float, around: dict | None = None) -> dict:
     """Qwen's two overheads: a grid, then a grid of half the step around its best; minimise the
     worst |log residual| over ``points``, ties broken by the sum of squares.  ``around``: start
@@ -533,6 +567,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--qwen-local", action="store_true",
                     help="Qwen's grid: only the 3 x 3 cells around the YAML values (then the fine grid)")
     ap.add_argument("--no-qwen", action="store_true", help="keep Qwen's overheads at the YAML values")
+    ap.add_argument("--start-analytic", action="store_true",
+                    help="table mode: start from the levels at which the tables reproduce the analytic C1 fit")
     ap.add_argument("--tag", default="", help="report as c1_fit_TAG.{md,csv} (for what-if fits with --set)")
     args = ap.parse_args(list(argv) if argv is not None else None)
     if args.quick and args.write:
@@ -554,6 +590,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         cur = current_values()
         start = ({n: cur[n] for n in DS_START} if min(cur[n] for n in DS_START) > 0 and not args.fresh
                  else DS_START)
+        if TABLES and args.start_analytic:
+            start = {kk: min(max(v, DS_BOUNDS[kk][0]), DS_BOUNDS[kk][1]) for kk, v in analytic_equivalent_start().items()}
+            print("  start (table levels equivalent to the analytic model's C1 fit): "
+                  + ", ".join(f"{kk}={v:.4g}" for kk, v in start.items()), flush=True)
         v = fit_ds(sims, ds_pts, start, steps=args.steps)
         q_pts = [p for p in pts if p.model == "qwen32b"]
         if args.no_qwen:

@@ -54,7 +54,6 @@ def tabdirs(ref, tmp_path_factory) -> dict:
 def table_cm(name: str, gpu: dict, d: Path, **knobs) -> ComputeModel:
     m = analytic_cfg(name)
     m["compute_tables"] = str(d)
-    m["knobs"]["decode_idx_key_layer_s"] = 0.0  # the synthesised indexer table already has it
     m["knobs"].update(knobs)
     return ComputeModel(m, gpu)
 
@@ -155,7 +154,6 @@ def test_v3_variant_reads_ds660b_tables(gpu, ref, tabdirs):
     va["knobs"]["attn_prefill_eff"] = m["knobs"]["attn_prefill_eff"]  # the tables' kernel efficiency
     a = ComputeModel(va, gpu)
     m["compute_tables"] = str(tabdirs["nw"])
-    m["knobs"]["decode_idx_key_layer_s"] = 0.0
     vt = v3_variant(m)
     vt["knobs"]["attn_prefill_eff"] = m["knobs"]["attn_prefill_eff"]  # (sets the up-projection's relative cost)
     assert vt["compute_tables_model"] == "ds660b"

@@ -98,8 +98,10 @@ measured GPU not being the paper's H800: same SM count class and HBM3, other sof
   DSA indexer ``g0 + g1 n + g2 n ctx``.  ``t0 = decode_level (a0 + L b0 + decode_idx_level L g0) +
   decode_fwd_overhead + L decode_layer_overhead + n_moe decode_ep_layer_latency``; ``t_seq =
   decode_level (a1 + L b1 + decode_idx_level L g1) + decode_seq_overhead + exposed EP``; DSA
-  ``t_tok = decode_level decode_idx_level L g2 + L decode_idx_key_layer_s``, ``t_tok_capped =
-  decode_level L b2``.  ``decode_fit_max_err`` = worst relative error of the affine step vs the
+  ``t_tok = decode_level decode_idx_level L g2``, ``t_tok_capped = decode_level L b2``.
+* Analytic-only knobs (ignored here; kept in the YAML as the reference's values): gemm_eff,
+  attn_prefill_eff, attn_decode_eff, indexer_eff, hbm_bw_eff, prefill_sys_eff, decode_sys_eff,
+  decode_idx_key_layer_s (the tables measure the indexer; decode_idx_level scales it).  ``decode_fit_max_err`` = worst relative error of the affine step vs the
   tables over that range.
 * A variant whose attention differs from the measured model's (``compute_tables_model`` names
   the rows to read; C2's DeepSeek-V3 variant reads ds660b's) scales the attention by the ratio of
@@ -494,7 +496,7 @@ class ComputeModel:
         t_seq = (ld * (a1 + L * b1 + li * L * g1) + k["decode_seq_overhead_s"]
                  + self.ep_cnic_bytes_per_token_layer_decode * ep_exposed)
         if shape.topk is not None:
-            t_idx = ld * li * L * g2 + L * k["decode_idx_key_layer_s"]
+            t_idx = ld * li * L * g2  # (decode_idx_key_layer_s is analytic-only: the tables measure the indexer)
             t_cap = ld * L * b2
             self._split = (t0, t_seq, t_idx, t_cap, shape.topk)
             self._coeffs = (t0, t_seq + shape.topk * t_cap, t_idx)
