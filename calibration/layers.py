@@ -377,6 +377,23 @@ def relerr(torch, out, ref):
 
 
 # ----------------------------------------------------------------------------- checks
+def topk_gap(torch, ref, idx, k):
+    """Selection error of top-k indices ``idx`` against float64 scores ``ref`` [rows, n]: max over rows
+    of (k-th best ref score - worst selected ref score) / max |finite ref| of the row (0 = exact set
+    up to ties; rounding of the scores can swap near-ties only, so the gap stays at rounding level)."""
+    kth = ref.topk(k, dim=1)[0][:, -1]
+    sel = ref.gather(1, idx).min(1)[0]
+    fin = torch.where(torch.isfinite(ref), ref.abs(), torch.zeros_like(ref)).amax(1).clamp_min(1e-300)
+    gap = torch.where(torch.isneginf(kth), torch.zeros_like(kth), kth - sel)  # rows with < k visible keys
+    return float((gap / fin).max())
+
+
+def topk_sumratio(torch, ref, idx, k):
+    """Sum of the selected ref scores / the best possible sum, min over rows (informational: unstable
+    when a row's top-k sum is near zero, which signed head weights allow)."""
+    return float((ref.gather(1, idx).sum(1) / ref.topk(k, 1)[0].sum(1)).min())
+
+
 def run_checks(torch, ops: Ops, log) -> dict:
     """Float64 checks at small shapes, fresh random inputs; also picks the GQA implementations."""
     dev = ops.dev
@@ -409,7 +426,7 @@ def run_checks(torch, ops: Ops, log) -> dict:
 
     def _check_indexer_prefill():
         nonlocal new, cached, hi, d, k, L, Lp, q, kc, w, idx
-        # indexer (prefill): scores vs float64, top-k quality
+        # indexer (prefill): scores vs float64, top-k selection gap
         new, cached, hi, d, k = 48, 80, 8, 64, 32
         L = cached + new
         Lp = (L + 15) // 16 * 16
@@ -428,16 +445,10 @@ def run_checks(torch, ops: Ops, log) -> dict:
             idx = torch.empty(new, k, dtype=torch.long, device=dev)
             ops.indexer_prefill(qq, kk, w, cached, k, idx, chunk=16)
             refm = ref.masked_fill(mask, float("-inf"))
-            got = refm.gather(1, idx).sum(1)
-            best = refm.topk(k, dim=1)[0].sum(1)
-            topq = float((got / best).min())
+            gap = topk_gap(torch, refm, idx, k)
             res[f"indexer_prefill_{mode}"] = e if masked_ok else float("nan")
-            res[f"indexer_topk_quality_{mode}"] = topq  # sum of selected ref scores / best possible, min over rows
-            try:
-                ok_fp8 = mode == "fp8" and e < TOL["fp8"] and masked_ok and topq > 0.97
-            except Exception:
-                ok_fp8 = False
-            if ok_fp8:
+            res[f"indexer_topk_gap_{mode}"] = gap
+            if mode == "fp8" and e < TOL["fp8"] and masked_ok and gap < TOL["bf16"]:
                 ops.idx_fp8 = True
 
     def _check_sparse_attn_prefill():
@@ -470,7 +481,16 @@ def run_checks(torch, ops: Ops, log) -> dict:
         ref = torch.einsum("bh,bhc->bc", wd_.to(bf).double(), ref)
         res["indexer_decode"] = relerr(torch, sc, ref)
         idx = ops.indexer_decode(qd, kcd, wd_, k)
-        res["indexer_decode_topk_quality"] = float((ref.gather(1, idx).sum(1) / ref.topk(k, 1)[0].sum(1)).min())
+        gaps, ratios = [topk_gap(torch, ref, idx, k)], [topk_sumratio(torch, ref, idx, k)]
+        for _ in range(15):  # more draws: the selection check is per element, so sample widely
+            q2, k2, w2 = rnd(B, hi, d).to(bf), rnd(B, C, d).to(bf), rnd(B, hi).float()
+            r2 = torch.einsum("bh,bhc->bc", w2.to(bf).double(),
+                              torch.einsum("bhd,bcd->bhc", q2.double(), k2.double()).clamp_min(0))
+            i2 = ops.indexer_decode(q2, k2, w2, k)
+            gaps.append(topk_gap(torch, r2, i2, k))
+            ratios.append(topk_sumratio(torch, r2, i2, k))
+        res["indexer_decode_topk_gap"] = max(gaps)
+        res["indexer_decode_topk_sumratio_info"] = min(ratios)
         qa = rnd(B, h, dk).to(bf)
         kvd = rnd(B, C, dk).to(bf)
         o = ops.sparse_attn_decode(qa, kvd, idx, vd, dk ** -0.5)
@@ -535,8 +555,8 @@ def run_checks(torch, ops: Ops, log) -> dict:
             failed.append(key)
         if isinstance(v, str) or "[" in key:
             continue
-        if "quality" in key:
-            bad = not (v > 0.97)
+        if key.endswith("_info"):
+            continue
         else:
             tol = TOL["fp8"] if key.endswith("fp8") else TOL["bf16"]
             bad = not (v < tol)

@@ -152,7 +152,28 @@ def gemm_slopes(g: pd.DataFrame, models: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def prefill_slopes(p: pd.DataFrame) -> pd.DataFrame:
+def attn_flops(model: str, component: str, spec: dict, cached: float, new: float) -> float:
+    """FLOPs of one prefill attention call as implemented (indexer over all cached+new keys; sparse
+    attention over min(topk, cached+new) keys per query; GQA flash causal)."""
+    L = cached + new
+    if spec.get("kind") == "gqa":
+        return 4.0 * spec["n_heads"] * spec["head_dim"] * new * (cached + new / 2.0)
+    if component == "indexer":
+        return 2.0 * new * L * spec["idx_heads"] * spec["idx_dim"]
+    dk, vd = spec["kv_lora"] + spec["rope"], spec["kv_lora"]
+    return 2.0 * new * spec["n_heads"] * min(spec["topk"], L) * (dk + vd)
+
+
+def decode_bytes(model: str, component: str, spec: dict, batch: float, ctx: float) -> float:
+    """Bytes of keys/values one decode call must read at least (BF16 as implemented)."""
+    if spec.get("kind") == "gqa":
+        return batch * ctx * spec["n_kv_heads"] * spec["head_dim"] * 2 * 2
+    if component == "indexer":
+        return batch * ctx * spec["idx_dim"] * 2
+    return batch * min(spec["topk"], ctx) * (spec["kv_lora"] + spec["rope"]) * 2
+
+
+def prefill_slopes(p: pd.DataFrame, models: dict | None = None) -> pd.DataFrame:
     """Per model/component and new: cost per 1K cached tokens (least squares over cached), and at
     cached=0 the cost per new token at the largest new."""
     rows = []
@@ -163,14 +184,18 @@ def prefill_slopes(p: pd.DataFrame) -> pd.DataFrame:
             if len(dn) < 2:
                 continue
             slope, icpt = np.polyfit(dn["cached"].to_numpy(float), dn["seconds"].to_numpy(float), 1)
-            rows.append({"model": m, "component": comp, "new": int(n), "t_cached0_ms": float(dn["seconds"].iloc[0]) * 1e3,
-                         "per_1k_cached_ms": slope * 1e6, "per_1k_cached_per_new_token_us": slope * 1e9 / n,
-                         "t_cached_max_ms": float(dn["seconds"].iloc[-1]) * 1e3,
-                         "cached_max": int(dn["cached"].iloc[-1])})
+            row = {"model": m, "component": comp, "new": int(n), "t_cached0_ms": float(dn["seconds"].iloc[0]) * 1e3,
+                   "per_1k_cached_ms": slope * 1e6, "per_1k_cached_per_new_token_us": slope * 1e9 / n,
+                   "t_cached_max_ms": float(dn["seconds"].iloc[-1]) * 1e3,
+                   "cached_max": int(dn["cached"].iloc[-1])}
+            if models and m in models:
+                row["tflops_at_cached_max"] = attn_flops(m, comp, models[m], row["cached_max"], n) / (
+                    row["t_cached_max_ms"] * 1e-3) / 1e12
+            rows.append(row)
     return pd.DataFrame(rows)
 
 
-def decode_slopes(d: pd.DataFrame) -> pd.DataFrame:
+def decode_slopes(d: pd.DataFrame, models: dict | None = None) -> pd.DataFrame:
     """Per model/component: floor (smallest point) and cost per 1K keys (batch x ctx) by least squares
     over the points with batch x ctx >= 256K; plus per-sequence cost per 1K ctx at batch = 1 and 64."""
     rows = []
@@ -182,6 +207,12 @@ def decode_slopes(d: pd.DataFrame) -> pd.DataFrame:
         slope = float(np.polyfit(keys[big], s[big], 1)[0]) if big.sum() >= 2 else float("nan")
         row = {"model": m, "component": comp, "floor_us": float(s[np.argmin(keys)]) * 1e6,
                "per_1k_keys_us": slope * 1e3 * 1e6}
+        if models and m in models:
+            j = int(np.argmax(keys))
+            gb = g.iloc[j]
+            row["max_keys_point"] = f"{int(gb['batch'])}x{int(gb['ctx'])}"
+            row["t_max_keys_ms"] = float(gb["seconds"]) * 1e3
+            row["kv_GBps_at_max"] = decode_bytes(m, comp, models[m], gb["batch"], gb["ctx"]) / gb["seconds"] / 1e9
         for b in (1, 64):
             gb = g[g["batch"] == b].sort_values("ctx")
             if len(gb) >= 2:
@@ -284,7 +315,29 @@ def figures(t: dict, out: str) -> list:
     return paths
 
 
-def build(tables_dir: str, out: str, models: dict | None = None) -> str:
+def rerun_section(tables: dict, rerun_dir: str) -> list:
+    """Run-to-run ratio of a second run's tables (same code, fresh machine) to the first."""
+    L = []
+    r = load(rerun_dir)
+    for name, keys in (("decode_attn", ["model", "component", "batch", "ctx", "split"]),
+                       ("prefill_attn", ["model", "component", "cached", "new", "split"]),
+                       ("gemm", ["model", "op", "dtype", "tokens", "split"])):
+        if name not in r or name not in tables or r[name].empty:
+            continue
+        m = tables[name].merge(r[name], on=keys, suffixes=("", "_rerun"))
+        if m.empty:
+            continue
+        ratio = m["seconds_rerun"] / m["seconds"]
+        grp = [k for k in keys[:2]]
+        s = m.assign(ratio=ratio).groupby(grp)["ratio"].agg(["size", "median", "min", "max"]).reset_index()
+        L.append(f"### {name}: rerun / first run, {len(m)} points: median {ratio.median():.3f}, "
+                 f"min {ratio.min():.3f}, max {ratio.max():.3f}")
+        L.append("")
+        L.append(_md(s))
+    return L
+
+
+def build(tables_dir: str, out: str, models: dict | None = None, rerun_dir: str | None = None) -> str:
     if models is None:
         from .layers import MODELS as models  # noqa: N811
     t = load(tables_dir)
@@ -307,13 +360,18 @@ def build(tables_dir: str, out: str, models: dict | None = None) -> str:
     ch = meta.get("checks", {})
     if ch:
         nums = {k: v for k, v in ch.items() if isinstance(v, float)}
-        L.append("- float64 checks (relative Frobenius error; `quality` = selected / best top-k score sum): "
+        L.append("- float64 checks (relative Frobenius error; `topk_gap` = (k-th best - worst selected) / row max of "
+                 "the float64 index scores; `quality`/`sumratio` = selected / best top-k score sum, informational): "
                  + ", ".join(f"{k} {v:.2g}" for k, v in nums.items()) + f"; failed: {ch.get('failed')}")
-    for key in ("notes", "errors"):
+    for key in ("notes", "post_run_notes", "errors"):
         if meta.get(key):
             L.append(f"- {key}: " + "; ".join(str(x) for x in meta[key]))
     if meta.get("skipped"):
         L.append(f"- skipped (deadline): {len(meta['skipped'])} points, e.g. {meta['skipped'][:6]}")
+    notes = os.path.join(out, "NOTES.md")
+    if os.path.exists(notes):
+        L.append("")
+        L.append(open(notes).read().strip())
     L.append("")
     L.append("## Held-out interpolation error (log-log linear from the training grid)")
     L.append("")
@@ -335,20 +393,24 @@ def build(tables_dir: str, out: str, models: dict | None = None) -> str:
     L.append("## How time grows")
     L.append("")
     if "prefill_attn" in t:
-        ps = prefill_slopes(t["prefill_attn"])
+        ps = prefill_slopes(t["prefill_attn"], models)
         L.append("### Prefill attention (one request, one layer)")
         L.append("")
         L.append("`per_1k_cached_ms`: least-squares slope of time vs cached tokens at fixed `new`, per 1K cached "
-                 "tokens; `per_1k_cached_per_new_token_us` the same per query token.")
+                 "tokens; `per_1k_cached_per_new_token_us` the same per query token; `tflops_at_cached_max`: FLOPs "
+                 "as implemented (indexer: all cached+new keys x idx heads x idx dim; sparse attn: min(topk, keys) "
+                 "x heads x (576 + 512); GQA: causal) over the time at cached = 64K.")
         L.append("")
         L.append(_md(ps[ps["new"].isin([256, 1024, 4096, 16384])] if not ps.empty else ps))
         ps.to_csv(os.path.join(out, "prefill_slopes.csv"), index=False)
     if "decode_attn" in t:
-        ds = decode_slopes(t["decode_attn"])
+        ds = decode_slopes(t["decode_attn"], models)
         L.append("### Decode attention (one step, one layer)")
         L.append("")
         L.append("`floor_us`: smallest grid point (batch 1, ctx 1K); `per_1k_keys_us`: slope per 1K keys "
-                 "(batch x ctx) over points with >= 256K keys; `bB_per_1k_ctx_us`: slope per 1K ctx at batch B.")
+                 "(batch x ctx) over points with >= 256K keys; `bB_per_1k_ctx_us`: slope per 1K ctx at batch B; "
+                 "`kv_GBps_at_max`: BF16 key/value bytes read at least (GQA K+V; indexer keys; the gathered top-k "
+                 "latents) over the time, at the grid point with the most keys.")
         L.append("")
         L.append(_md(ds))
         ds.to_csv(os.path.join(out, "decode_slopes.csv"), index=False)
@@ -372,6 +434,10 @@ def build(tables_dir: str, out: str, models: dict | None = None) -> str:
         for c in piv.columns[3:]:
             piv[c] = piv[c] * 1e3
         L.append(_md(piv[piv["tokens"].isin([1, 16, 256, 4096, 32768])]))
+    if rerun_dir:
+        L.append(f"## Reproducibility (second run: `{os.path.relpath(rerun_dir)}`)")
+        L.append("")
+        L += rerun_section(t, rerun_dir)
     try:
         figs = figures(t, out)
         L.append("## Figures")
@@ -390,6 +456,7 @@ def main(argv=None) -> int:
     ap.add_argument("tables", nargs="?", default=None,
                     help="a tables directory (default: every <gpu_tag>/ under calibration/profiles/compute_tables)")
     ap.add_argument("--out", default=DEFAULT_OUT)
+    ap.add_argument("--rerun", default=None, help="tables of a second run of the same code (reproducibility)")
     a = ap.parse_args(argv)
     dirs = [a.tables] if a.tables else sorted(
         os.path.join(DEFAULT_TABLES, d) for d in os.listdir(DEFAULT_TABLES)
@@ -401,7 +468,7 @@ def main(argv=None) -> int:
     for d in dirs:
         tag = os.path.basename(os.path.normpath(d))
         out = a.out if len(dirs) == 1 else os.path.join(a.out, tag)
-        parts.append(build(d, out))
+        parts.append(build(d, out, rerun_dir=a.rerun))
         with open(os.path.join(out, "REPORT.md"), "w") as f:
             f.write(parts[-1])
         print(f"report -> {os.path.join(out, 'REPORT.md')}")
