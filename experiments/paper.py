@@ -13,8 +13,8 @@ What it does:
   union of the figure's grids x the seeds), each run as its own ``dpsim +figure=<name> <overrides>
   hydra.run.dir=<out>/<figure>-<scale>/<run>`` process.  The capacity figure is adaptive: its unit
   is one search (model x MAL x system x seed), run as ``dpsim -m +figure=capacity <overrides>
-  hydra.sweep.dir=<run>``.  A run's directory name is its overrides (sorted) and a short hash of
-  them, the same on every machine.
+  hydra.sweep.dir=<run>``.  A run's directory name is its overrides (sorted, ``key-value_...``) and a
+  short hash of them, the same on every machine.
 * **Resumable**: a run whose directory holds ``summary.json`` (a search: ``capacity_searches.json``)
   is done and skipped; a run that failed (``error.json``, not interrupted) is skipped too unless
   ``--retry-failed``.  Copy (rsync) the ``--out`` directories of several machines together and run
@@ -94,7 +94,7 @@ def run_name(overrides) -> str:
     digits of their hash, so two runs never share a directory and every machine names a run alike."""
     ov = sorted(overrides)
     h = hashlib.sha1("\n".join(ov).encode()).hexdigest()[:8]
-    slug = re.sub(r"[^A-Za-z0-9.=,_-]+", "-", ",".join(o.lstrip("+") for o in ov))
+    slug = "_".join(re.sub(r"[^A-Za-z0-9.-]+", "-", o.lstrip("+")) for o in ov)  # no '=' or ',' (Hydra's grammar)
     return f"{slug[:150]}__{h}"
 
 
