@@ -4,6 +4,7 @@ process on N local cores, resumable, with a deadline -- then the tables and figu
     python -m experiments.paper --plan                          # every run, its cost, done or not
     python -m experiments.paper --jobs 16 --deadline-s 36000    # run all figures (seeds 0,1,2)
     python -m experiments.paper ablation scaling --jobs 8       # some figures
+    python -m experiments.paper online --only model=ds27b       # some runs of a figure
     python -m experiments.paper --collect                       # tables + figures: results/<figure>-paper/
     python -m experiments.paper --scale small --jobs 2 --out runs/small --results results-small  # a check
 
@@ -293,6 +294,9 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="runs at once (default: CPU count)")
     ap.add_argument("--deadline-s", type=float, default=None, help="start no run after this many seconds")
     ap.add_argument("--retry-failed", action="store_true", help="run again the runs that failed")
+    ap.add_argument("--only", action="append", default=[], metavar="KEY=VALUE",
+                    help="keep only runs with this override (repeatable: all must hold), e.g. --only model=ds27b; "
+                         "also splits a plan across machines")
     ap.add_argument("--plan", action="store_true", help="print every run with its estimated cost and stop")
     ap.add_argument("--collect", action="store_true", help="build tables and figures of the finished runs and stop")
     a = ap.parse_args(argv)
@@ -306,6 +310,10 @@ def main(argv=None) -> int:
     if not re.fullmatch(r"\d+(,\d+)*", seeds):
         ap.error(f"--seeds must be comma-separated integers like 0,1,2 (got {seeds!r})")
     runs = plan(figs, a.scale, Path(a.out).resolve(), seeds)
+    for o in a.only:
+        if "=" not in o:
+            ap.error(f"--only expects KEY=VALUE, e.g. --only model=ds27b (got {o!r})")
+        runs = [r for r in runs if o in r.overrides]
     if a.plan:
         print_plan(runs)
         return 0
