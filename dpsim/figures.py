@@ -217,6 +217,7 @@ def scaling(df, path):
             ax.errorbar(t.factor, m, yerr=e, marker="o", capsize=3, label=sy)
         ax.set_title(f"{kind.split('.')[1]}\n{_ci_note(t)}", fontsize=8)
         ax.set_ylabel("JCT (s)")
+        ax.set_xlabel(f"every round's {kind.split('.')[1].split('_')[0]} x factor (§S8)")
         ax.legend(fontsize=7)
         out.append(t.assign(kind=kind))
     fig.savefig(path, dpi=110)
@@ -230,7 +231,7 @@ ABLATION_STEPS = [("basic_layer", "basic"), ("basic_layer_dpl", "basic_layer"), 
 def ablation(df, path):
     """Bars per step; the summary also has each step's JCT relative to the step before it, paired
     per seed (the issue's test: each step moves JCT by more than the interval)."""
-    return _bars(df.assign(step="ds660b"), path, "step", title="Ablation (Basic -> +layerwise -> +dual-path "
+    return _bars(df.assign(step="DS 660B 2P4D, agents:"), path, "step", title="Ablation (Basic -> +layerwise -> +dual-path "
                  "loading -> DualPath -> Oracle)", ratios=ABLATION_STEPS)
 
 
