@@ -205,3 +205,28 @@ def test_a_run_writes_balance_series_that_match_its_summary(tmp_path):
     assert len(a) and a.max_over_avg.between(1.0, 8.0 + 1e-9).all()  # 8 PEs in the prefill node's group
     assert a.time_s.notna().all() and (a.time_s <= summ["sim_time_s"] + 1e-9).all()
     assert a.time_s.is_monotonic_increasing
+
+
+def test_balance_timeseries_bins_and_seed_interval(tmp_path):
+    """Two seeds of one system: per time bin, each seed's mean max/avg, then mean and Student t
+    interval over the seeds; another system is never pooled with it."""
+    from dpsim.figures import balance_timeseries
+    rows = []
+    for sys_, seed, vals in (("dualpath", 0, (1.0, 3.0)), ("dualpath", 1, (2.0, 4.0)), ("round_robin", 0, (5.0, 5.0))):
+        d = tmp_path / f"{sys_}{seed}"
+        d.mkdir()
+        # samples at 1 s and 9 s (2 bins over [0, 9]); seed 0 has a second sample (value + 2) at 2 s
+        t = [1.0, 2.0, 9.0] if seed == 0 else [1.0, 9.0]
+        v = [vals[0], vals[0] + 2.0, vals[1]] if seed == 0 else list(vals)
+        pd.DataFrame({"time_s": t, "max_over_avg": v}).to_parquet(d / "snic_balance.parquet")
+        rows.append({"system": sys_, "_rep": str(seed), "_run_dir": str(d), "error": "", "jct_s": 1.0})
+    ts = balance_timeseries(pd.DataFrame(rows), bins=2)
+    dp = ts[(ts.system == "dualpath") & (ts.metric == "snic_balance")].sort_values("t_lo_s")
+    # bin 0: seed 0 mean (1 + 3) / 2 = 2, seed 1: 2 -> mean 2, zero spread; bin 1: seeds 3 and 4
+    assert list(dp["mean"]) == pytest.approx([2.0, 3.5]) and list(dp.n_seeds) == [2, 2]
+    iv = mean_ci([3.0, 4.0])
+    assert dp.ci_low.iloc[1] == pytest.approx(iv.lo) and dp.ci_high.iloc[1] == pytest.approx(iv.hi)
+    assert dp.ci_low.iloc[0] == pytest.approx(2.0)
+    rr = ts[ts.system == "round_robin"]
+    assert list(rr["mean"]) == pytest.approx([6.0, 5.0]) and list(rr.n_seeds) == [1, 1] and rr.ci_low.isna().all()
+    assert dp.t_lo_s.iloc[0] == 0.0 and dp.t_hi_s.iloc[1] == pytest.approx(9.0)
