@@ -172,11 +172,30 @@ def offline_grid(df, path):
 
 
 def pd_ratio(df, path):
-    df = df.copy()
-    df["P/D"] = df["prefill_nodes"].astype(int).astype(str) + "P" + df["decode_nodes"].astype(int).astype(str) + "D"
-    return _bars(df.drop(columns=[c for c in ("prefill_nodes", "decode_nodes", "cluster.prefill_nodes",
-                                              "cluster.decode_nodes") if c in df]),
-                 path, "P/D", title="DS 27B, 64K: JCT by P/D", ratios=[("basic", "dualpath")])
+    """§S9's P/D sweep (DS 27B 1P1D / 2P1D / 1P2D): a panel per MAL, a group of bars per (agents,
+    P/D), a bar per system with its interval; the summary also has Basic/DualPath paired per seed."""
+    d = _ok(df).copy()
+    d["P/D"] = d["prefill_nodes"].astype(int).astype(str) + "P" + d["decode_nodes"].astype(int).astype(str) + "D"
+    d = d.drop(columns=[c for c in ("prefill_nodes", "decode_nodes", "cluster.prefill_nodes",
+                                    "cluster.decode_nodes") if c in d])
+    if "workload.mal" not in d:
+        d["workload.mal"] = ""
+    idx = ["workload.mal", "agents", "P/D"]
+    idx += _other_keys(d, idx, also_skip=("workload.agents",))
+    t = wide(d, idx, "jct_s", ratios=[("basic", "dualpath")])
+    mals = sorted(set(t["workload.mal"]))
+    fig = _fig((4.5 * max(1, len(mals)), 3.8))
+    axes = fig.subplots(1, max(1, len(mals)), squeeze=False)
+    systems = _systems([c for c in d.system.unique()])
+    for ax, mal in zip(axes[0], mals):
+        p = t[t["workload.mal"] == mal]
+        _bar_ci(ax, p, _label_rows(p, idx[1:]), systems, "JCT (s)")
+        ax.set_title(f"DS 27B, MAL {mal}: JCT by agents and P/D", fontsize=9)
+        for lab in ax.get_xticklabels():
+            lab.set_rotation(45)
+    fig.suptitle(_ci_note(t), fontsize=8)
+    fig.savefig(path, dpi=110)
+    return t
 
 
 def scaling(df, path):
@@ -198,6 +217,7 @@ def scaling(df, path):
             ax.errorbar(t.factor, m, yerr=e, marker="o", capsize=3, label=sy)
         ax.set_title(f"{kind.split('.')[1]}\n{_ci_note(t)}", fontsize=8)
         ax.set_ylabel("JCT (s)")
+        ax.set_xlabel(f"every round's {kind.split('.')[1].split('_')[0]} x factor (§S8)")
         ax.legend(fontsize=7)
         out.append(t.assign(kind=kind))
     fig.savefig(path, dpi=110)
@@ -211,7 +231,8 @@ ABLATION_STEPS = [("basic_layer", "basic"), ("basic_layer_dpl", "basic_layer"), 
 def ablation(df, path):
     """Bars per step; the summary also has each step's JCT relative to the step before it, paired
     per seed (the issue's test: each step moves JCT by more than the interval)."""
-    return _bars(df.assign(step="ds660b 64K"), path, "step", title="Ablation", ratios=ABLATION_STEPS)
+    return _bars(df.assign(step="DS 660B 2P4D, agents:"), path, "step", title="Ablation (Basic -> +layerwise -> +dual-path "
+                 "loading -> DualPath -> Oracle)", ratios=ABLATION_STEPS)
 
 
 def _by_system(d, metrics, index=()):
@@ -235,20 +256,85 @@ def _by_system(d, metrics, index=()):
         .reset_index(drop=True)
 
 
+BALANCE_SERIES = (("snic_balance.parquet", "storage NIC read max/avg (windows of metrics.sample_dt)"),
+                  ("attention_balance.parquet", "attention time max/avg per forward (EP group)"))
+BALANCE_BINS = 40  # time bins of a balance time series (assumption: a readable curve)
+
+
+def balance_timeseries(d, bins: int = BALANCE_BINS):
+    """The balance time series of the runs of table ``d`` (column ``_run_dir``: each run's
+    directory with snic_balance.parquet / attention_balance.parquet, dpsim.metrics.balance):
+    per configuration (system and any varying key), metric and time bin (``bins`` equal bins from
+    0 to the longest run's last sample), each seed's mean max/avg in the bin, then the mean over
+    the seeds with its 95% interval (a bin without a sample in some seed has fewer seeds).  Tidy:
+    one row per (config, metric, bin)."""
+    import numpy as np
+    import pandas as pd
+
+    from .analysis.stats import mean_ci
+    keys = ["system"] + _other_keys(d, [])
+    per = []
+    for _, r in d.iterrows():
+        rd = r.get("_run_dir")
+        if not isinstance(rd, str):
+            continue
+        for f, metric in BALANCE_SERIES:
+            p = Path(rd) / f
+            if not p.exists():
+                continue
+            x = pd.read_parquet(p, columns=["time_s", "max_over_avg"]).dropna()
+            if len(x):
+                per.append(x.assign(metric=f.split(".")[0], _rep=r["_rep"], **{k: r[k] for k in keys}))
+    if not per:
+        return pd.DataFrame(columns=[*keys, "metric", "t_lo_s", "t_hi_s", "mean", "ci_low", "ci_high", "n_seeds"])
+    x = pd.concat(per, ignore_index=True)
+    edges = np.linspace(0.0, float(x.time_s.max()) * (1 + 1e-12), bins + 1)
+    x["_bin"] = np.clip(np.searchsorted(edges, x.time_s.to_numpy(), side="right") - 1, 0, bins - 1)
+    seed_means = x.groupby([*keys, "metric", "_bin", "_rep"], sort=True).max_over_avg.mean().reset_index()
+    rows = []
+    for k, g in seed_means.groupby([*keys, "metric", "_bin"], sort=True):
+        iv = mean_ci(g.max_over_avg)
+        b = int(k[-1])
+        rows.append({**dict(zip([*keys, "metric"], k[:-1])), "t_lo_s": edges[b], "t_hi_s": edges[b + 1],
+                     "mean": iv.mean, "ci_low": iv.lo, "ci_high": iv.hi, "n_seeds": iv.n})
+    return pd.DataFrame(rows)
+
+
 def balance(df, path):
+    """Top: storage-NIC balance and attention-time balance over time (mean over seeds per time
+    bin with its interval as a band; balance_timeseries.csv).  Bottom: each metric's whole-run
+    mean per system with its interval (the summary)."""
+    import numpy as np
     d = _ok(df)
     metrics = ["snic_balance_max_over_avg", "attention_balance_max_over_avg", "jct_s"]
     t = _by_system(d, metrics, _other_keys(d, []))
-    fig = _fig((8, 3.4))
-    axes = fig.subplots(1, 2)
+    ts = balance_timeseries(d)
+    ts.to_csv(Path(path).with_name("balance_timeseries.csv"), index=False)
+    fig = _fig((10, 6.4))
+    axes = fig.subplots(2, 2)
+    keys = ["system"] + _other_keys(d, [])
+    for ax, (f, title) in zip(axes[0], BALANCE_SERIES):
+        m = ts[ts.metric == f.split(".")[0]] if len(ts) else ts
+        for k, g in (m.groupby(keys, sort=False) if len(m) else []):
+            k = k if isinstance(k, tuple) else (k,)
+            mid = 0.5 * (g.t_lo_s + g.t_hi_s)
+            line = ax.plot(mid, g["mean"], lw=1.2, label=" ".join(map(str, k)))[0]
+            ok = np.isfinite(g.ci_low.to_numpy(float))
+            if ok.any():
+                ax.fill_between(mid[ok], g.ci_low[ok], g.ci_high[ok], color=line.get_color(), alpha=0.2, lw=0)
+        ax.set_xlabel("simulated time (s)")
+        ax.set_ylabel("max / avg")
+        ax.set_title(title, fontsize=9)
+        if len(m):
+            ax.legend(fontsize=7)
     lab = _label_rows(t, [c for c in t.columns if c == "system" or c in _other_keys(d, [])])
-    for ax, m, title in zip(axes, metrics, ("storage NIC max/avg (3 nodes)", "attention time max/avg")):
+    for ax, m, title in zip(axes[1], metrics, ("storage NIC max/avg, whole run", "attention time max/avg, whole run")):
         v, e = _err(t, m)
         ax.bar(range(len(t)), v, yerr=e, capsize=3)
         ax.set_xticks(range(len(t)))
         ax.set_xticklabels(lab, fontsize=8)
         ax.set_title(title, fontsize=9)
-    fig.suptitle(_ci_note(t), fontsize=8)
+    fig.suptitle(_ci_note(t) + "; bands: the same interval per time bin", fontsize=8)
     fig.savefig(path, dpi=110)
     return t
 
@@ -350,9 +436,70 @@ def _capacity_plot(df, cap, path, breakdown_label, title=""):
     fig.savefig(path, dpi=110)
 
 
+def ttft_breakdown(df):
+    """Tidy TTFT breakdown (§S8: scheduling, allocation, KV reading, prefill; and their sum) at
+    every APS: per configuration (system, APS and any other varying key), part: the mean over the
+    seeds of each run's mean, its 95% interval and the number of seeds.  Runs that failed are
+    left out; runs that missed the SLO are kept (``slo_met`` says which)."""
+    import pandas as pd
+
+    from .analysis.stats import mean_ci
+    d = df[df.error == ""] if "error" in df else df
+    if not len(d) or not set(TTFT_PARTS) <= set(d.columns):
+        return pd.DataFrame(columns=["system", "aps", "part", "mean", "ci_low", "ci_high", "n_seeds"])
+    d = d.assign(aps=d.aps.astype(float), ttft_total_s=d[TTFT_PARTS].apply(pd.to_numeric, errors="coerce").sum(
+        axis=1, min_count=len(TTFT_PARTS)))
+    keys = [k for k in _other_keys(d, ["aps"], also_skip=("workload.aps",))] + ["system", "aps"]
+    rows = []
+    for k, g in d.groupby(keys, sort=True):
+        k = k if isinstance(k, tuple) else (k,)
+        for part in [*TTFT_PARTS, "ttft_total_s"]:
+            iv = mean_ci(pd.to_numeric(g[part], errors="coerce"))
+            rows.append({**dict(zip(keys, k)), "part": part, "mean": iv.mean, "ci_low": iv.lo, "ci_high": iv.hi,
+                         "n_seeds": iv.n,
+                         "slo_met_seeds": int(g.slo_met.astype(bool).sum()) if "slo_met" in g else None})
+    return pd.DataFrame(rows)
+
+
 def online(df, path):
+    """Top: max APS within the SLO per config and system (read off the ladder per seed) and the
+    breakdown at that APS.  Bottom: the TTFT breakdown at every APS of the ladder, a panel per
+    config, stacked means over seeds with the total's 95% interval (online_ttft_breakdown.csv)."""
+    import numpy as np
     cap = capacity_table(df)
     _capacity_plot(df, cap, path, "TTFT breakdown (s)")
+    br = ttft_breakdown(df)
+    br.to_csv(Path(path).with_name(Path(path).stem + "_ttft_breakdown.csv"), index=False)
+    if len(br):
+        other = [c for c in br.columns if c not in ("system", "aps", "part", "mean", "ci_low", "ci_high",
+                                                     "n_seeds", "slo_met_seeds")]
+        cfgs = list(br.groupby(other, sort=True)) if other else [((), br)]
+        fig = _fig((max(6.0, 4.5 * len(cfgs)), 4.0))
+        axes = fig.subplots(1, len(cfgs), squeeze=False)[0]
+        for ax, (k, g) in zip(axes, cfgs):
+            w = g.pivot_table(index=["aps", "system"], columns="part", values="mean", aggfunc="first")
+            lo = g[g.part == "ttft_total_s"].set_index(["aps", "system"])
+            w = w.reindex(sorted(w.index, key=lambda i: (i[0], SYSTEM_ORDER.index(i[1]) if i[1] in SYSTEM_ORDER
+                                                         else len(SYSTEM_ORDER))))
+            x = np.arange(len(w))
+            bottom = np.zeros(len(w))
+            for part in TTFT_PARTS:
+                v = np.nan_to_num(w[part].to_numpy(float))
+                ax.bar(x, v, 0.8, bottom=bottom, label=part[5:-2])
+                bottom += v
+            tot = lo.reindex(w.index)
+            m = tot["mean"].to_numpy(float)
+            e = np.vstack([np.nan_to_num(m - tot.ci_low.to_numpy(float)), np.nan_to_num(tot.ci_high.to_numpy(float) - m)])
+            ax.errorbar(x, m, yerr=e, fmt="none", ecolor="k", capsize=2, lw=0.8)
+            ax.set_xticks(x)
+            ax.set_xticklabels([f"{sy} @{a:g}" for a, sy in w.index], fontsize=7, rotation=90)
+            ax.set_xlabel("system @ APS")
+            ax.set_ylabel("TTFT (s), mean of run means")
+            k = k if isinstance(k, tuple) else (k,)
+            ax.set_title(("TTFT breakdown by APS " + " ".join(map(str, k))).strip(), fontsize=9)
+            ax.legend(fontsize=7)
+        fig.suptitle("bars: mean over seeds; error bars: total TTFT, 95% CI (Student t over seeds)", fontsize=8)
+        fig.savefig(Path(path).with_name(Path(path).stem + "_ttft_breakdown.png"), dpi=110)
     return cap
 
 
@@ -392,6 +539,50 @@ def headline(df, path):
 PLOTS = {"headline": headline, "offline_grid": offline_grid, "pd_ratio": pd_ratio, "scaling": scaling,
          "ablation": ablation, "balance": balance, "online": online, "capacity": capacity,
          "large_scale": large_scale}
+
+
+OFFLINE_METRICS = ["jct_s", "ttft_s.mean", "ttft_s.p99", "tpot_s.mean", "trajectory_jct_s.mean"]
+ONLINE_METRICS = ["ttft_s.mean", "ttft_s.p90", "ttft_s.p99", "tpot_s.mean", "ttst_s.mean", "trajectory_jct_s.mean",
+                  *TTFT_PARTS, "slo_met"]
+TIDY_METRICS = {"balance": OFFLINE_METRICS + ["snic_balance_max_over_avg", "attention_balance_max_over_avg"],
+                "online": ONLINE_METRICS, "capacity": ONLINE_METRICS}
+
+
+def tidy(d, metrics, derived=None):
+    """The tidy table of a figure: one row per configuration (``system`` and every config key that
+    varies across the runs; seeds are the replicates, never a key) and ``metric``: ``mean`` over the
+    seeds, ``ci_low``/``ci_high`` (95% Student t, :func:`dpsim.analysis.stats.mean_ci`; NaN with one
+    seed) and ``n_seeds``.  ``derived`` (the figure's wide summary): its paired per-seed ratios
+    (columns ``a/b...`` with ``_ci_lo``/``_ci_hi``) and capacities are added as rows too, with
+    ``system`` empty for a ratio."""
+    import pandas as pd
+
+    from .analysis.stats import mean_ci
+    d = _ok(d) if "jct_s" in d else d[d.error == ""]
+    keys = ["system"] + [k for k in _other_keys(d, [])]
+    rows = []
+    if len(d):
+        for k, g in d.groupby(keys, sort=True, dropna=False):
+            k = k if isinstance(k, tuple) else (k,)
+            for m in metrics:
+                if m not in g:
+                    continue
+                iv = mean_ci(pd.to_numeric(g[m].astype(float) if m == "slo_met" else g[m], errors="coerce"))
+                rows.append({**dict(zip(keys, k)), "metric": m, "mean": iv.mean, "ci_low": iv.lo, "ci_high": iv.hi,
+                             "n_seeds": iv.n})
+    if derived is not None and len(derived):
+        stats = [c[:-len("_ci_lo")] for c in derived.columns if c.endswith("_ci_lo")]
+        extra = [c for c in stats if "/" in c or c == "max_aps_within_slo"]
+        ids = [c for c in derived.columns if c not in stats and not c.endswith(("_ci_lo", "_ci_hi"))
+               and c not in ("n_seeds", "runs", "min_aps_violating", "converged", "seeds")]
+        for _, r in derived.iterrows():
+            for m in extra:
+                rows.append({**{c: r[c] for c in ids}, "metric": m, "mean": r[m], "ci_low": r[f"{m}_ci_lo"],
+                             "ci_high": r[f"{m}_ci_hi"], "n_seeds": r.get("n_seeds")})
+    out = pd.DataFrame(rows)
+    if len(out) and "system" in out:
+        out["system"] = out["system"].where(out["system"].notna(), "")
+    return out
 
 
 CONF = Path(__file__).resolve().parent / "conf" / "figure"
@@ -468,9 +659,17 @@ def draw(sweep_dir: str | Path, out: str | Path | None = None, df=None) -> list[
     out = Path(out) if out else d
     out.mkdir(parents=True, exist_ok=True)
     name = fig["name"]
-    derived = PLOTS[fig["plot"]](table(df), out / f"{name}.png")
+    if "_run_dir" not in df and "job" in df:  # the run directories (time series read by some figures)
+        df = df.assign(_run_dir=[str(d / j) for j in df["job"]])
+    t = table(df)
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    derived = PLOTS[fig["plot"]](t, out / f"{name}.png")
     files = [f"{name}.png"]
     if derived is not None:
         derived.to_csv(out / f"{name}_summary.csv", index=False)
         files.append(f"{name}_summary.csv")
+    tidy(t, TIDY_METRICS.get(fig["plot"], OFFLINE_METRICS), derived).to_csv(out / f"{name}_tidy.csv", index=False)
+    files.append(f"{name}_tidy.csv")
+    files += sorted(p.name for p in out.iterdir() if p.name not in files and p.suffix in (".png", ".csv")
+                    and before.get(p.name) != p.stat().st_mtime_ns)  # what the plot wrote besides
     return files

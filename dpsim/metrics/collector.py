@@ -1,4 +1,5 @@
-"""Time series: every SNIC's and CNIC's throughput and the queue lengths, sampled every
+"""Time series: every SNIC's and CNIC's throughput, the queue lengths and each PE's forward count
+(for the attention balance over time, dpsim.metrics.balance), sampled every
 ``metrics.sample_dt`` simulated seconds from the links' O(1) byte counters."""
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ class Collector:
         self.times: list = []
         self.rows: list = []
         self.queues: list = []
+        self.forwards: list = []  # per sample: each PE's forward count (attention balance over time)
         self._links = []
         self.columns = []
         self._stopped = False
@@ -71,6 +73,7 @@ class Collector:
             dq += len(e.alloc_q)
         self.queues.append((now, sim.policy.waiting(), pq, dq,
                             sim.outstanding, *[n.read_q for n in cl.nodes]))
+        self.forwards.append([len(e.attn_times) for e in sim.pes])
 
     def finish(self) -> None:
         self._stopped = True

@@ -109,7 +109,11 @@ def write_outputs(out: Path, sim, summary: dict, req, traj, cfg_yaml: str | None
         write_parquet(out / "trajectories.parquet", traj)
         write_parquet(out / "links.parquet", links)
         write_parquet(out / "queues.parquet", queues)
-        files["tables"] = ["requests.parquet", "trajectories.parquet", "links.parquet", "queues.parquet"]
+        from .balance import attention_series_of, snic_series_of
+        write_parquet(out / "snic_balance.parquet", snic_series_of(sim))
+        write_parquet(out / "attention_balance.parquet", attention_series_of(sim))
+        files["tables"] = ["requests.parquet", "trajectories.parquet", "links.parquet", "queues.parquet",
+                           "snic_balance.parquet", "attention_balance.parquet"]
     if ocfg.get("plots", True):
         files["plots"] = write_plots(out, sim, req, links)
     if ocfg.get("timeline", False):
