@@ -17,6 +17,7 @@ from .engines.decode import DecodeDeps, DecodeEngine
 from .engines.prefill import PrefillDeps, PrefillEngine
 from .engines.prefill_modes import strategy_for
 from .lifecycle import Agent, Lifecycle, RequestLog
+from .lifecycle.costs import LifecycleCosts
 from .lifecycle.ports import KVPort
 from .lifecycle.stage import FINAL
 from .net import HIGH, LOW, Network, as_clock
@@ -89,7 +90,8 @@ class Simulation:
         self.agents = [Agent(i, t) for i, t in enumerate(agents)]
         self.log = RequestLog()
         self.life = life = Lifecycle(self.clock, self.port, self.ledger, self.log, self.kvb, self.block,
-                                     persist=not sc["skip_persist"], track_first=False)
+                                     persist=not sc["skip_persist"], track_first=False,
+                                     costs=LifecycleCosts.from_config(cfg))
         self.strategy = strategy_for(sc)
         pdeps = PrefillDeps(self.clock, compute, self.port, self._form_batch, self.strategy,
                             life.first_token, life.fail, self.kvb, self.L, ep_prefill_tok, self.timeline)

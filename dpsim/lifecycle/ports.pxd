@@ -12,7 +12,8 @@ cdef class KVPort:
     cdef public long model_prio
 
     cpdef _send(self, route, double nbytes, cb, double cap, tag)
-    cpdef storage_read(self, node, double nbytes, cb, long rid)
+    @cython.locals(lat=double)
+    cpdef storage_read(self, node, double nbytes, cb, long rid, long rounds=*)
     cpdef storage_write(self, node, double nbytes, cb, tag)
     cpdef de_h2d(self, gpu, double nbytes, cb, long rid)
     cpdef d2h(self, gpu, double nbytes, cb, long rid)

@@ -37,8 +37,12 @@ class KVPort:
         return self.net.transfer(route, nbytes, cb, LOW, cap, route.latency, tag)
 
     # ------------------------------------------------------------------ storage
-    def storage_read(self, node, nbytes: float, cb, rid: int) -> None:
-        self._send(self.routes.storage_read(node), nbytes, cb, self.cap_storage, ("read", rid))
+    def storage_read(self, node, nbytes: float, cb, rid: int, rounds: int = 1) -> None:
+        """Hit KV from storage into ``node``'s DRAM; ``rounds`` latency rounds before the first
+        byte (the request's reads in waves of at most the storage queue depth)."""
+        route = self.routes.storage_read(node)
+        lat = route.latency * rounds if rounds > 1 else route.latency
+        self.net.transfer(route, nbytes, cb, LOW, self.cap_storage, lat, ("read", rid))
 
     def storage_write(self, node, nbytes: float, cb, tag) -> None:
         self._send(self.routes.storage_write(node), nbytes, cb, self.cap_storage, tag)

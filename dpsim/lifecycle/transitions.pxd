@@ -10,14 +10,15 @@ from dpsim.cluster.topology cimport GPU
 cdef class Lifecycle:
     cdef public object clock, port, ledger, log, policy, progress, on_agent_done, on_change
     cdef public object awaiting_first, first_token_times, first_token_ttft
-    cdef public double kvb
-    cdef public long block, n_rid, outstanding, n_done, n_failed
+    cdef public double kvb, sched_s, alloc_s, handoff_s
+    cdef public long block, n_rid, outstanding, n_done, n_failed, read_qd
     cdef public bint persist, track_first
 
     @cython.locals(tr=object, i=long, req=Request)
     cpdef issue(self, Agent agent, _ev=*)
 
     cpdef assign(self, Request req, pe, de, plan)
+    cpdef _dispatch(self, Request req)
 
     @cython.locals(b=double, g=GPU)
     cpdef _alloc_de_buffer(self, Request req, then)
@@ -27,11 +28,13 @@ cdef class Lifecycle:
     @cython.locals(pe_hit=long, b=double, g=GPU)
     cpdef _alloc_pe_buffer(self, Request req)
 
-    @cython.locals(agent=Agent)
     cpdef _allocated(self, Request req)
 
+    @cython.locals(agent=Agent)
+    cpdef _allocated_paid(self, Request req)
+
     @cython.locals(now=double, stored=long, de_t=long, pe_t=long, parts=long, join=Join, kvb=double,
-                   tokens=long)
+                   tokens=long, qd=long, blk=long, rounds=long, blocks=long)
     cpdef _read(self, Request req)
 
     cpdef _read_part(self, node, long tokens, Join join)

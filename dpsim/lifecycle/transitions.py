@@ -20,6 +20,12 @@ Read it top to bottom, like a recipe:
                    Blocks go GPU -> DRAM -> storage; the agent's next round
                    arrives after its think time                              DONE
 
+Fixed costs (``costs``, :class:`~dpsim.lifecycle.costs.LifecycleCosts`; docs/fixed_costs.md):
+the scheduler decision + RPC delays ``assign``'s effect, the buffer allocation delays
+``_allocated``, each storage read part pays ``rounds`` x the read latency (at most
+``read_queue_depth`` reads outstanding), and the PE -> DE hand-off delays the DE's HBM request
+after the first token.  A zero cost sets no timer.
+
 ``fail`` ends a request anywhere (FAILED); its agent stops.  The lifecycle owns no policy
 decision: the plan says where hit KV is read, the ledger keeps the loads, the port moves bytes.
 """
@@ -29,6 +35,7 @@ import math
 from array import array
 from collections import deque
 
+from .costs import LifecycleCosts
 from .join import Call, Join
 from .request import Request
 from .stage import Stage
@@ -36,7 +43,7 @@ from .stage import Stage
 
 class Lifecycle:
     def __init__(self, clock, port, ledger, log, kvb: float, block: int, persist: bool,
-                 track_first: bool):
+                 track_first: bool, costs=None):
         self.clock = clock
         self.port = port
         self.ledger = ledger
@@ -56,6 +63,11 @@ class Lifecycle:
         self.outstanding = 0
         self.n_done = 0
         self.n_failed = 0
+        c = costs if costs is not None else LifecycleCosts()
+        self.sched_s = float(c.sched_s)
+        self.alloc_s = float(c.alloc_s)
+        self.handoff_s = float(c.handoff_s)
+        self.read_qd = int(c.read_queue_depth)
 
     # ------------------------------------------------------------------ 1 arrival
     def start_agent(self, agent, t: float | None = None) -> None:
@@ -85,7 +97,14 @@ class Lifecycle:
         req.new = req.prompt - req.hit
         req.path = plan.label
         req.de_hit = plan.de_tokens
-        if plan.label == "pe":
+        if self.sched_s > 0.0:  # the decision and its RPC to the engines take their time
+            self.clock.timer(self.sched_s, self._dispatch, req)
+        else:
+            self._dispatch(req)
+
+    def _dispatch(self, req) -> None:
+        """The engines have the decision: take the DRAM buffers."""
+        if req.path == "pe":
             # The DE buffer is needed only once prefill streams KV out: taken after the read.
             self._alloc_pe_buffer(req)
         else:  # hit KV lands in the DE buffer: take it first (the whole prompt's KV)
@@ -112,6 +131,12 @@ class Lifecycle:
         self._allocated(req)
 
     def _allocated(self, req) -> None:
+        if self.alloc_s > 0.0:  # the buffers' allocation call (once per request)
+            self.clock.timer(self.alloc_s, self._allocated_paid, req)
+        else:
+            self._allocated_paid(req)
+
+    def _allocated_paid(self, req) -> None:
         req.t_alloc = self.clock.now
         req.stage = Stage.ALLOCATED
         agent = req.agent
@@ -142,11 +167,18 @@ class Lifecycle:
         join = Join(parts, Call(self._read_joined, req))
         kvb = self.kvb
         ledger = self.ledger
+        qd = self.read_qd
+        blk = self.block
         for node, tokens in ((req.de.gpu.node, de_t), (req.pe.gpu.node, pe_t)):
             if tokens > 0:
                 ledger.read_started(node, tokens)
+                # At most qd Full Block reads outstanding: ceil(blocks / qd) latency rounds.
+                rounds = 1
+                if qd > 0:
+                    blocks = (tokens + blk - 1) // blk
+                    rounds = (blocks + qd - 1) // qd
                 self.port.storage_read(node, tokens * kvb, Call(self._read_part, node, tokens, join),
-                                       req.rid)
+                                       req.rid, rounds)
 
     def _read_part(self, node, tokens: int, join: Join) -> None:
         self.ledger.read_finished(node, tokens)
@@ -194,7 +226,10 @@ class Lifecycle:
                                     ("persist", req.rid))
         elif stored_after > agent.stored:
             agent.stored = stored_after
-        self._de_request_hbm(req, free_buf)
+        if self.handoff_s > 0.0:  # the PE tells the DE its KV is complete; the DE acknowledges
+            self.clock.timer(self.handoff_s, Call(self._de_request_hbm, req, free_buf))
+        else:
+            self._de_request_hbm(req, free_buf)
 
     def _persisted(self, agent, stored_after: int, join: Join | None) -> None:
         if stored_after > agent.stored:
