@@ -10,8 +10,8 @@ from dpsim.cluster.topology cimport GPU
 cdef class Lifecycle:
     cdef public object clock, port, ledger, log, policy, progress, on_agent_done, on_change
     cdef public object awaiting_first, first_token_times, first_token_ttft
-    cdef public double kvb, sched_s, alloc_s, handoff_s
-    cdef public long block, n_rid, outstanding, n_done, n_failed, read_qd
+    cdef public double kvb, pre_s, alloc_s, handoff_s
+    cdef public long block, n_rid, outstanding, n_done, n_failed
     cdef public bint persist, track_first
 
     @cython.locals(tr=object, i=long, req=Request)
@@ -28,13 +28,11 @@ cdef class Lifecycle:
     @cython.locals(pe_hit=long, b=double, g=GPU)
     cpdef _alloc_pe_buffer(self, Request req)
 
+    @cython.locals(agent=Agent)
     cpdef _allocated(self, Request req)
 
-    @cython.locals(agent=Agent)
-    cpdef _allocated_paid(self, Request req)
-
     @cython.locals(now=double, stored=long, de_t=long, pe_t=long, parts=long, join=Join, kvb=double,
-                   tokens=long, qd=long, blk=long, rounds=long, blocks=long)
+                   tokens=long)
     cpdef _read(self, Request req)
 
     cpdef _read_part(self, node, long tokens, Join join)
@@ -42,14 +40,12 @@ cdef class Lifecycle:
     cpdef _read_done(self, Request req)
     cpdef _to_prefill(self, Request req)
 
-    @cython.locals(now=double, agent=Agent, blk=long, new_blocks=long, stored_after=long, free_buf=Join,
-                   g=GPU)
+    @cython.locals(now=double, agent=Agent, blk=long, new_blocks=long, stored_after=long, free_buf=Join)
     cpdef first_token(self, Request req)
 
     @cython.locals(w=list)
     cpdef _persisted(self, Agent agent, long stored_after, join)
 
-    @cython.locals(g=GPU)
     cpdef _free_de_buffer(self, Request req)
 
     @cython.locals(need=double, g=GPU)

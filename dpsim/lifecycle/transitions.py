@@ -21,10 +21,10 @@ Read it top to bottom, like a recipe:
                    arrives after its think time                              DONE
 
 Fixed costs (``costs``, :class:`~dpsim.lifecycle.costs.LifecycleCosts`; docs/fixed_costs.md):
-the scheduler decision + RPC delays ``assign``'s effect, the buffer allocation delays
-``_allocated``, each storage read part pays ``rounds`` x the read latency (at most
-``read_queue_depth`` reads outstanding), and the PE -> DE hand-off delays the DE's HBM request
-after the first token.  A zero cost sets no timer.
+``assign``'s effect waits for the scheduler decision + RPC (``t_sched``: the engines have it) and
+the buffer allocation call -- one timer for both; the port reads a request's hit blocks in rounds
+of the storage queue depth, each paying the read latency; the PE -> DE hand-off delays the DE's
+HBM request after the first token.  A zero cost sets no timer.
 
 ``fail`` ends a request anywhere (FAILED); its agent stops.  The lifecycle owns no policy
 decision: the plan says where hit KV is read, the ledger keeps the loads, the port moves bytes.
@@ -57,17 +57,10 @@ class Lifecycle:
         self.on_change = None  # callable(): a request ended (the simulation checks if all are done)
         self.track_first = track_first  # keep requests awaiting a first token (online driver)
         self.awaiting_first: deque = deque()  # requests in arrival order (pruned by the online driver)
-        self.first_token_times = array("d")  # t_first, in time order
-        self.first_token_ttft = array("d")
-        self.n_rid = 0
-        self.outstanding = 0
-        self.n_done = 0
-        self.n_failed = 0
-        c = costs if costs is not None else LifecycleCosts()
-        self.sched_s = float(c.sched_s)
-        self.alloc_s = float(c.alloc_s)
-        self.handoff_s = float(c.handoff_s)
-        self.read_qd = int(c.read_queue_depth)
+        self.first_token_times, self.first_token_ttft = array("d"), array("d")  # t_first, TTFT, in time order
+        self.n_rid = self.outstanding = self.n_done = self.n_failed = 0
+        c = costs if costs is not None else LifecycleCosts()  # (read_queue_depth: the port's)
+        self.pre_s, self.alloc_s, self.handoff_s = c.sched_s + c.alloc_s, c.alloc_s, c.handoff_s
 
     # ------------------------------------------------------------------ 1 arrival
     def start_agent(self, agent, t: float | None = None) -> None:
@@ -90,20 +83,19 @@ class Lifecycle:
     def assign(self, req, pe, de, plan) -> None:
         """The policy's decision: ``req`` goes to ``pe`` and ``de``, its hit KV read as ``plan``
         (a :class:`~dpsim.scheduling.read_paths.ReadPlan`; the policy clamped ``req.hit``)."""
-        req.t_sched = self.clock.now
         req.stage = Stage.SCHEDULED
         req.pe = pe
         req.de = de
         req.new = req.prompt - req.hit
         req.path = plan.label
         req.de_hit = plan.de_tokens
-        if self.sched_s > 0.0:  # the decision and its RPC to the engines take their time
-            self.clock.timer(self.sched_s, self._dispatch, req)
+        if self.pre_s > 0.0:  # decision + RPC to the engines, then the buffer allocation call
+            self.clock.timer(self.pre_s, self._dispatch, req)
         else:
             self._dispatch(req)
 
-    def _dispatch(self, req) -> None:
-        """The engines have the decision: take the DRAM buffers."""
+    def _dispatch(self, req) -> None:  # the engines had the decision alloc_s ago; buffers next
+        req.t_sched = self.clock.now - self.alloc_s
         if req.path == "pe":
             # The DE buffer is needed only once prefill streams KV out: taken after the read.
             self._alloc_pe_buffer(req)
@@ -131,12 +123,6 @@ class Lifecycle:
         self._allocated(req)
 
     def _allocated(self, req) -> None:
-        if self.alloc_s > 0.0:  # the buffers' allocation call (once per request)
-            self.clock.timer(self.alloc_s, self._allocated_paid, req)
-        else:
-            self._allocated_paid(req)
-
-    def _allocated_paid(self, req) -> None:
         req.t_alloc = self.clock.now
         req.stage = Stage.ALLOCATED
         agent = req.agent
@@ -167,18 +153,11 @@ class Lifecycle:
         join = Join(parts, Call(self._read_joined, req))
         kvb = self.kvb
         ledger = self.ledger
-        qd = self.read_qd
-        blk = self.block
         for node, tokens in ((req.de.gpu.node, de_t), (req.pe.gpu.node, pe_t)):
             if tokens > 0:
                 ledger.read_started(node, tokens)
-                # At most qd Full Block reads outstanding: ceil(blocks / qd) latency rounds.
-                rounds = 1
-                if qd > 0:
-                    blocks = (tokens + blk - 1) // blk
-                    rounds = (blocks + qd - 1) // qd
                 self.port.storage_read(node, tokens * kvb, Call(self._read_part, node, tokens, join),
-                                       req.rid, rounds)
+                                       req.rid)
 
     def _read_part(self, node, tokens: int, join: Join) -> None:
         self.ledger.read_finished(node, tokens)
@@ -206,8 +185,7 @@ class Lifecycle:
         self.first_token_ttft.append(now - req.arrival)
         self.ledger.release_pe(req)
         if req.pe_buf > 0:
-            g = req.pe.gpu
-            g.node.buffer.free(req.pe_buf)
+            req.pe.gpu.node.buffer.free(req.pe_buf)
             req.pe_buf = 0.0
         self.policy.on_prefill_done(req)
         # The DE persists the prompt's new Full Blocks from its buffer (§S10) while the request
@@ -222,8 +200,7 @@ class Lifecycle:
             free_buf.add()
             agent.persist_pending += 1
             self.port.storage_write(req.de.gpu.node, new_blocks * self.port.full_block_bytes,
-                                    Call(self._persisted, agent, stored_after, free_buf),
-                                    ("persist", req.rid))
+                                    Call(self._persisted, agent, stored_after, free_buf), ("persist", req.rid))
         elif stored_after > agent.stored:
             agent.stored = stored_after
         if self.handoff_s > 0.0:  # the PE tells the DE its KV is complete; the DE acknowledges
@@ -232,8 +209,7 @@ class Lifecycle:
             self._de_request_hbm(req, free_buf)
 
     def _persisted(self, agent, stored_after: int, join: Join | None) -> None:
-        if stored_after > agent.stored:
-            agent.stored = stored_after
+        agent.stored = max(agent.stored, stored_after)
         agent.persist_pending -= 1
         if agent.persist_pending == 0 and agent.persist_waiters:
             w, agent.persist_waiters = agent.persist_waiters, []
@@ -244,8 +220,7 @@ class Lifecycle:
 
     def _free_de_buffer(self, req) -> None:
         if req.de_buf > 0:
-            g = req.de.gpu
-            g.node.buffer.free(req.de_buf)
+            req.de.gpu.node.buffer.free(req.de_buf)
             req.de_buf = 0.0
 
     # ------------------------------------------------------------------ 5 DE HBM + H2D
@@ -264,8 +239,7 @@ class Lifecycle:
         if g.hbm_used > g.hbm_peak:
             g.hbm_peak = g.hbm_used
         req.stage = Stage.DE_H2D
-        self.port.de_h2d(g, req.prompt * self.kvb,
-                         Call(self._de_h2d_done, req, free_buf), req.rid)
+        self.port.de_h2d(g, req.prompt * self.kvb, Call(self._de_h2d_done, req, free_buf), req.rid)
 
     def _de_h2d_done(self, req, free_buf: Join) -> None:
         req.t_h2d = self.clock.now
@@ -362,9 +336,7 @@ class Lifecycle:
         if req.pe_buf > 0:
             req.pe.gpu.node.buffer.free(req.pe_buf)
             req.pe_buf = 0.0
-        if req.de_buf > 0:
-            req.de.gpu.node.buffer.free(req.de_buf)
-            req.de_buf = 0.0
+        self._free_de_buffer(req)
         self.policy.on_request_done(req)  # it leaves the system: policies drop its load
         self.log.finished(req)
         self.on_agent_done(agent)
