@@ -3,7 +3,8 @@
 Like the stamps on a letter: none of them moves bytes, each just takes its time at its counter.
 The config holds each cost with its source (``system.costs`` in ``conf/system/_common.yaml``,
 ``cluster.storage_queue_depth`` in ``conf/cluster/hopper.yaml``); :class:`LifecycleCosts` is the
-plain bundle :class:`~dpsim.lifecycle.transitions.Lifecycle` reads.  A zero cost adds no event
+plain bundle :class:`~dpsim.lifecycle.transitions.Lifecycle` reads (and
+:class:`~dpsim.lifecycle.ports.KVPort` its ``read_queue_depth``).  A zero cost adds no event
 (the lifecycle tests ``> 0`` before it sets a timer), so a config with every cost at 0 runs the
 exact event sequence of a lifecycle without them.  docs/fixed_costs.md lists where each is paid.
 """
