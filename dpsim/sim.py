@@ -17,6 +17,7 @@ from .engines.decode import DecodeDeps, DecodeEngine
 from .engines.prefill import PrefillDeps, PrefillEngine
 from .engines.prefill_modes import strategy_for
 from .lifecycle import Agent, Lifecycle, RequestLog
+from .lifecycle.costs import LifecycleCosts
 from .lifecycle.ports import KVPort
 from .lifecycle.stage import FINAL
 from .net import HIGH, LOW, Network, as_clock
@@ -83,13 +84,15 @@ class Simulation:
         nmoe = compute.n_moe_layers
         ep_prefill_tok = compute.ep_cnic_bytes_per_token_layer_prefill * nmoe if mt else 0.0
         ep_decode_tok = compute.ep_cnic_bytes_per_token_layer_decode * nmoe if mt else 0.0
+        costs = LifecycleCosts.from_config(cfg)  # system.costs, cluster.storage_queue_depth
         self.port = KVPort(self.net, self.cluster.routes, self.kvb, self.L, self.block, sc["submission"],
-                           HIGH if sc["isolation"] else LOW, self.ep_peer)
+                           HIGH if sc["isolation"] else LOW, self.ep_peer, costs.read_queue_depth)
         self.ledger = LoadLedger()
         self.agents = [Agent(i, t) for i, t in enumerate(agents)]
         self.log = RequestLog()
         self.life = life = Lifecycle(self.clock, self.port, self.ledger, self.log, self.kvb, self.block,
-                                     persist=not sc["skip_persist"], track_first=False)
+                                     persist=not sc["skip_persist"], track_first=False,
+                                     costs=costs)
         self.strategy = strategy_for(sc)
         pdeps = PrefillDeps(self.clock, compute, self.port, self._form_batch, self.strategy,
                             life.first_token, life.fail, self.kvb, self.L, ep_prefill_tok, self.timeline)

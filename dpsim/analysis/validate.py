@@ -424,6 +424,19 @@ def validate(quick: bool = False, extra: Sequence[str] = (), log: Callable = pri
         iv, wall = over_seeds(lambda sd: tpot_low_load_sim(m, P, D, extra=extra, seed=sd), sds)
         rep.add(_row("C2", f"low-load TPOT, 1-agent sim [{m} {P}P{D}D]", iv, want, "s", wall=wall))
 
+    # ---------------------------------------------------------------- fixed costs (#11 item 4)
+    from .fixed_costs import decompose
+    log("Fixed costs: one agent on an idle cluster, its TTFT/TTST/TPOT in closed-form parts (docs/fixed_costs.md)")
+    for m in ("ds27b", "ds660b"):
+        d = decompose(m, extra=extra)
+        for line in d.table().splitlines()[1:]:
+            log("    " + line)
+        for w in ("ttft", "ttst", "tpot"):
+            rep.add(_row("FC", f"single-agent {w.upper()}, sum of parts [{m} {d.P}P{d.D}D]", d.total(w), None, "s",
+                         note=f"simulated {1e3 * d.sim[w + '_s']:.4f} ms, residual {d.residual(w):+.1e} s"))
+        rep.claim(f"fixed costs: the parts add up to the simulated TTFT/TTST/TPOT [{m}]", d.ok(),
+                  ", ".join(f"{w.upper()} residual {d.residual(w):+.1e} s" for w in ("ttft", "ttst", "tpot")))
+
     h = dict(HEADLINE)
     n_head = QUICK_HEADLINE_AGENTS if quick else h["agents"]
     log(f"C2: DualPath/Basic offline throughput, ds660b 2P4D 64K, {n_head} agents{tq}")

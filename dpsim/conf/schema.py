@@ -73,6 +73,7 @@ class ClusterSchema:
     snic_duplex: str = F(choices={"full", "half"})
     storage_Bps: Optional[Num] = F(gt=0, fix="null means the storage backend is not a bottleneck (§S2)")
     storage_latency_s: Num = F(ge=0)
+    storage_queue_depth: int = F(ge=0, fix="reads outstanding at once per request per node; 0 = unlimited (one latency round)")
     net_latency_s: Num = F(ge=0)
     dram_Bps: Num = F(**BW)
     dram_buffer_bytes: Num = F(**POS)
@@ -208,6 +209,15 @@ class DualpathSchema:
 
 
 @dataclass
+class CostsSchema:
+    """Per-request fixed costs (seconds; 0 = not modelled).  docs/fixed_costs.md."""
+    sched_decision_s: Num = F(ge=0, fix="seconds; 0 turns the cost off")
+    sched_rpc_s: Num = F(ge=0, fix="seconds; 0 turns the cost off")
+    buffer_alloc_s: Num = F(ge=0, fix="seconds; 0 turns the cost off")
+    handoff_s: Num = F(ge=0, fix="seconds; 0 turns the cost off")
+
+
+@dataclass
 class BasicSchema:
     prefetch_batches: int = F(ge=1)
 
@@ -228,6 +238,7 @@ class SystemSchema:
     batching: BatchingSchema = F()
     dualpath: DualpathSchema = F()
     basic: BasicSchema = F()
+    costs: CostsSchema = F()
     model_traffic: bool = F()
 
 

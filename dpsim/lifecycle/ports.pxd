@@ -9,9 +9,10 @@ cdef class KVPort:
     cdef public object net, routes
     cdef public dict ep_peer
     cdef public double full_block_bytes, cap_layer, cap_full, cap_storage
-    cdef public long model_prio
+    cdef public long model_prio, read_qd
 
     cpdef _send(self, route, double nbytes, cb, double cap, tag)
+    @cython.locals(lat=double, qd=long, blocks=long)
     cpdef storage_read(self, node, double nbytes, cb, long rid)
     cpdef storage_write(self, node, double nbytes, cb, tag)
     cpdef de_h2d(self, gpu, double nbytes, cb, long rid)

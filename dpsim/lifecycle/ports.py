@@ -18,7 +18,7 @@ INF = math.inf
 
 class KVPort:
     def __init__(self, net, routes, kvb: float, n_layers: int, block: int, submission: dict,
-                 model_prio: int, ep_peer: dict):
+                 model_prio: int, ep_peer: dict, read_queue_depth: int = 0):
         self.net = net
         self.routes = routes
         lb = block * kvb / n_layers  # one Layer Block
@@ -30,6 +30,9 @@ class KVPort:
         self.cap_storage = (fb / submission["storage_block_s"]) if submission["storage_block_s"] > 0 else INF
         self.model_prio = model_prio
         self.ep_peer = ep_peer  # gid -> the GPU its EP all-to-all goes to (absent: none)
+        # At most this many Full Block reads outstanding per read (cluster.storage_queue_depth;
+        # 0: unlimited): a read of n blocks pays ceil(n / depth) rounds of the route's latency.
+        self.read_qd = int(read_queue_depth)
 
     def _send(self, route, nbytes: float, cb, cap: float, tag):
         # Positional (route, size, on_done, prio, max_rate, latency, tag): a call with keywords
@@ -38,7 +41,16 @@ class KVPort:
 
     # ------------------------------------------------------------------ storage
     def storage_read(self, node, nbytes: float, cb, rid: int) -> None:
-        self._send(self.routes.storage_read(node), nbytes, cb, self.cap_storage, ("read", rid))
+        """Hit KV (whole Full Blocks) from storage into ``node``'s DRAM, in waves of at most
+        ``read_qd`` outstanding block reads: one route latency per wave before the first byte."""
+        route = self.routes.storage_read(node)
+        lat = route.latency
+        qd = self.read_qd
+        if qd > 0:
+            blocks = math.ceil(nbytes / self.full_block_bytes)
+            if blocks > qd:
+                lat *= (blocks + qd - 1) // qd
+        self.net.transfer(route, nbytes, cb, LOW, self.cap_storage, lat, ("read", rid))
 
     def storage_write(self, node, nbytes: float, cb, tag) -> None:
         self._send(self.routes.storage_write(node), nbytes, cb, self.cap_storage, tag)

@@ -10,7 +10,7 @@ from dpsim.cluster.topology cimport GPU
 cdef class Lifecycle:
     cdef public object clock, port, ledger, log, policy, progress, on_agent_done, on_change
     cdef public object awaiting_first, first_token_times, first_token_ttft
-    cdef public double kvb
+    cdef public double kvb, pre_s, alloc_s, handoff_s
     cdef public long block, n_rid, outstanding, n_done, n_failed
     cdef public bint persist, track_first
 
@@ -18,6 +18,7 @@ cdef class Lifecycle:
     cpdef issue(self, Agent agent, _ev=*)
 
     cpdef assign(self, Request req, pe, de, plan)
+    cpdef _dispatch(self, Request req)
 
     @cython.locals(b=double, g=GPU)
     cpdef _alloc_de_buffer(self, Request req, then)
@@ -39,14 +40,12 @@ cdef class Lifecycle:
     cpdef _read_done(self, Request req)
     cpdef _to_prefill(self, Request req)
 
-    @cython.locals(now=double, agent=Agent, blk=long, new_blocks=long, stored_after=long, free_buf=Join,
-                   g=GPU)
+    @cython.locals(now=double, agent=Agent, blk=long, new_blocks=long, stored_after=long, free_buf=Join)
     cpdef first_token(self, Request req)
 
     @cython.locals(w=list)
     cpdef _persisted(self, Agent agent, long stored_after, join)
 
-    @cython.locals(g=GPU)
     cpdef _free_de_buffer(self, Request req)
 
     @cython.locals(need=double, g=GPU)

@@ -20,6 +20,12 @@ Read it top to bottom, like a recipe:
                    Blocks go GPU -> DRAM -> storage; the agent's next round
                    arrives after its think time                              DONE
 
+Fixed costs (``costs``, :class:`~dpsim.lifecycle.costs.LifecycleCosts`; docs/fixed_costs.md):
+``assign``'s effect waits for the scheduler decision + RPC (``t_sched``: the engines have it) and
+the buffer allocation call -- one timer for both; the port reads a request's hit blocks in rounds
+of the storage queue depth, each paying the read latency; the PE -> DE hand-off delays the DE's
+HBM request after the first token.  A zero cost sets no timer.
+
 ``fail`` ends a request anywhere (FAILED); its agent stops.  The lifecycle owns no policy
 decision: the plan says where hit KV is read, the ledger keeps the loads, the port moves bytes.
 """
@@ -29,6 +35,7 @@ import math
 from array import array
 from collections import deque
 
+from .costs import LifecycleCosts
 from .join import Call, Join
 from .request import Request
 from .stage import Stage
@@ -36,7 +43,7 @@ from .stage import Stage
 
 class Lifecycle:
     def __init__(self, clock, port, ledger, log, kvb: float, block: int, persist: bool,
-                 track_first: bool):
+                 track_first: bool, costs=None):
         self.clock = clock
         self.port = port
         self.ledger = ledger
@@ -50,12 +57,10 @@ class Lifecycle:
         self.on_change = None  # callable(): a request ended (the simulation checks if all are done)
         self.track_first = track_first  # keep requests awaiting a first token (online driver)
         self.awaiting_first: deque = deque()  # requests in arrival order (pruned by the online driver)
-        self.first_token_times = array("d")  # t_first, in time order
-        self.first_token_ttft = array("d")
-        self.n_rid = 0
-        self.outstanding = 0
-        self.n_done = 0
-        self.n_failed = 0
+        self.first_token_times, self.first_token_ttft = array("d"), array("d")  # t_first, TTFT, in time order
+        self.n_rid = self.outstanding = self.n_done = self.n_failed = 0
+        c = costs if costs is not None else LifecycleCosts()  # (read_queue_depth: the port's)
+        self.pre_s, self.alloc_s, self.handoff_s = c.sched_s + c.alloc_s, c.alloc_s, c.handoff_s
 
     # ------------------------------------------------------------------ 1 arrival
     def start_agent(self, agent, t: float | None = None) -> None:
@@ -78,14 +83,20 @@ class Lifecycle:
     def assign(self, req, pe, de, plan) -> None:
         """The policy's decision: ``req`` goes to ``pe`` and ``de``, its hit KV read as ``plan``
         (a :class:`~dpsim.scheduling.read_paths.ReadPlan`; the policy clamped ``req.hit``)."""
-        req.t_sched = self.clock.now
         req.stage = Stage.SCHEDULED
         req.pe = pe
         req.de = de
         req.new = req.prompt - req.hit
         req.path = plan.label
         req.de_hit = plan.de_tokens
-        if plan.label == "pe":
+        if self.pre_s > 0.0:  # decision + RPC to the engines, then the buffer allocation call
+            self.clock.timer(self.pre_s, self._dispatch, req)
+        else:
+            self._dispatch(req)
+
+    def _dispatch(self, req) -> None:  # the engines had the decision alloc_s ago; buffers next
+        req.t_sched = self.clock.now - self.alloc_s
+        if req.path == "pe":
             # The DE buffer is needed only once prefill streams KV out: taken after the read.
             self._alloc_pe_buffer(req)
         else:  # hit KV lands in the DE buffer: take it first (the whole prompt's KV)
@@ -174,8 +185,7 @@ class Lifecycle:
         self.first_token_ttft.append(now - req.arrival)
         self.ledger.release_pe(req)
         if req.pe_buf > 0:
-            g = req.pe.gpu
-            g.node.buffer.free(req.pe_buf)
+            req.pe.gpu.node.buffer.free(req.pe_buf)
             req.pe_buf = 0.0
         self.policy.on_prefill_done(req)
         # The DE persists the prompt's new Full Blocks from its buffer (§S10) while the request
@@ -190,15 +200,16 @@ class Lifecycle:
             free_buf.add()
             agent.persist_pending += 1
             self.port.storage_write(req.de.gpu.node, new_blocks * self.port.full_block_bytes,
-                                    Call(self._persisted, agent, stored_after, free_buf),
-                                    ("persist", req.rid))
+                                    Call(self._persisted, agent, stored_after, free_buf), ("persist", req.rid))
         elif stored_after > agent.stored:
             agent.stored = stored_after
-        self._de_request_hbm(req, free_buf)
+        if self.handoff_s > 0.0:  # the PE tells the DE its KV is complete; the DE acknowledges
+            self.clock.timer(self.handoff_s, Call(self._de_request_hbm, req, free_buf))
+        else:
+            self._de_request_hbm(req, free_buf)
 
     def _persisted(self, agent, stored_after: int, join: Join | None) -> None:
-        if stored_after > agent.stored:
-            agent.stored = stored_after
+        agent.stored = max(agent.stored, stored_after)
         agent.persist_pending -= 1
         if agent.persist_pending == 0 and agent.persist_waiters:
             w, agent.persist_waiters = agent.persist_waiters, []
@@ -209,8 +220,7 @@ class Lifecycle:
 
     def _free_de_buffer(self, req) -> None:
         if req.de_buf > 0:
-            g = req.de.gpu
-            g.node.buffer.free(req.de_buf)
+            req.de.gpu.node.buffer.free(req.de_buf)
             req.de_buf = 0.0
 
     # ------------------------------------------------------------------ 5 DE HBM + H2D
@@ -229,8 +239,7 @@ class Lifecycle:
         if g.hbm_used > g.hbm_peak:
             g.hbm_peak = g.hbm_used
         req.stage = Stage.DE_H2D
-        self.port.de_h2d(g, req.prompt * self.kvb,
-                         Call(self._de_h2d_done, req, free_buf), req.rid)
+        self.port.de_h2d(g, req.prompt * self.kvb, Call(self._de_h2d_done, req, free_buf), req.rid)
 
     def _de_h2d_done(self, req, free_buf: Join) -> None:
         req.t_h2d = self.clock.now
@@ -327,9 +336,7 @@ class Lifecycle:
         if req.pe_buf > 0:
             req.pe.gpu.node.buffer.free(req.pe_buf)
             req.pe_buf = 0.0
-        if req.de_buf > 0:
-            req.de.gpu.node.buffer.free(req.de_buf)
-            req.de_buf = 0.0
+        self._free_de_buffer(req)
         self.policy.on_request_done(req)  # it leaves the system: policies drop its load
         self.log.finished(req)
         self.on_agent_done(agent)
