@@ -76,7 +76,11 @@ def scenario_overrides(system: str = "round_robin", mal: str = "48k", agents: in
           "model.parallel.ep_size_decode=1",
           "cluster.prefill_nodes=1", "cluster.decode_nodes=1", f"workload.mal={mal}",
           f"workload.agents={agents}", f"workload.gen_scale={gen_scale}",
-          "system.model_traffic=false", "output.progress=false", "experiment.name=hil"]
+          "system.model_traffic=false", "output.progress=false", "experiment.name=hil",
+          # one machine, one process: no central scheduler RPC, no 3FS client queue, no P->D
+          # control message -- the replay pays none of #11's fixed costs (docs/fixed_costs.md)
+          "system.costs.sched_decision_s=0", "system.costs.sched_rpc_s=0", "system.costs.buffer_alloc_s=0",
+          "system.costs.handoff_s=0", "cluster.storage_queue_depth=0"]
     return ov
 
 
