@@ -209,13 +209,15 @@ def test_signal_stops_cleanly_with_partial_results(tmp_path, sig, code):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     p = subprocess.Popen([sys.executable, "-m", "dpsim.cli", "experiment=offline", "workload.agents=4096",
                           "output.progress_log_s=0.001", f"hydra.run.dir={out}"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    # One pipe for both streams: with two, a child whose stderr pipe filled up while we waited on
+    # stdout would block before its first progress line (seen under load with pytest-xdist).
     # Wait for the first progress line: the simulation is running (no wall-clock assumption).
     for line in p.stdout:
         if "requests done" in line:
             break
     p.send_signal(sig)
-    rest, err = p.communicate(timeout=300)
+    err, _ = p.communicate(timeout=300)
     assert p.returncode == code, err[-2000:]
     assert "Traceback" not in err
     assert f"interrupted by {signal.Signals(sig).name}" in err
