@@ -30,6 +30,10 @@ CELLS = [
     ("ds27b", 1, 1, "64k", 1024), ("ds27b", 1, 1, "64k", 4096),
     ("qwen32b", 1, 2, "32k", 256), ("qwen32b", 1, 2, "32k", 512),
 ]
+# Further cells where DualPath beat Oracle before ba2740d (results/offline_grid-paper, seed 0):
+# checked with --extra as far as time allows.
+EXTRA = [("ds660b", 2, 4, "48k", 2048), ("ds660b", 2, 4, "32k", 2048), ("ds660b", 2, 4, "48k", 4096),
+         ("ds660b", 2, 4, "32k", 4096)]
 SYSTEMS = ("dualpath", "oracle")
 KEEP = ("jct_s", "requests_completed", "requests_total", "ttft_s", "tpot_s", "ttft_breakdown_s",
         "read_path_share", "pe_busy_fraction", "peak_hbm_bytes_decode", "events", "truncated")
@@ -76,8 +80,42 @@ def table(runs: Path, cells, seeds) -> str:
         rows.append(f"| {m} {P}P{D}D {mal.upper()} {n} | {dp.mean:.1f} [{dp.lo:.1f}, {dp.hi:.1f}] | "
                     f"{orc.mean:.1f} [{orc.lo:.1f}, {orc.hi:.1f}] | {', '.join(f'{x:+.1f}' for x in diffs)} | "
                     f"{d.mean:+.1f} [{d.lo:+.1f}, {d.hi:+.1f}] | {alloc:.3g} | {'yes' if ok else 'NO'} |")
+    c1 = c1_rows(runs, cells, seeds)
     return (f"Seeds {', '.join(map(str, seeds))}; intervals: {INTERVAL}.  Pass: Oracle - DualPath (paired "
-            f"per seed) is not above 0 beyond its interval (lo <= 0).\n\n" + "\n".join(rows) + "\n")
+            f"per seed) is not above 0 beyond its interval (lo <= 0).\n\n" + "\n".join(rows) + "\n" + c1)
+
+
+def c1_rows(runs: Path, cells, seeds) -> str:
+    """The cells that are calibration point C1 (Oracle JCTs, dpsim.analysis.points): the Oracle
+    mean here, the paper's value, and the single seed-0 Oracle run of results/offline_grid-paper
+    (before Oracle's buffers were unbounded, ba2740d)."""
+    import csv
+
+    from dpsim.analysis.points import C1_POINTS
+    from dpsim.analysis.stats import mean_ci
+
+    old = {}
+    f = ROOT / "results" / "offline_grid-paper" / "offline_grid_summary.csv"
+    if f.exists():
+        for r in csv.DictReader(f.open()):
+            old[r["model"], r["workload.mal"], int(r["agents"])] = float(r["oracle"])
+    rows = ["", "C1 (Oracle JCT calibration points) in these cells:", "",
+            "| C1 point | paper s | Oracle here, mean [95% CI] | vs paper | offline_grid-paper (seed 0, before ba2740d) | moved |",
+            "|---|---|---|---|---|---|"]
+    for p in C1_POINTS:
+        c = (p.model, p.P, p.D, p.mal, p.agents)
+        if c not in cells:
+            continue
+        v = [json.loads(q.read_text())["jct_s"] for sd in seeds
+             if (q := runs / f"{key(c, 'oracle', sd)}.json").exists()]
+        if not v:
+            continue
+        iv = mean_ci(v)
+        o = old.get((p.model, p.mal, p.agents))
+        rows.append(f"| {p.name} | {p.paper_jct_s:.0f} | {iv.mean:.1f} [{iv.lo:.1f}, {iv.hi:.1f}] (n={iv.n}) | "
+                    f"{100 * (iv.mean / p.paper_jct_s - 1):+.1f}% | {'' if o is None else f'{o:.1f}'} | "
+                    f"{'' if o is None else f'{100 * (iv.mean / o - 1):+.1f}%'} |")
+    return "\n".join(rows) + "\n"
 
 
 def main(argv=None) -> int:
@@ -90,6 +128,7 @@ def main(argv=None) -> int:
     ap.add_argument("--systems", default=",".join(SYSTEMS))
     ap.add_argument("--one", nargs=7, metavar=("MODEL", "P", "D", "MAL", "AGENTS", "SYSTEM", "SEED"))
     ap.add_argument("--table-only", action="store_true")
+    ap.add_argument("--extra", action="store_true", help="also the EXTRA cells")
     ap.add_argument("--order", choices=("longest", "seed"), default="longest",
                     help="longest runs first, or every cell's seed 0 first (then 1, ...)")
     a = ap.parse_args(argv)
@@ -100,7 +139,7 @@ def main(argv=None) -> int:
         run_one(cell, s, int(sd), runs / f"{key(cell, s, int(sd))}.json")
         return 0
     seeds = [int(x) for x in a.seeds.split(",")]
-    cells = [c for c in CELLS if (not a.cells or c[0] in a.cells.split(","))
+    cells = [c for c in CELLS + (EXTRA if a.extra else []) if (not a.cells or c[0] in a.cells.split(","))
              and (not a.agents or str(c[4]) in a.agents.split(","))]
     todo = [(c, s, sd) for c in cells for sd in seeds for s in a.systems.split(",")
             if not (runs / f"{key(c, s, sd)}.json").exists() and not (runs / f"{key(c, s, sd)}.lock").exists()]
