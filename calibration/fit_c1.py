@@ -113,8 +113,12 @@ DS_BOUNDS = {"a": (0.2, 1.5), "k_ds660b": (1e-12, 5e-9), "k_ds27b": (1e-12, 5e-9
 # on top of decode_level; the C1 analogue of decode_idx_key_layer_s, which stays 0).
 TABLES = C2.TABLES
 if TABLES:
-    DS_START = {"a": 1.0, "k_ds660b": 1.0, "k_ds27b": 1.0}
-    DS_BOUNDS = {"a": (0.02, 50.0), "k_ds660b": (0.01, 500.0), "k_ds27b": (0.01, 500.0)}
+    # per model: the torch kernels' efficiency relative to the paper's differs between DS 660B
+    # (128 heads, 64 x 128 indexer) and DS 27B (32 heads, 32 x 64): on the H100 tables the
+    # analytic model's C1-fitted DSA attention is 2.9x faster than the measured one for DS 660B
+    # but 6.9x for DS 27B, so one shared level cannot reproduce both.
+    DS_START = {"a_ds660b": 1.0, "a_ds27b": 1.0, "k_ds660b": 1.0, "k_ds27b": 1.0}
+    DS_BOUNDS = {"a_ds660b": (0.02, 50.0), "a_ds27b": (0.02, 50.0), "k_ds660b": (0.01, 500.0), "k_ds27b": (0.01, 500.0)}
 A_KEY = "prefill_attn_level" if TABLES else "attn_prefill_eff"
 K_KEY = "decode_idx_level" if TABLES else "decode_idx_key_layer_s"
 LP_NORM = 8  # the DS fit minimises sum |log residual|^p: p = 8 is close to the worst point (the acceptance)
@@ -137,7 +141,7 @@ NOTES = {
     "decode_ep_layer_latency_s": "EP dispatch+combine latency per MoE layer per decode step (c)",
     "prefill_level": "level: paper's prefill GEMM + LM head time / the measured tables' (b1)",
     "decode_level": "level: paper's decode step time / the measured tables' (b2, c)",
-    "prefill_attn_level": "level: paper's DSA prefill attention + indexer time / the measured tables' (C1 factor a, shared by ds660b and ds27b)",
+    "prefill_attn_level": "level: paper's DSA prefill attention + indexer time / the measured tables' (C1 factor a; per model)",
     "decode_idx_level": "level: paper's DSA decode indexer time / the measured tables', on top of decode_level; per model",
 }
 
@@ -150,22 +154,28 @@ def load_models() -> dict:
 _DERIVED: dict = {}
 
 
-def derive(a: float, k: float | dict, qwen: dict | None = None) -> dict:
+def _as(v: dict):
+    """The prefill attention factor(s) of a knob vector: {model: a} in table mode, else the shared a."""
+    return {n: v[f"a_{n}"] for n in DS_MODELS} if TABLES else v["a"]
+
+
+def derive(a: float | dict, k: float | dict, qwen: dict | None = None) -> dict:
     """Per-model overrides for C1 factor ``a`` and indexer cost ``k``, with the C2 knobs refitted
     (fit_compute_c2.fit_prefill / fit_decode on the models carrying a and k).  Returns
     {model: {"knobs.<name>" or top-level key: value}}.  ``k``: one value for both DeepSeek models
     or {model: value}."""
     ks = {n: float(k[n] if isinstance(k, dict) else k) for n in DS_MODELS}
-    key = (round(a, 12),) + tuple(float(f"{ks[n]:.12g}") for n in DS_MODELS)
+    as_ = {n: float(a[n] if isinstance(a, dict) else a) for n in DS_MODELS}
+    key = tuple(round(as_[n], 12) for n in DS_MODELS) + tuple(float(f"{ks[n]:.12g}") for n in DS_MODELS)
     if key not in _DERIVED:
         models = load_models()
         gpu = C2.load("gpu", "h800")
         for n in DS_MODELS:
             if TABLES:
-                models[n]["knobs"].update(prefill_attn_level=a, decode_idx_level=ks[n])
+                models[n]["knobs"].update(prefill_attn_level=as_[n], decode_idx_level=ks[n])
             else:
-                models[n]["knobs"].update(attn_prefill_eff=ATTN_BASE["attn_prefill_eff"] * a,
-                                          indexer_eff=ATTN_BASE["indexer_eff"] * a, decode_idx_key_layer_s=ks[n])
+                models[n]["knobs"].update(attn_prefill_eff=ATTN_BASE["attn_prefill_eff"] * as_[n],
+                                          indexer_eff=ATTN_BASE["indexer_eff"] * as_[n], decode_idx_key_layer_s=ks[n])
         models["v3"] = C2.v3_variant(models["ds660b"])
         pk, _ = C2.fit_prefill(models, gpu, "ds660b", 4096.0)
         dk, _ = C2.fit_decode(models, gpu, 4096.0)
@@ -173,14 +183,21 @@ def derive(a: float, k: float | dict, qwen: dict | None = None) -> dict:
         for n in MODELS:
             s = {f"knobs.{kk}": float(v) for kk, v in pk.items()}
             s[f"knobs.{C2_DECODE[0]}"] = float(dk[C2_DECODE[0]])
+            if TABLES and n == "qwen32b":
+                # table mode: Qwen keeps its own levels (YAML: 1.0, its GEMM and flash-attention
+                # tables at face value).  DeepSeek's levels absorb torch's per-expert MoE loop vs
+                # DeepGEMM's grouped GEMMs (decode_level < 1 prices Qwen's memory-bound decode
+                # faster than HBM allows); only the floor (in tokens) is shared
+                s.pop("knobs.prefill_level")
+                s.pop("knobs.decode_level")
             if n in DS_MODELS:
                 s["knobs.decode_ep_layer_latency_s"] = float(dk["decode_ep_layer_latency_s"])
                 if TABLES:
-                    s["knobs.prefill_attn_level"] = a
+                    s["knobs.prefill_attn_level"] = as_[n]
                     s["knobs.decode_idx_level"] = ks[n]
                 else:
-                    s["knobs.attn_prefill_eff"] = ATTN_BASE["attn_prefill_eff"] * a
-                    s["knobs.indexer_eff"] = ATTN_BASE["indexer_eff"] * a
+                    s["knobs.attn_prefill_eff"] = ATTN_BASE["attn_prefill_eff"] * as_[n]
+                    s["knobs.indexer_eff"] = ATTN_BASE["indexer_eff"] * as_[n]
                     s["knobs.decode_idx_key_layer_s"] = ks[n]
             out[n] = s
         _DERIVED[key] = out
@@ -295,7 +312,11 @@ def _ks(v: dict) -> dict:
     return {n: v[f"k_{n}"] for n in DS_MODELS}
 
 
-def fit_ds(sims: Sims, points: list[C1Point], start: dict, steps: int = 2, p_norm: int = LP_NORM) -> dict:
+JACOBIAN = REPORTS / "jacobian.json"  # the last fit's (Broyden-updated) Jacobian, for --reuse-jacobian
+
+
+def fit_ds(sims: Sims, points: list[C1Point], start: dict, steps: int = 2, p_norm: int = LP_NORM,
+           reuse_jacobian: bool = False) -> dict:
     """Gauss-Newton in log space of the knobs on r = log(sim/paper) over ``points``, minimising
     sum |r|^p (iteratively reweighted: row weights |r|^((p-2)/2)); Broyden Jacobian updates."""
     names = list(start)
@@ -305,7 +326,7 @@ def fit_ds(sims: Sims, points: list[C1Point], start: dict, steps: int = 2, p_nor
 
     def resid(xv):
         v = {n: float(math.exp(val)) for n, val in zip(names, xv)}
-        sets = derive(v["a"], _ks(v))
+        sets = derive(_as(v), _ks(v))
         lab = " ".join(f"{n}={val:.4g}" for n, val in v.items())
         sims.prefetch([(p, sets[p.model]) for p in points])
         return np.array([math.log(sims.jct(p, sets[p.model], lab) / p.paper_jct_s) for p in points])
@@ -321,23 +342,38 @@ def fit_ds(sims: Sims, points: list[C1Point], start: dict, steps: int = 2, p_nor
     r = resid(x)
     show("start", x, r)
     J = None
+    if reuse_jacobian and JACOBIAN.exists():
+        d = json.loads(JACOBIAN.read_text())
+        if d.get("names") == names and d.get("points") == [p.key for p in points]:
+            J = np.array(d["J"])
+            print("  Jacobian: reused from the last fit (calibration/reports/c1/jacobian.json)", flush=True)
     for it in range(steps):
         if np.max(np.abs(r)) < 0.02:
             break
         if J is None:
             J = np.zeros((len(points), len(names)))
             h = 0.15
+            # per-model knobs (<kind>_<model>) are perturbed together with their kind's other
+            # models' and credited to their own model's points only (block-diagonal Jacobian:
+            # half the simulations; the coupling through the shared C2 refit is left to Broyden)
+            groups: dict = {}
+            for j, n in enumerate(names):
+                kind, _, mod = n.partition("_")
+                groups.setdefault(kind if mod in DS_MODELS else n, []).append(j)
             cols = []
-            for j in range(len(names)):
+            for g in groups.values():
                 xp = x.copy()
-                xp[j] += h
-                cols.append(xp)
-            for xp in cols:  # fetch every column's runs at once (parallel), then read them
+                xp[g] += h
+                cols.append((g, xp))
+            for _, xp in cols:  # fetch every column's runs at once (parallel), then read them
                 vv = {n: float(math.exp(val)) for n, val in zip(names, xp)}
-                st = derive(vv["a"], _ks(vv))
+                st = derive(_as(vv), _ks(vv))
                 sims.prefetch([(p, st[p.model]) for p in points])
-            for j, xp in enumerate(cols):
-                J[:, j] = (resid(xp) - r) / h
+            for g, xp in cols:
+                d = (resid(xp) - r) / h
+                for j in g:
+                    mod = names[j].partition("_")[2]
+                    J[:, j] = d if len(g) == 1 else [d[i] if p.model == mod else 0.0 for i, p in enumerate(points)]
         w = np.sqrt(np.maximum(np.abs(r), 1e-3) ** (p_norm - 2))
         dx, *_ = np.linalg.lstsq(J * w[:, None], -r * w, rcond=None)
         dx = np.clip(dx, -0.3, 0.3)  # trust region: at most a factor 1.35 per knob per step
@@ -352,6 +388,9 @@ def fit_ds(sims: Sims, points: list[C1Point], start: dict, steps: int = 2, p_nor
                 accepted = True
                 break
         show(f"step {it + 1}" + ("" if accepted else " (no improvement: stop)"), x, r)
+        if J is not None:
+            JACOBIAN.parent.mkdir(parents=True, exist_ok=True)
+            JACOBIAN.write_text(json.dumps({"names": names, "points": [p.key for p in points], "J": J.tolist()}))
         if not accepted:
             break
     return {n: float(math.exp(v)) for n, v in zip(names, x)}
@@ -368,8 +407,9 @@ def analytic_equivalent_start() -> dict:
     from dpsim.engines.compute import ComputeModel
     models = load_models()
     gpu = C2.load("gpu", "h800")
-    logs = []
+    a = {}
     for n in DS_MODELS:
+        logs = []
         ma = copy.deepcopy(models[n])
         ma["compute_tables"] = None
         ca = ComputeModel(ma, gpu)
@@ -378,9 +418,9 @@ def analytic_equivalent_start() -> dict:
             for nn in (256, 1024, 4096):
                 logs.append(math.log(ca.attention_time_forward(nn, ca.attn_work(c, nn), 1)
                                      / ct.attention_time_forward(nn, ct.attn_work(c, nn), 1)))
-    a = float(math.exp(sum(logs) / len(logs)))
+        a[n] = float(math.exp(sum(logs) / len(logs)))
     sets = derive(a, {n: 1.0 for n in DS_MODELS})
-    out = {"a": a}
+    out = {f"a_{n}": a[n] for n in DS_MODELS}
     for n in DS_MODELS:
         ma = copy.deepcopy(models[n])
         ma["compute_tables"] = None
@@ -472,7 +512,8 @@ def save_report(rows: list[dict], values: dict, sets: dict, meta: dict, table: s
           "## Fitted values", "",
           (f"* Compute tables: `{load_models()['ds660b'].get('compute_tables')}` (levels; docs/compute_tables.md)."
            if TABLES else "* Compute model: analytic (roofline knobs)."),
-          (f"* DeepSeek models (ds660b, ds27b): prefill_attn_level a = {values['a']:.5g}; "
+          (f"* DeepSeek models: prefill_attn_level = {values.get('a_ds660b', 0):.5g} (ds660b), "
+           f"{values.get('a_ds27b', 0):.5g} (ds27b); "
            f"decode_idx_level = {values['k_ds660b']:.5g} (ds660b), {values['k_ds27b']:.5g} (ds27b)" if TABLES else
            f"* DeepSeek models (ds660b, ds27b): DSA prefill attention factor a = {values['a']:.5g} "
            f"(attn_prefill_eff = {ATTN_BASE['attn_prefill_eff'] * values['a']:.5g}, "
@@ -531,7 +572,7 @@ def write_values(model: str, sets: dict, a: float) -> None:
 def current_values() -> dict:
     m = load_models()
     if TABLES:
-        return {"a": float(m["ds660b"]["knobs"].get("prefill_attn_level", 1.0)),
+        return {**{f"a_{n}": float(m[n]["knobs"].get("prefill_attn_level", 1.0)) for n in DS_MODELS},
                 **{f"k_{n}": float(m[n]["knobs"].get("decode_idx_level", 1.0)) for n in DS_MODELS},
                 **{n: float(m["qwen32b"]["knobs"][n]) for n in QWEN_KNOBS}}
     return {"a": float(m["ds660b"]["knobs"]["attn_prefill_eff"]) / ATTN_BASE["attn_prefill_eff"],
@@ -546,7 +587,8 @@ def current_sets() -> dict:
                                           {"attn_prefill_eff", "indexer_eff", "decode_idx_key_layer_s"})
     out = {}
     for n in MODELS:
-        out[n] = {f"knobs.{k}": float(v) for k, v in m[n]["knobs"].items() if k in keys}
+        out[n] = {f"knobs.{k}": float(v) for k, v in m[n]["knobs"].items() if k in keys
+                  and not (TABLES and n == "qwen32b" and k in ("prefill_level", "decode_level"))}
     for n in QWEN_KNOBS:
         out["qwen32b"][f"knobs.{n}"] = float(m["qwen32b"]["knobs"][n])
     return out
@@ -567,6 +609,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--qwen-local", action="store_true",
                     help="Qwen's grid: only the 3 x 3 cells around the YAML values (then the fine grid)")
     ap.add_argument("--no-qwen", action="store_true", help="keep Qwen's overheads at the YAML values")
+    ap.add_argument("--reuse-jacobian", action="store_true",
+                    help="start Gauss-Newton with the last fit's Jacobian (calibration/reports/c1/jacobian.json) "
+                         "instead of finite differences (e.g. refitting after a simulator change)")
     ap.add_argument("--start-analytic", action="store_true",
                     help="table mode: start from the levels at which the tables reproduce the analytic C1 fit")
     ap.add_argument("--tag", default="", help="report as c1_fit_TAG.{md,csv} (for what-if fits with --set)")
@@ -594,16 +639,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             start = {kk: min(max(v, DS_BOUNDS[kk][0]), DS_BOUNDS[kk][1]) for kk, v in analytic_equivalent_start().items()}
             print("  start (table levels equivalent to the analytic model's C1 fit): "
                   + ", ".join(f"{kk}={v:.4g}" for kk, v in start.items()), flush=True)
-        v = fit_ds(sims, ds_pts, start, steps=args.steps)
+        v = fit_ds(sims, ds_pts, start, steps=args.steps, reuse_jacobian=args.reuse_jacobian)
         q_pts = [p for p in pts if p.model == "qwen32b"]
         if args.no_qwen:
             qv = {n: cur[n] for n in QWEN_KNOBS}
         else:
             print(f"Qwen 32B {' and '.join(QWEN_KNOBS)}: grid search on {len(q_pts)} point(s):", flush=True)
-            qv = fit_qwen(sims, q_pts, v["a"], _ks(v),
+            qv = fit_qwen(sims, q_pts, _as(v), _ks(v),
                           around=({n: cur[n] for n in QWEN_KNOBS} if args.qwen_local else None))
         values = {**v, **qv}
-        sets = derive(v["a"], _ks(v), qwen=qv)
+        sets = derive(_as(v), _ks(v), qwen=qv)
     print(f"\nvalues ({mode}):")
     for k, val in values.items():
         print(f"  {k:28s} {val:.6g}")
@@ -622,7 +667,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {f} and .csv")
     if args.write:
         for m in MODELS:
-            write_values(m, sets[m], values["a"])
+            write_values(m, sets[m], values.get("a", 0.0))
         print("wrote the values into dpsim/conf/model/{ds660b,ds27b,qwen32b}.yaml")
     return 0
 

@@ -321,6 +321,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             kn = dict(knobs)
             if n == "qwen32b":
                 kn.pop("decode_ep_layer_latency_s")  # unused without EP; stays 0
+                if TABLES:  # Qwen keeps its own levels (see fit_c1.derive)
+                    kn.pop("prefill_level")
+                    kn.pop("decode_level")
             write_knobs(CONF / "model" / f"{n}.yaml", kn, note)
         print("\nwrote knobs into dpsim/conf/model/{ds660b,ds27b,qwen32b}.yaml")
     return 0

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dpsim.engines.compute import ComputeModel
+from dpsim.engines.compute import LEVEL_KEYS, ComputeModel
 from dpsim.engines.compute_tables import (Interp1D, Interp2D, TableError, load_tables, make_2d, synthesise,
                                           write_tables)
 
@@ -30,6 +30,7 @@ def load(group: str, name: str) -> dict:
 def analytic_cfg(name: str) -> dict:
     m = load("model", name)
     m["compute_tables"] = None
+    m["knobs"].update({k: 1.0 for k in LEVEL_KEYS})  # the synthesised tables are the analytic model's
     # one GEMM table serves prefill and decode: the reference uses one system factor for both
     m["knobs"]["decode_sys_eff"] = m["knobs"]["prefill_sys_eff"]
     return m
