@@ -229,10 +229,7 @@ class ComputeModel:
         for key, (lo, strict, hi) in LEVEL_KEYS.items():
             k[key] = cfg_get(kn, key, where="knobs", min_value=lo, strict_min=strict, max_value=hi, default=1.0)
         self.knobs = k
-        tables = m.get("compute_tables") if isinstance(m, Mapping) else None
-        if tables is not None and not isinstance(tables, str):
-            raise ValueError(f"model config '{shape.name}': key 'compute_tables' must be a path or null, got {tables!r}")
-        self.compute_tables = tables
+        tables = self.compute_tables = cfg_get(m, "compute_tables", where=wm, kind=str, default=None, allow_none=True)
         self.mode = "tables" if tables else "analytic"
 
         # ---------------- GPU
@@ -345,363 +342,6 @@ class ComputeModel:
             self._coeffs = (t0, t_seq_base, t_key_attn)
         if tables:
             self._init_tables(m, tables, ep_exposed)
-
-    # ================================================================== table mode
-    def _init_tables(self, m: Mapping, path: str, ep_exposed: float) -> None:
-        """Table mode: measured times (``compute_tables``) replace the roofline; see the module
-        docstring ("Table mode").  Sets the same private constants the analytic methods read
-        (``_c_pair``, ``_coeffs``, ``_split``) and instance-level ``attn_work``/``prefill_time``."""
-        from .compute_tables import TableError, load_tables, make_2d, Interp1D
-
-        shape, k = self.shape, self.knobs
-        tm = m.get("compute_tables_model") or shape.name
-        if not isinstance(tm, str):
-            raise ValueError(f"model config '{shape.name}': key 'compute_tables_model' must be a string")
-        try:
-            tab = load_tables(path)
-        except TableError as e:
-            raise ValueError(f"model config '{shape.name}': key 'compute_tables': {e}") from None
-        if tm not in tab.models():
-            raise ValueError(f"model config '{shape.name}': compute tables {tab.dir} have no rows for "
-                             f"model '{tm}' (have: {', '.join(sorted(tab.models()))})")
-        # the shape the tables were measured for (differs only for variants such as C2's V3)
-        if tm == shape.name:
-            tshape, tcfg = shape, m
-        else:
-            from .models import ModelShape as _MS
-            import yaml as _yaml
-            from pathlib import Path as _P
-            f = _P(__file__).resolve().parents[1] / "conf" / "model" / f"{tm}.yaml"
-            if not f.is_file():
-                raise ValueError(f"model config '{shape.name}': key 'compute_tables_model'={tm!r}: no {f}")
-            sk = (str(f), f.stat().st_mtime_ns)
-            if sk not in _TABLE_BUILDS:
-                tc = _yaml.safe_load(f.read_text())
-                _TABLE_BUILDS[sk] = (tc, _MS.from_config(tc))
-            tcfg, tshape = _TABLE_BUILDS[sk]
-        self.tables = tab
-        self.tables_model = tm
-        L, nd, nm = shape.n_layers, shape.n_dense_layers, shape.n_moe_layers
-        # the lookups depend on the tables and the shape, never on the knobs: built once per
-        # (tables, model, shape, EP sizes) -- the C2 fits build thousands of ComputeModels
-        ckey = (id(tab), tm, shape, tshape, self.ep_size_prefill, self.ep_size_decode, self.shape_gemm_dtype)
-        hit = _TABLE_BUILDS.get(ckey)
-        if hit is None or hit[0] is not tab:
-            filled: list[str] = []
-            try:
-                built = self._build_tables(tab, tm, shape, tshape, tcfg, filled)
-            except TableError as e:
-                raise ValueError(f"model config '{shape.name}': key 'compute_tables': {e}") from None
-            built["filled"] = filled
-            built["decode_fit_max_err"] = self.decode_fit_max_err
-            built["moe_eps"] = self.tables_moe_eps
-            hit = _TABLE_BUILDS[ckey] = (tab, built)
-        self._tab = hit[1]
-        self.tables_filled = self._tab["filled"]
-        self.decode_fit_max_err = self._tab["decode_fit_max_err"]
-        self.tables_moe_eps = self._tab["moe_eps"]
-        T = self._tab
-        lp, la = k["prefill_level"], k["prefill_attn_level"]
-        ld, li = k["decode_level"], k["decode_idx_level"]
-
-        # ---------------- prefill
-        lin_p, head = T["lin_prefill"], T["head"]
-        self._c_pair = la  # attn_work is in seconds per forward at level 1
-        p, inv_p = k["prefill_sat_sharpness"], 1.0 / k["prefill_sat_sharpness"]
-        sat = k["prefill_sat_tokens"]
-        floor_p = (lp * lin_p(sat)) ** p if sat > 0 else 0.0
-        self._g_floor = floor_p ** inv_p
-        heads = [lp * head(n) for n in range(257)]
-        p_fixed, p_req, ep_tok = self._p_fixed, k["prefill_req_overhead_s"], self._ep_prefill_tok
-
-        def prefill_time(new_tokens_sum: float, attn_work: float, n_reqs: int) -> float:
-            if new_tokens_sum <= 0 and attn_work <= 0:
-                return 0.0
-            g = lp * lin_p(new_tokens_sum) if new_tokens_sum > 0 else 0.0
-            gemm = (g ** p + floor_p) ** inv_p
-            h = heads[n_reqs] if n_reqs <= 256 else lp * head(n_reqs)
-            return p_fixed + n_reqs * p_req + h + gemm + la * attn_work + ep_tok * new_tokens_sum
-
-        self.prefill_time = prefill_time
-        A = T["attn_prefill"]
-        conv = T["attn_conv"]
-        if conv is not None:
-            def attn_work(cached: float, new: float) -> float:
-                return L * A(cached, new) * conv(cached, new) if new > 0 else 0.0
-        else:
-            # Interp2D.__call__ inlined (hot path: every request of every forward, and the
-            # scheduler's quota search); same arithmetic, ~4x faster
-            import math as _m
-            from bisect import bisect_right as _bis
-            ua, ub, r, nb = A.ua, A.ub, [L * _m.exp(v) for v in A.r], A.nb
-            # bilinear in log space of r: keep log values, scale by L after exp
-            lr = A.r
-            dua = [1.0 / (ua[i + 1] - ua[i]) for i in range(len(ua) - 1)]
-            dub = [1.0 / (ub[j + 1] - ub[j]) for j in range(len(ub) - 1)]
-            amin, amax, bmin, bmax = A.a_min, A.a_max, A.b_min, A.b_max
-            ia_last, jb_last = len(ua) - 2, nb - 2
-            topk = T["attn_topk"]
-            kap = T["attn_kappa"]
-            log1p, log, exp = _m.log1p, _m.log, _m.exp
-            del r
-
-            memo: dict = {}  # pure function of (cached, new); ~half the calls of a run repeat
-
-            def attn_work(cached: float, new: float) -> float:
-                v = memo.get((cached, new))
-                if v is not None:
-                    return v
-                if new <= 0:
-                    return 0.0
-                a = cached if cached > amin else amin
-                b = new if new > bmin else bmin
-                if a >= amax:
-                    i, wa = ia_last, 1.0
-                else:
-                    x = log1p(a)
-                    i = _bis(ua, x) - 1
-                    wa = (x - ua[i]) * dua[i]
-                if b >= bmax:
-                    j, wb = jb_last, 1.0
-                else:
-                    y = log(b)
-                    j = _bis(ub, y) - 1
-                    wb = (y - ub[j]) * dub[j]
-                k = i * nb + j
-                r00 = lr[k]
-                r10 = lr[k + nb]
-                lo = r00 + wb * (lr[k + 1] - r00)
-                d = b * (a + 0.5 * b)
-                if topk is None:
-                    basis = d
-                elif a >= topk:
-                    basis = b * topk + kap * d
-                else:
-                    xx = topk - a
-                    basis = (d if b <= xx else xx * (a + 0.5 * xx) + (b - xx) * topk) + kap * d
-                v = L * exp(lo + wa * (r10 + wb * (lr[k + nb + 1] - r10) - lo)) * basis
-                if len(memo) >= 262144:
-                    memo.clear()
-                memo[(cached, new)] = v
-                return v
-        self.attn_work = attn_work
-
-        # ---------------- decode (affine least squares, see _decode_fit)
-        a0, a1 = T["dec_lin"]
-        b0, b1, b2 = T["dec_attn"]
-        g0, g1, g2 = T["dec_idx"]
-        ep_lat = shape.n_moe_layers * k["decode_ep_layer_latency_s"] if self.ep_size_decode > 1 else 0.0
-        t0 = (ld * (a0 + L * b0 + li * L * g0) + k["decode_fwd_overhead_s"] + L * k["decode_layer_overhead_s"]
-              + ep_lat)
-        t_seq = (ld * (a1 + L * b1 + li * L * g1) + k["decode_seq_overhead_s"]
-                 + self.ep_cnic_bytes_per_token_layer_decode * ep_exposed)
-        if shape.topk is not None:
-            t_idx = ld * li * L * g2  # (decode_idx_key_layer_s is analytic-only: the tables measure the indexer)
-            t_cap = ld * L * b2
-            self._split = (t0, t_seq, t_idx, t_cap, shape.topk)
-            self._coeffs = (t0, t_seq + shape.topk * t_cap, t_idx)
-        else:
-            self._split = (t0, t_seq, ld * L * b2, 0.0, None)
-            self._coeffs = (t0, t_seq, ld * L * b2)
-
-    def _build_tables(self, tab, tm: str, shape: ModelShape, tshape: ModelShape, tcfg: Mapping,
-                      filled: list) -> dict:
-        import math
-        from .compute_tables import Interp1D, TableError, make_2d
-
-        L, nd, nm = shape.n_layers, shape.n_dense_layers, shape.n_moe_layers
-        gdt = self.shape_gemm_dtype
-        out: dict = {}
-
-        # ---------------- GEMMs: one forward's linear layers (excl. LM head) vs tokens per GPU
-        def op(name: str, dtype: str) -> Interp1D:
-            pts = tab.points("gemm", tm, (name, dtype))
-            return Interp1D(list(pts), list(pts.values()))
-
-        ops = {"attn_proj": op("attn_proj", gdt)}
-        if nd:
-            ops["dense_mlp"] = op("dense_mlp", gdt)
-        # moe: gemm.csv holds it at one EP size (meta.json, else the measured model's decode EP:
-        # calibration/layers.py); moe_ep.csv, when present, at several
-        moes = {}
-        if nm:
-            tep = tab.ep_size(tm) or int(tcfg["parallel"]["ep_size_decode"])
-            moes[tep] = op("moe", gdt)
-            for e in tab.moe_eps(tm, gdt):
-                pts = tab.points("moe_ep", tm, (e, gdt))
-                moes[e] = Interp1D(list(pts), list(pts.values()))
-        self.tables_moe_eps = sorted(moes)
-        grid = sorted({x for n in ops for x in tab.points("gemm", tm, (n, gdt))})
-
-        def lin_for(ep: int) -> Interp1D:
-            # EP e not measured: from the nearest measured E, balanced routing: EP e for N tokens
-            # = (E/e) x EP E for N*e/E tokens (per expert the rows scale with e, experts per GPU 1/e)
-            if nm:
-                E = min(moes, key=lambda v: abs(math.log(v / ep)))
-                f = ep / E
-                moe = moes[E]
-            ys = []
-            for x in grid:
-                y = L * ops["attn_proj"](x)
-                if nd:
-                    y += nd * ops["dense_mlp"](x)
-                if nm:
-                    y += nm * moe(x * f) / f
-                ys.append(y)
-            return Interp1D(grid, ys)
-
-        out["lin_prefill"] = lin_for(self.ep_size_prefill)
-        lin_d = lin_for(self.ep_size_decode)
-        hd = "bf16" if tab.has("gemm", tm, ("lm_head", "bf16")) else gdt
-        out["head"] = head = op("lm_head", hd)
-
-        # ---------------- prefill attention: seconds per layer per request (attn + indexer)
-        ttopk = tshape.topk
-
-        def dense(c, n):
-            return n * (c + 0.5 * n)
-
-        if ttopk is not None:
-            def sparse(c, n):
-                return attn_work_sparse(c, n, ttopk)
-        else:
-            sparse = dense
-        att = tab.points("prefill_attn", tm, "attn")
-        use_idx = shape.topk is not None and tab.has("prefill_attn", tm, "indexer")
-        if shape.topk is not None and not use_idx:
-            raise TableError(f"{tab.dir / 'prefill_attn.csv'}: no 'train' rows for model={tm} component=indexer (DSA model)")
-        if use_idx:
-            idx = tab.points("prefill_attn", tm, "indexer")
-            ia = make_2d(att, sparse, "prefill_attn attn", filled)
-            ii = make_2d(idx, dense, "prefill_attn indexer", filled)
-            keys = sorted(set(att) | set(idx))
-            pts = {key: ia(*key) + ii(*key) for key in keys}
-            # one lookup for both: basis = sparse pairs + kappa x dense pairs, kappa = median ratio
-            # of the indexer's to the attention's time per pair (keeps time/basis nearly flat)
-            ks = sorted((ii(*key) / dense(*key)) / (ia(*key) / sparse(*key)) for key in keys)
-            kappa = ks[len(ks) // 2]
-            out["attn_prefill"] = make_2d(pts, lambda c, n: sparse(c, n) + kappa * dense(c, n), "prefill_attn", filled)
-            out["attn_topk"], out["attn_kappa"] = ttopk, kappa
-        else:
-            out["attn_prefill"] = make_2d(att, sparse, "prefill_attn attn", filled)
-            out["attn_topk"], out["attn_kappa"] = ttopk, 0.0
-        # variant whose attention differs from the measured model's (C2's V3: dense MHA-mode MLA):
-        # scale by the ratio of analytic attention FLOPs (documented assumption)
-        same = (shape.attention == tshape.attention and shape.prefill_mode == tshape.prefill_mode
-                and shape.topk == tshape.topk and shape.attn_flops_pair_layer == tshape.attn_flops_pair_layer)
-        if same:
-            out["attn_conv"] = None
-        else:
-            # the MHA-mode up-projection of cached latents is a GEMM: its FLOPs count at the
-            # analytic model's GEMM / attention speed ratio (peaks x gemm_eff / attn_prefill_eff)
-            fo, ft = shape.attn_flops_pair_layer, tshape.attn_flops_pair_layer
-            uo = shape.up_flops_cached_layer * self._up_rel_flops
-            otopk = shape.topk
-
-            def conv(c, n):
-                wo = fo * (attn_work_sparse(c, n, otopk) if otopk is not None else dense(c, n)) + uo * c
-                return wo / (ft * sparse(c, n))
-            out["attn_conv"] = conv
-
-        # ---------------- decode: affine least squares over the paper's batch / context range
-        datt = make_2d(tab.points("decode_attn", tm, "attn"),
-                       (lambda c, b: b * (min(c, ttopk) + 1.0)) if ttopk is not None else (lambda c, b: b * (c + 1.0)),
-                       "decode_attn attn", filled)
-        didx = None
-        if shape.topk is not None:
-            didx = make_2d(tab.points("decode_attn", tm, "indexer"), lambda c, b: b * (c + 1.0),
-                           "decode_attn indexer", filled)
-        out.update(self._decode_fit(lin_d, head, datt, didx, ttopk, shape, tshape))
-        return out
-
-    # batch sizes and contexts of the decode least squares (the paper's range: up to ~128
-    # sequences per DE GPU, contexts up to the 64K dataset's MAL)
-    DECODE_FIT_BATCH = (1, 2, 4, 8, 16, 32, 64, 128)
-    DECODE_FIT_CTX = (512, 1024, 2048, 4096, 8192, 16384, 32768, 49152, 65536)
-
-    def _decode_fit(self, lin_d, head, datt, didx, ttopk, shape, tshape) -> dict:
-        """Affine coefficients of each decode component by non-negative least squares on relative
-        error over ``DECODE_FIT_BATCH x DECODE_FIT_CTX``: linear+head ``a0 + a1*n``; attention
-        ``b0 + b1*n + b2*n*keys`` (keys = min(ctx, topk) for DSA, ctx otherwise); indexer
-        ``g0 + g1*n + g2*n*ctx``.  Also records the worst relative error of the affine step time
-        against the table step time (level 1) in ``self.decode_fit_max_err``."""
-        import numpy as np
-
-        B, C = self.DECODE_FIT_BATCH, self.DECODE_FIT_CTX
-
-        def nnls_rel(X, y):
-            X = np.asarray(X, float)
-            y = np.asarray(y, float)
-            w = 1.0 / y
-            Xw, yw = X * w[:, None], y * w
-            act = list(range(X.shape[1]))
-            while True:
-                c, *_ = np.linalg.lstsq(Xw[:, act], yw, rcond=None)
-                if (c >= 0).all() or len(act) == 1:
-                    full = np.zeros(X.shape[1])
-                    full[act] = np.maximum(c, 0.0)
-                    return [float(v) for v in full]
-                act.pop(int(np.argmin(c)))
-
-        a = nnls_rel([[1.0, n] for n in B], [lin_d(n) + head(n) for n in B])
-        dense_own = shape.topk is None and ttopk is not None  # e.g. V3 priced from DSA tables
-        kf = (shape.attn_dec_flops_key_layer / tshape.attn_dec_flops_key_layer) if dense_own else 1.0
-        X, y = [], []
-        for n in B:
-            for c in C:
-                keys = min(c, ttopk) if ttopk is not None else c
-                X.append([1.0, n, n * keys])
-                y.append(datt(c, n))
-        b = nnls_rel(X, y)
-        if dense_own:
-            b[2] *= kf  # dense over the whole context; the regressor becomes n*ctx (decode_coeffs)
-        g = [0.0, 0.0, 0.0]
-        if didx is not None:
-            g = nnls_rel([[1.0, n, n * c] for n in B for c in C], [didx(c, n) for n in B for c in C])
-        # worst error of the affine form (level 1, all layers) over the grid
-        L = shape.n_layers
-        worst = 0.0
-        for n in B:
-            for c in C:
-                keys = c if (ttopk is None or dense_own) else min(c, ttopk)
-                tab_t = lin_d(n) + head(n) + L * datt(c, n) * (kf if dense_own else 1.0)
-                aff = a[0] + a[1] * n + L * (b[0] + b[1] * n + b[2] * n * keys)
-                if didx is not None:
-                    tab_t += L * didx(c, n)
-                    aff += L * (g[0] + g[1] * n + g[2] * n * c)
-                worst = max(worst, abs(aff / tab_t - 1.0))
-        self.decode_fit_max_err = worst
-        return {"dec_lin": tuple(a), "dec_attn": tuple(b), "dec_idx": tuple(g), "lin_decode": lin_d,
-                "attn_decode": datt, "idx_decode": didx}
-
-    def table_errors(self, split: str = "heldout") -> list[dict]:
-        """Relative error of this model's table lookups (level 1, per layer / per op) at the
-        tables' ``split`` points: [{table, key, at, measured, predicted, rel_err}]."""
-        if self.mode != "tables":
-            raise ValueError("table_errors: the model is analytic (compute_tables is null)")
-        from .compute_tables import make_2d, Interp1D
-
-        tab, tm, rows = self.tables, self.tables_model, []
-        ttopk = self.shape.topk if self.tables_model == self.shape.name else None
-        for (kind, model, key, sp), pts in sorted(tab._pts.items(), key=lambda kv: str(kv[0])):
-            if model != tm or sp != split or not tab.has(kind, tm, key, "train"):
-                continue
-            train = tab.points(kind, tm, key, "train")
-            if kind in ("gemm", "moe_ep"):
-                f = Interp1D(list(train), list(train.values()))
-            else:
-                if kind == "prefill_attn":
-                    basis = ((lambda c, n: attn_work_sparse(c, n, ttopk)) if (key == "attn" and ttopk)
-                             else (lambda c, n: n * (c + 0.5 * n)))
-                else:
-                    basis = ((lambda c, b: b * (min(c, ttopk) + 1.0)) if (key == "attn" and ttopk)
-                             else (lambda c, b: b * (c + 1.0)))
-                f = make_2d(train, basis, kind, [])
-            for at, t in sorted(pts.items()):
-                got = f(at) if kind in ("gemm", "moe_ep") else f(*at)
-                rows.append({"table": kind, "key": key if isinstance(key, str) else "/".join(map(str, key)), "at": at,
-                             "measured": t, "predicted": got, "rel_err": got / t - 1.0})
-        return rows
 
     # ================================================================== prefill
     def attn_work(self, cached: float, new: float) -> float:
@@ -842,12 +482,382 @@ class ComputeModel:
             "prefill_s_per_attn_pair": self._c_pair,
             "prefill_gemm_floor_s": self._g_floor,
             "compute_mode": self.mode,
-            **({"compute_tables": str(self.tables.dir), "compute_tables_model": self.tables_model,
-                "prefill_s_per_token_gemm": self.prefill_time(16384, 0.0, 1) / 16384,
-                "prefill_s_per_attn_pair": None,
-                "decode_affine_max_rel_err": self.decode_fit_max_err,
-                "levels": {kk: self.knobs[kk] for kk in LEVEL_KEYS}} if self.mode == "tables" else {}),
+            **(_table_summary(self) if self.mode == "tables" else {}),
         }
 
     def __repr__(self) -> str:  # pragma: no cover
         return f"ComputeModel({self.shape.name}, kv={self.kv_bytes_per_token} B/tok, hbm_kv={self.hbm_kv_bytes / 1e9:.1f} GB)"
+
+
+# ====================================================================== table mode
+# (module-level functions bound to ComputeModel below: keeps the class within issue #10's 300 lines)
+def _init_tables(self, m: Mapping, path: str, ep_exposed: float) -> None:
+    """Table mode: measured times (``compute_tables``) replace the roofline; see the module
+    docstring ("Table mode").  Sets the same private constants the analytic methods read
+    (``_c_pair``, ``_coeffs``, ``_split``) and instance-level ``attn_work``/``prefill_time``."""
+    from .compute_tables import TableError, load_tables, make_2d, Interp1D
+
+    shape, k = self.shape, self.knobs
+    tm = m.get("compute_tables_model") or shape.name
+    if not isinstance(tm, str):
+        raise ValueError(f"model config '{shape.name}': key 'compute_tables_model' must be a string")
+    try:
+        tab = load_tables(path)
+    except TableError as e:
+        raise ValueError(f"model config '{shape.name}': key 'compute_tables': {e}") from None
+    if tm not in tab.models():
+        raise ValueError(f"model config '{shape.name}': compute tables {tab.dir} have no rows for "
+                         f"model '{tm}' (have: {', '.join(sorted(tab.models()))})")
+    # the shape the tables were measured for (differs only for variants such as C2's V3)
+    if tm == shape.name:
+        tshape, tcfg = shape, m
+    else:
+        from .models import ModelShape as _MS
+        import yaml as _yaml
+        from pathlib import Path as _P
+        f = _P(__file__).resolve().parents[1] / "conf" / "model" / f"{tm}.yaml"
+        if not f.is_file():
+            raise ValueError(f"model config '{shape.name}': key 'compute_tables_model'={tm!r}: no {f}")
+        sk = (str(f), f.stat().st_mtime_ns)
+        if sk not in _TABLE_BUILDS:
+            tc = _yaml.safe_load(f.read_text())
+            _TABLE_BUILDS[sk] = (tc, _MS.from_config(tc))
+        tcfg, tshape = _TABLE_BUILDS[sk]
+    self.tables = tab
+    self.tables_model = tm
+    L, nd, nm = shape.n_layers, shape.n_dense_layers, shape.n_moe_layers
+    # the lookups depend on the tables and the shape, never on the knobs: built once per
+    # (tables, model, shape, EP sizes) -- the C2 fits build thousands of ComputeModels
+    ckey = (id(tab), tm, shape, tshape, self.ep_size_prefill, self.ep_size_decode, self.shape_gemm_dtype)
+    hit = _TABLE_BUILDS.get(ckey)
+    if hit is None or hit[0] is not tab:
+        filled: list[str] = []
+        try:
+            built = self._build_tables(tab, tm, shape, tshape, tcfg, filled)
+        except TableError as e:
+            raise ValueError(f"model config '{shape.name}': key 'compute_tables': {e}") from None
+        built["filled"] = filled
+        built["decode_fit_max_err"] = self.decode_fit_max_err
+        built["moe_eps"] = self.tables_moe_eps
+        hit = _TABLE_BUILDS[ckey] = (tab, built)
+    self._tab = hit[1]
+    self.tables_filled = self._tab["filled"]
+    self.decode_fit_max_err = self._tab["decode_fit_max_err"]
+    self.tables_moe_eps = self._tab["moe_eps"]
+    T = self._tab
+    lp, la = k["prefill_level"], k["prefill_attn_level"]
+    ld, li = k["decode_level"], k["decode_idx_level"]
+
+    # ---------------- prefill
+    lin_p, head = T["lin_prefill"], T["head"]
+    self._c_pair = la  # attn_work is in seconds per forward at level 1
+    p, inv_p = k["prefill_sat_sharpness"], 1.0 / k["prefill_sat_sharpness"]
+    sat = k["prefill_sat_tokens"]
+    floor_p = (lp * lin_p(sat)) ** p if sat > 0 else 0.0
+    self._g_floor = floor_p ** inv_p
+    heads = [lp * head(n) for n in range(257)]
+    p_fixed, p_req, ep_tok = self._p_fixed, k["prefill_req_overhead_s"], self._ep_prefill_tok
+
+    def prefill_time(new_tokens_sum: float, attn_work: float, n_reqs: int) -> float:
+        if new_tokens_sum <= 0 and attn_work <= 0:
+            return 0.0
+        g = lp * lin_p(new_tokens_sum) if new_tokens_sum > 0 else 0.0
+        gemm = (g ** p + floor_p) ** inv_p
+        h = heads[n_reqs] if n_reqs <= 256 else lp * head(n_reqs)
+        return p_fixed + n_reqs * p_req + h + gemm + la * attn_work + ep_tok * new_tokens_sum
+
+    self.prefill_time = prefill_time
+    A = T["attn_prefill"]
+    conv = T["attn_conv"]
+    if conv is not None:
+        def attn_work(cached: float, new: float) -> float:
+            return L * A(cached, new) * conv(cached, new) if new > 0 else 0.0
+    else:
+        # Interp2D.__call__ inlined (hot path: every request of every forward, and the
+        # scheduler's quota search); same arithmetic, ~4x faster
+        import math as _m
+        from bisect import bisect_right as _bis
+        ua, ub, r, nb = A.ua, A.ub, [L * _m.exp(v) for v in A.r], A.nb
+        # bilinear in log space of r: keep log values, scale by L after exp
+        lr = A.r
+        dua = [1.0 / (ua[i + 1] - ua[i]) for i in range(len(ua) - 1)]
+        dub = [1.0 / (ub[j + 1] - ub[j]) for j in range(len(ub) - 1)]
+        amin, amax, bmin, bmax = A.a_min, A.a_max, A.b_min, A.b_max
+        ia_last, jb_last = len(ua) - 2, nb - 2
+        topk = T["attn_topk"]
+        kap = T["attn_kappa"]
+        log1p, log, exp = _m.log1p, _m.log, _m.exp
+        del r
+
+        memo: dict = {}  # pure function of (cached, new); ~half the calls of a run repeat
+
+        def attn_work(cached: float, new: float) -> float:
+            v = memo.get((cached, new))
+            if v is not None:
+                return v
+            if new <= 0:
+                return 0.0
+            a = cached if cached > amin else amin
+            b = new if new > bmin else bmin
+            if a >= amax:
+                i, wa = ia_last, 1.0
+            else:
+                x = log1p(a)
+                i = _bis(ua, x) - 1
+                wa = (x - ua[i]) * dua[i]
+            if b >= bmax:
+                j, wb = jb_last, 1.0
+            else:
+                y = log(b)
+                j = _bis(ub, y) - 1
+                wb = (y - ub[j]) * dub[j]
+            k = i * nb + j
+            r00 = lr[k]
+            r10 = lr[k + nb]
+            lo = r00 + wb * (lr[k + 1] - r00)
+            d = b * (a + 0.5 * b)
+            if topk is None:
+                basis = d
+            elif a >= topk:
+                basis = b * topk + kap * d
+            else:
+                xx = topk - a
+                basis = (d if b <= xx else xx * (a + 0.5 * xx) + (b - xx) * topk) + kap * d
+            v = L * exp(lo + wa * (r10 + wb * (lr[k + nb + 1] - r10) - lo)) * basis
+            if len(memo) >= 262144:
+                memo.clear()
+            memo[(cached, new)] = v
+            return v
+    self.attn_work = attn_work
+
+    # ---------------- decode (affine least squares, see _decode_fit)
+    a0, a1 = T["dec_lin"]
+    b0, b1, b2 = T["dec_attn"]
+    g0, g1, g2 = T["dec_idx"]
+    ep_lat = shape.n_moe_layers * k["decode_ep_layer_latency_s"] if self.ep_size_decode > 1 else 0.0
+    t0 = (ld * (a0 + L * b0 + li * L * g0) + k["decode_fwd_overhead_s"] + L * k["decode_layer_overhead_s"]
+          + ep_lat)
+    t_seq = (ld * (a1 + L * b1 + li * L * g1) + k["decode_seq_overhead_s"]
+             + self.ep_cnic_bytes_per_token_layer_decode * ep_exposed)
+    if shape.topk is not None:
+        t_idx = ld * li * L * g2  # (decode_idx_key_layer_s is analytic-only: the tables measure the indexer)
+        t_cap = ld * L * b2
+        self._split = (t0, t_seq, t_idx, t_cap, shape.topk)
+        self._coeffs = (t0, t_seq + shape.topk * t_cap, t_idx)
+    else:
+        self._split = (t0, t_seq, ld * L * b2, 0.0, None)
+        self._coeffs = (t0, t_seq, ld * L * b2)
+
+def _build_tables(self, tab, tm: str, shape: ModelShape, tshape: ModelShape, tcfg: Mapping,
+                  filled: list) -> dict:
+    import math
+    from .compute_tables import Interp1D, TableError, make_2d
+
+    L, nd, nm = shape.n_layers, shape.n_dense_layers, shape.n_moe_layers
+    gdt = self.shape_gemm_dtype
+    out: dict = {}
+
+    # ---------------- GEMMs: one forward's linear layers (excl. LM head) vs tokens per GPU
+    def op(name: str, dtype: str) -> Interp1D:
+        pts = tab.points("gemm", tm, (name, dtype))
+        return Interp1D(list(pts), list(pts.values()))
+
+    ops = {"attn_proj": op("attn_proj", gdt)}
+    if nd:
+        ops["dense_mlp"] = op("dense_mlp", gdt)
+    # moe: gemm.csv holds it at one EP size (meta.json, else the measured model's decode EP:
+    # calibration/layers.py); moe_ep.csv, when present, at several
+    moes = {}
+    if nm:
+        tep = tab.ep_size(tm) or int(tcfg["parallel"]["ep_size_decode"])
+        moes[tep] = op("moe", gdt)
+        for e in tab.moe_eps(tm, gdt):
+            pts = tab.points("moe_ep", tm, (e, gdt))
+            moes[e] = Interp1D(list(pts), list(pts.values()))
+    self.tables_moe_eps = sorted(moes)
+    grid = sorted({x for n in ops for x in tab.points("gemm", tm, (n, gdt))})
+
+    def lin_for(ep: int) -> Interp1D:
+        # EP e not measured: from the nearest measured E, balanced routing: EP e for N tokens
+        # = (E/e) x EP E for N*e/E tokens (per expert the rows scale with e, experts per GPU 1/e)
+        if nm:
+            E = min(moes, key=lambda v: abs(math.log(v / ep)))
+            f = ep / E
+            moe = moes[E]
+        ys = []
+        for x in grid:
+            y = L * ops["attn_proj"](x)
+            if nd:
+                y += nd * ops["dense_mlp"](x)
+            if nm:
+                y += nm * moe(x * f) / f
+            ys.append(y)
+        return Interp1D(grid, ys)
+
+    out["lin_prefill"] = lin_for(self.ep_size_prefill)
+    lin_d = lin_for(self.ep_size_decode)
+    hd = "bf16" if tab.has("gemm", tm, ("lm_head", "bf16")) else gdt
+    out["head"] = head = op("lm_head", hd)
+
+    # ---------------- prefill attention: seconds per layer per request (attn + indexer)
+    ttopk = tshape.topk
+
+    def dense(c, n):
+        return n * (c + 0.5 * n)
+
+    if ttopk is not None:
+        def sparse(c, n):
+            return attn_work_sparse(c, n, ttopk)
+    else:
+        sparse = dense
+    att = tab.points("prefill_attn", tm, "attn")
+    use_idx = shape.topk is not None and tab.has("prefill_attn", tm, "indexer")
+    if shape.topk is not None and not use_idx:
+        raise TableError(f"{tab.dir / 'prefill_attn.csv'}: no 'train' rows for model={tm} component=indexer (DSA model)")
+    if use_idx:
+        idx = tab.points("prefill_attn", tm, "indexer")
+        ia = make_2d(att, sparse, "prefill_attn attn", filled)
+        ii = make_2d(idx, dense, "prefill_attn indexer", filled)
+        keys = sorted(set(att) | set(idx))
+        pts = {key: ia(*key) + ii(*key) for key in keys}
+        # one lookup for both: basis = sparse pairs + kappa x dense pairs, kappa = median ratio
+        # of the indexer's to the attention's time per pair (keeps time/basis nearly flat)
+        ks = sorted((ii(*key) / dense(*key)) / (ia(*key) / sparse(*key)) for key in keys)
+        kappa = ks[len(ks) // 2]
+        out["attn_prefill"] = make_2d(pts, lambda c, n: sparse(c, n) + kappa * dense(c, n), "prefill_attn", filled)
+        out["attn_topk"], out["attn_kappa"] = ttopk, kappa
+    else:
+        out["attn_prefill"] = make_2d(att, sparse, "prefill_attn attn", filled)
+        out["attn_topk"], out["attn_kappa"] = ttopk, 0.0
+    # variant whose attention differs from the measured model's (C2's V3: dense MHA-mode MLA):
+    # scale by the ratio of analytic attention FLOPs (documented assumption)
+    same = (shape.attention == tshape.attention and shape.prefill_mode == tshape.prefill_mode
+            and shape.topk == tshape.topk and shape.attn_flops_pair_layer == tshape.attn_flops_pair_layer)
+    if same:
+        out["attn_conv"] = None
+    else:
+        # the MHA-mode up-projection of cached latents is a GEMM: its FLOPs count at the
+        # analytic model's GEMM / attention speed ratio (peaks x gemm_eff / attn_prefill_eff)
+        fo, ft = shape.attn_flops_pair_layer, tshape.attn_flops_pair_layer
+        uo = shape.up_flops_cached_layer * self._up_rel_flops
+        otopk = shape.topk
+
+        def conv(c, n):
+            wo = fo * (attn_work_sparse(c, n, otopk) if otopk is not None else dense(c, n)) + uo * c
+            return wo / (ft * sparse(c, n))
+        out["attn_conv"] = conv
+
+    # ---------------- decode: affine least squares over the paper's batch / context range
+    datt = make_2d(tab.points("decode_attn", tm, "attn"),
+                   (lambda c, b: b * (min(c, ttopk) + 1.0)) if ttopk is not None else (lambda c, b: b * (c + 1.0)),
+                   "decode_attn attn", filled)
+    didx = None
+    if shape.topk is not None:
+        didx = make_2d(tab.points("decode_attn", tm, "indexer"), lambda c, b: b * (c + 1.0),
+                       "decode_attn indexer", filled)
+    out.update(self._decode_fit(lin_d, head, datt, didx, ttopk, shape, tshape))
+    return out
+
+# batch sizes and contexts of the decode least squares (the paper's range: up to ~128
+# sequences per DE GPU, contexts up to the 64K dataset's MAL)
+DECODE_FIT_BATCH = (1, 2, 4, 8, 16, 32, 64, 128)
+DECODE_FIT_CTX = (512, 1024, 2048, 4096, 8192, 16384, 32768, 49152, 65536)
+
+def _decode_fit(self, lin_d, head, datt, didx, ttopk, shape, tshape) -> dict:
+    """Affine coefficients of each decode component by non-negative least squares on relative
+    error over ``DECODE_FIT_BATCH x DECODE_FIT_CTX``: linear+head ``a0 + a1*n``; attention
+    ``b0 + b1*n + b2*n*keys`` (keys = min(ctx, topk) for DSA, ctx otherwise); indexer
+    ``g0 + g1*n + g2*n*ctx``.  Also records the worst relative error of the affine step time
+    against the table step time (level 1) in ``self.decode_fit_max_err``."""
+    import numpy as np
+
+    B, C = self.DECODE_FIT_BATCH, self.DECODE_FIT_CTX
+
+    def nnls_rel(X, y):
+        X = np.asarray(X, float)
+        y = np.asarray(y, float)
+        w = 1.0 / y
+        Xw, yw = X * w[:, None], y * w
+        act = list(range(X.shape[1]))
+        while True:
+            c, *_ = np.linalg.lstsq(Xw[:, act], yw, rcond=None)
+            if (c >= 0).all() or len(act) == 1:
+                full = np.zeros(X.shape[1])
+                full[act] = np.maximum(c, 0.0)
+                return [float(v) for v in full]
+            act.pop(int(np.argmin(c)))
+
+    a = nnls_rel([[1.0, n] for n in B], [lin_d(n) + head(n) for n in B])
+    dense_own = shape.topk is None and ttopk is not None  # e.g. V3 priced from DSA tables
+    kf = (shape.attn_dec_flops_key_layer / tshape.attn_dec_flops_key_layer) if dense_own else 1.0
+    X, y = [], []
+    for n in B:
+        for c in C:
+            keys = min(c, ttopk) if ttopk is not None else c
+            X.append([1.0, n, n * keys])
+            y.append(datt(c, n))
+    b = nnls_rel(X, y)
+    if dense_own:
+        b[2] *= kf  # dense over the whole context; the regressor becomes n*ctx (decode_coeffs)
+    g = [0.0, 0.0, 0.0]
+    if didx is not None:
+        g = nnls_rel([[1.0, n, n * c] for n in B for c in C], [didx(c, n) for n in B for c in C])
+    # worst error of the affine form (level 1, all layers) over the grid
+    L = shape.n_layers
+    worst = 0.0
+    for n in B:
+        for c in C:
+            keys = c if (ttopk is None or dense_own) else min(c, ttopk)
+            tab_t = lin_d(n) + head(n) + L * datt(c, n) * (kf if dense_own else 1.0)
+            aff = a[0] + a[1] * n + L * (b[0] + b[1] * n + b[2] * n * keys)
+            if didx is not None:
+                tab_t += L * didx(c, n)
+                aff += L * (g[0] + g[1] * n + g[2] * n * c)
+            worst = max(worst, abs(aff / tab_t - 1.0))
+    self.decode_fit_max_err = worst
+    return {"dec_lin": tuple(a), "dec_attn": tuple(b), "dec_idx": tuple(g), "lin_decode": lin_d,
+            "attn_decode": datt, "idx_decode": didx}
+
+def table_errors(self, split: str = "heldout") -> list[dict]:
+    """Relative error of this model's table lookups (level 1, per layer / per op) at the
+    tables' ``split`` points: [{table, key, at, measured, predicted, rel_err}]."""
+    if self.mode != "tables":
+        raise ValueError("table_errors: the model is analytic (compute_tables is null)")
+    from .compute_tables import make_2d, Interp1D
+
+    tab, tm, rows = self.tables, self.tables_model, []
+    ttopk = self.shape.topk if self.tables_model == self.shape.name else None
+    for (kind, model, key, sp), pts in sorted(tab._pts.items(), key=lambda kv: str(kv[0])):
+        if model != tm or sp != split or not tab.has(kind, tm, key, "train"):
+            continue
+        train = tab.points(kind, tm, key, "train")
+        if kind in ("gemm", "moe_ep"):
+            f = Interp1D(list(train), list(train.values()))
+        else:
+            if kind == "prefill_attn":
+                basis = ((lambda c, n: attn_work_sparse(c, n, ttopk)) if (key == "attn" and ttopk)
+                         else (lambda c, n: n * (c + 0.5 * n)))
+            else:
+                basis = ((lambda c, b: b * (min(c, ttopk) + 1.0)) if (key == "attn" and ttopk)
+                         else (lambda c, b: b * (c + 1.0)))
+            f = make_2d(train, basis, kind, [])
+        for at, t in sorted(pts.items()):
+            got = f(at) if kind in ("gemm", "moe_ep") else f(*at)
+            rows.append({"table": kind, "key": key if isinstance(key, str) else "/".join(map(str, key)), "at": at,
+                         "measured": t, "predicted": got, "rel_err": got / t - 1.0})
+    return rows
+
+
+def _table_summary(self) -> dict:
+    return {"compute_tables": str(self.tables.dir), "compute_tables_model": self.tables_model,
+            "prefill_s_per_token_gemm": self.prefill_time(16384, 0.0, 1) / 16384, "prefill_s_per_attn_pair": None,
+            "decode_affine_max_rel_err": self.decode_fit_max_err,
+            "levels": {kk: self.knobs[kk] for kk in LEVEL_KEYS}}
+
+
+ComputeModel._init_tables = _init_tables
+ComputeModel._build_tables = _build_tables
+ComputeModel._decode_fit = _decode_fit
+ComputeModel.table_errors = table_errors
+ComputeModel.DECODE_FIT_BATCH = DECODE_FIT_BATCH
+ComputeModel.DECODE_FIT_CTX = DECODE_FIT_CTX
