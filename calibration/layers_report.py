@@ -257,16 +257,14 @@ def _md(df: pd.DataFrame, floatfmt="{:.3g}") -> str:
 
 
 def figures(t: dict, out: str) -> list:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from dpsim.metrics.outputs import new_figure  # not pyplot: a notebook's backend survives
 
     paths = []
     if "prefill_attn" in t and "decode_attn" in t and len(t["prefill_attn"]) and len(t["decode_attn"]):
         p, d = t["prefill_attn"], t["decode_attn"]
         combos = [(m, c) for (m, c), _ in p.groupby(["model", "component"])]
-        fig, axs = plt.subplots(2, len(combos), figsize=(3.2 * len(combos), 6.4), squeeze=False)
+        fig = new_figure(figsize=(3.2 * len(combos), 6.4))
+        axs = fig.subplots(2, len(combos), squeeze=False)
         for j, (m, c) in enumerate(combos):
             ax = axs[0][j]
             g = p[(p.model == m) & (p.component == c)]
@@ -290,12 +288,12 @@ def figures(t: dict, out: str) -> list:
         fig.tight_layout()
         f = os.path.join(out, "attention.png")
         fig.savefig(f, dpi=110)
-        plt.close(fig)
         paths.append(f)
     if "gemm" in t and len(t["gemm"]):
         g = t["gemm"]
         models = sorted(g.model.unique())
-        fig, axs = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.6), squeeze=False)
+        fig = new_figure(figsize=(4.2 * len(models), 3.6))
+        axs = fig.subplots(1, len(models), squeeze=False)
         for j, m in enumerate(models):
             ax = axs[0][j]
             for (op, dt), go in g[(g.model == m) & (g.split == "train")].groupby(["op", "dtype"]):
@@ -310,7 +308,6 @@ def figures(t: dict, out: str) -> list:
         fig.tight_layout()
         f = os.path.join(out, "gemm.png")
         fig.savefig(f, dpi=110)
-        plt.close(fig)
         paths.append(f)
     return paths
 
