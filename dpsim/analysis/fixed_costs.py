@@ -180,11 +180,13 @@ def decompose(model: str = "ds27b", P: int | None = None, D: int | None = None, 
     parts = {
         "prefill: forward launch": kn["prefill_fwd_overhead_s"],
         "prefill: per-layer overheads": L * kn["prefill_layer_overhead_s"],
-        "prefill: per-request + LM head": cm._p_req,
-        "prefill: GEMMs": gemm,
-        "prefill: attention": cm._c_pair * work,
         "prefill: exposed EP all-to-all": cm._ep_prefill_tok * new,
     }
+    if getattr(cm, "tables", None) is None:  # analytic model: its own terms
+        parts.update({"prefill: per-request + LM head": cm._p_req, "prefill: GEMMs": gemm,
+                      "prefill: attention": cm._c_pair * work})
+    else:  # table mode: GEMMs, attention and LM head come from the measured tables x levels
+        parts["prefill: GEMMs + attention + LM head (measured tables x levels)"] = T - sum(parts.values())
     t.update(parts)
     # Layerwise coarse: inputs paced over T(L-1)/L then the last layer (T/L); outputs from T/L.
     pace = T * (L - 1) / L if L > 1 else 0.0
@@ -233,7 +235,7 @@ def decompose(model: str = "ds27b", P: int | None = None, D: int | None = None, 
         "decode: launch (fwd overhead)": kn["decode_fwd_overhead_s"],
         "decode: per-layer overheads": L * kn["decode_layer_overhead_s"],
         "decode: EP dispatch/combine latency": ep_lat,
-        "decode: weight read": cm._w_decode,
+        "decode: weight read + other fixed per step": t0 - (kn["decode_fwd_overhead_s"] + L * kn["decode_layer_overhead_s"] + ep_lat),
         "decode: GEMMs + LM head + per-seq": ts_base,
     }
     attn_first = tt * ctx0 + (ts - ts_base)
@@ -249,7 +251,9 @@ def decompose(model: str = "ds27b", P: int | None = None, D: int | None = None, 
     out.tpot = {"PE->DE hand-off (per token)": costs.handoff_s / k,
                 "DE H2D (per token)": (h2d_lat + h2d_x) / k}
     out.tpot.update(out.step)
-    if abs(t0 - (kn["decode_fwd_overhead_s"] + L * kn["decode_layer_overhead_s"] + ep_lat + cm._w_decode)) > 1e-12:
+    # (table mode: t0/t_seq/t_tok are the affine fit of the measured tables x levels, docs/compute_tables.md,
+    # so 'weight read + other fixed' is t0 less launch, layers and EP)
+    if getattr(cm, "tables", None) is None and abs(t0 - (kn["decode_fwd_overhead_s"] + L * kn["decode_layer_overhead_s"] + ep_lat + cm._w_decode)) > 1e-12:
         out.notes.append("decode t0 is not launch + layers + EP + weights: the compute model changed")
 
     out.sim = {"ttft_s": r.t_first - r.arrival, "ttst_s": r.t_second - r.arrival,
