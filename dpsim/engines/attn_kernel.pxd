@@ -1,6 +1,7 @@
 # Augmenting declarations: the table-mode prefill-attention kernel as an extension type (see
 # dpsim/_core.py, setup.py); the .py beside this is the reference.
 cimport cython
+cimport libc.math as math  # the .py's math.log1p/log/exp as C calls (same libm, same bits)
 
 
 cdef class AttnKernel:
