@@ -14,3 +14,22 @@ cdef class AttnKernel:
                    wa=double, wb=double, r00=double, r10=double, low=double, d=double, basis=double,
                    xx=double)
     cpdef double work(self, double cached, double new)
+
+
+cdef class LogLogLine:
+    cdef public double[::1] lx, ly
+    cdef public long n
+    cdef public double x0, y0, xn, yn_per_x
+
+    @cython.locals(u=double, lo=long, hi=long, mid=long, i=long, w=double)
+    cpdef double at(self, double x)
+
+
+cdef class PrefillKernel:
+    cdef public double lp, p, inv_p, floor_p, p_fixed, p_req, la, ep_tok
+    cdef public LogLogLine lin, head
+    cdef public double[::1] heads
+    cdef public long n_heads
+
+    @cython.locals(g=double, gemm=double, h=double)
+    cpdef double time(self, double new_tokens_sum, double attn_work, long n_reqs)

@@ -86,3 +86,59 @@ class AttnKernel:
             xx = self.topk - a
             basis = (d if b <= xx else xx * (a + 0.5 * xx) + (b - xx) * self.topk) + self.kappa * d
         return self.L * math.exp(low + wa * (r10 + wb * (self.lr[k + nb + 1] - r10) - low)) * basis
+
+
+class LogLogLine:
+    """The compiled twin of :meth:`dpsim.engines.compute_tables.Interp1D.__call__` (same
+    arithmetic, same bits): piecewise log-log linear, held below the first point, linear above
+    the last."""
+
+    def __init__(self, f):
+        self.lx = array("d", f.lx)
+        self.ly = array("d", f.ly)
+        self.n = len(f.lx)
+        self.x0, self.y0 = float(f.x0), float(f.y0)
+        self.xn, self.yn_per_x = float(f.xn), float(f.yn_per_x)
+
+    def at(self, x: float) -> float:
+        if x <= self.x0:
+            return self.y0
+        if x >= self.xn:
+            return self.yn_per_x * x
+        u = math.log(x)
+        lo = 0
+        hi = self.n
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if u < self.lx[mid]:
+                hi = mid
+            else:
+                lo = mid + 1
+        i = lo - 1
+        w = (u - self.lx[i]) / (self.lx[i + 1] - self.lx[i])
+        return math.exp(self.ly[i] + w * (self.ly[i + 1] - self.ly[i]))
+
+
+class PrefillKernel:
+    """Table mode's forward time of a prefill batch (``ComputeModel.prefill_time``): the GEMMs of
+    ``new_tokens_sum`` tokens over their floor, the LM head of ``n_reqs`` requests, the attention
+    work, fixed and per-request overheads and the EP all-to-all; see compute.py's table mode."""
+
+    def __init__(self, lp, lin, p, inv_p, floor_p, heads, head, p_fixed, p_req, la, ep_tok):
+        self.lp, self.p, self.inv_p, self.floor_p = float(lp), float(p), float(inv_p), float(floor_p)
+        self.lin = LogLogLine(lin)
+        self.head = LogLogLine(head)
+        self.heads = array("d", heads)
+        self.n_heads = len(heads)
+        self.p_fixed, self.p_req, self.la, self.ep_tok = float(p_fixed), float(p_req), float(la), float(ep_tok)
+
+    def time(self, new_tokens_sum: float, attn_work: float, n_reqs: int) -> float:
+        if new_tokens_sum <= 0 and attn_work <= 0:
+            return 0.0
+        g = self.lp * self.lin.at(new_tokens_sum) if new_tokens_sum > 0 else 0.0
+        # math.pow, not **: Cython's ** on doubles is complex-valued pow (other bits); both are
+        # C pow() for these positive finite values
+        gemm = math.pow(math.pow(g, self.p) + self.floor_p, self.inv_p)
+        h = self.heads[n_reqs] if n_reqs < self.n_heads else self.lp * self.head.at(n_reqs)
+        return (self.p_fixed + n_reqs * self.p_req + h + gemm + self.la * attn_work
+                + self.ep_tok * new_tokens_sum)

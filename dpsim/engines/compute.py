@@ -558,15 +558,10 @@ def _init_tables(self, m: Mapping, path: str, ep_exposed: float) -> None:
     heads = [lp * head(n) for n in range(257)]
     p_fixed, p_req, ep_tok = self._p_fixed, k["prefill_req_overhead_s"], self._ep_prefill_tok
 
-    def prefill_time(new_tokens_sum: float, attn_work: float, n_reqs: int) -> float:
-        if new_tokens_sum <= 0 and attn_work <= 0:
-            return 0.0
-        g = lp * lin_p(new_tokens_sum) if new_tokens_sum > 0 else 0.0
-        gemm = (g ** p + floor_p) ** inv_p
-        h = heads[n_reqs] if n_reqs <= 256 else lp * head(n_reqs)
-        return p_fixed + n_reqs * p_req + h + gemm + la * attn_work + ep_tok * new_tokens_sum
+    from .attn_kernel import PrefillKernel
 
-    self.prefill_time = prefill_time
+    self.prefill_time = PrefillKernel(lp, lin_p, p, inv_p, floor_p, heads, head, p_fixed, p_req, la,
+                                      ep_tok).time
     A = T["attn_prefill"]
     conv = T["attn_conv"]
     if conv is not None:
