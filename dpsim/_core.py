@@ -31,6 +31,7 @@ CORE = (
     "dpsim.lifecycle.transitions",
     "dpsim.lifecycle.ports",
     "dpsim.lifecycle.log",
+    "dpsim.engines.attn_kernel",
     "dpsim.engines.decode",
     "dpsim.engines.prefill",
     "dpsim.engines.prefill_modes.base",

@@ -92,3 +92,40 @@ def test_stale_build_falls_back_to_sources(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["python", "True", "True", "True"]
+
+
+@needs_build
+def test_table_kernels_match_their_pure_twins_bit_for_bit():
+    """The table-mode kernels (attn_kernel.py) on random inputs: the compiled build gives the same
+    bits as the .py (e.g. Cython's ``**`` on doubles is complex pow and differs in the last bit;
+    the kernels use math.pow, which both builds run as C pow)."""
+    import importlib.util
+    import random
+
+    from dpsim.engines import attn_kernel as C
+    from dpsim.runner import build
+
+    from helpers import make_cfg
+
+    spec = importlib.util.spec_from_file_location("attn_kernel_pure", ROOT / "dpsim/engines/attn_kernel.py")
+    P = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(P)
+    assert not C.__file__.endswith(".py") and P.__file__.endswith(".py")
+    sim = build(make_cfg("model=ds660b", "workload.agents=2", "cluster.prefill_nodes=2", "cluster.decode_nodes=4"))
+    cm = sim.policy.ctx.compute
+    T, A = cm._tab, cm._tab["attn_prefill"]
+    ca = cm.attn_work.__self__
+    cp = cm.prefill_time.__self__
+    assert isinstance(ca, C.AttnKernel) and isinstance(cp, C.PrefillKernel)
+    pa = P.AttnKernel(cm.shape.n_layers, A.ua, A.ub, A.r, A.nb, A.a_min, A.a_max, A.b_min, A.b_max,
+                      T["attn_topk"], T["attn_kappa"])
+    pp = P.PrefillKernel(cp.lp, T["lin_prefill"], cp.p, cp.inv_p, cp.floor_p, list(cp.heads), T["head"],
+                         cp.p_fixed, cp.p_req, cp.la, cp.ep_tok)
+    rng = random.Random(7)
+    for _ in range(20000):
+        c, n = float(rng.randrange(0, 80000)), float(rng.randrange(0, 20000))
+        assert ca.work(c, n) == pa.work(c, n)
+        ns, w, k = rng.randrange(0, 40000), rng.uniform(0.0, 2.0), rng.randrange(1, 400)
+        assert cp.time(ns, w, k) == pp.time(ns, w, k)
+        x = rng.uniform(0.5, 60000.0)
+        assert cp.lin.at(x) == T["lin_prefill"](x)

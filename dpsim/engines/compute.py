@@ -558,76 +558,37 @@ def _init_tables(self, m: Mapping, path: str, ep_exposed: float) -> None:
     heads = [lp * head(n) for n in range(257)]
     p_fixed, p_req, ep_tok = self._p_fixed, k["prefill_req_overhead_s"], self._ep_prefill_tok
 
-    def prefill_time(new_tokens_sum: float, attn_work: float, n_reqs: int) -> float:
-        if new_tokens_sum <= 0 and attn_work <= 0:
-            return 0.0
-        g = lp * lin_p(new_tokens_sum) if new_tokens_sum > 0 else 0.0
-        gemm = (g ** p + floor_p) ** inv_p
-        h = heads[n_reqs] if n_reqs <= 256 else lp * head(n_reqs)
-        return p_fixed + n_reqs * p_req + h + gemm + la * attn_work + ep_tok * new_tokens_sum
+    from .attn_kernel import PrefillKernel
 
-    self.prefill_time = prefill_time
+    self.prefill_time = PrefillKernel(lp, lin_p, p, inv_p, floor_p, heads, head, p_fixed, p_req, la,
+                                      ep_tok).time
     A = T["attn_prefill"]
     conv = T["attn_conv"]
     if conv is not None:
         def attn_work(cached: float, new: float) -> float:
             return L * A(cached, new) * conv(cached, new) if new > 0 else 0.0
     else:
-        # Interp2D.__call__ inlined (hot path: every request of every forward, and the
-        # scheduler's quota search); same arithmetic, ~4x faster
-        import math as _m
-        from bisect import bisect_right as _bis
-        ua, ub, r, nb = A.ua, A.ub, [L * _m.exp(v) for v in A.r], A.nb
-        # bilinear in log space of r: keep log values, scale by L after exp
-        lr = A.r
-        dua = [1.0 / (ua[i + 1] - ua[i]) for i in range(len(ua) - 1)]
-        dub = [1.0 / (ub[j + 1] - ub[j]) for j in range(len(ub) - 1)]
-        amin, amax, bmin, bmax = A.a_min, A.a_max, A.b_min, A.b_max
-        ia_last, jb_last = len(ua) - 2, nb - 2
-        topk = T["attn_topk"]
-        kap = T["attn_kappa"]
-        log1p, log, exp = _m.log1p, _m.log, _m.exp
-        del r
+        # Interp2D.__call__ as one compiled kernel (hot path: every request of every forward, and
+        # the scheduler's quota search); same arithmetic, same bits (attn_kernel.py)
+        from .. import _core
+        from .attn_kernel import AttnKernel
 
-        memo: dict = {}  # pure function of (cached, new); ~half the calls of a run repeat
+        kern = AttnKernel(L, A.ua, A.ub, A.r, A.nb, A.a_min, A.a_max, A.b_min, A.b_max,
+                          T["attn_topk"], T["attn_kappa"])
+        work = kern.work
+        if _core.IMPLEMENTATION == "compiled":
+            attn_work = work
+        else:
+            memo: dict = {}  # pure function of (cached, new); ~half the calls of a run repeat
 
-        def attn_work(cached: float, new: float) -> float:
-            v = memo.get((cached, new))
-            if v is not None:
+            def attn_work(cached: float, new: float) -> float:
+                v = memo.get((cached, new))
+                if v is None:
+                    v = work(cached, new)
+                    if len(memo) >= 262144:
+                        memo.clear()
+                    memo[(cached, new)] = v
                 return v
-            if new <= 0:
-                return 0.0
-            a = cached if cached > amin else amin
-            b = new if new > bmin else bmin
-            if a >= amax:
-                i, wa = ia_last, 1.0
-            else:
-                x = log1p(a)
-                i = _bis(ua, x) - 1
-                wa = (x - ua[i]) * dua[i]
-            if b >= bmax:
-                j, wb = jb_last, 1.0
-            else:
-                y = log(b)
-                j = _bis(ub, y) - 1
-                wb = (y - ub[j]) * dub[j]
-            k = i * nb + j
-            r00 = lr[k]
-            r10 = lr[k + nb]
-            lo = r00 + wb * (lr[k + 1] - r00)
-            d = b * (a + 0.5 * b)
-            if topk is None:
-                basis = d
-            elif a >= topk:
-                basis = b * topk + kap * d
-            else:
-                xx = topk - a
-                basis = (d if b <= xx else xx * (a + 0.5 * xx) + (b - xx) * topk) + kap * d
-            v = L * exp(lo + wa * (r10 + wb * (lr[k + nb + 1] - r10) - lo)) * basis
-            if len(memo) >= 262144:
-                memo.clear()
-            memo[(cached, new)] = v
-            return v
     self.attn_work = attn_work
 
     # ---------------- decode (affine least squares, see _decode_fit)

@@ -1,4 +1,6 @@
+cimport cython
 # Augmenting declarations: Join as an extension type (see dpsim/_core.py and setup.py).
+@cython.freelist(256)  # allocated and freed per request stage: reuse the memory
 cdef class Join:
     cdef public long left
     cdef public object then
@@ -6,6 +8,7 @@ cdef class Join:
     cpdef add(self, long k=*)
 
 
+@cython.freelist(256)
 cdef class Call:
     cdef public object fn
     cdef public tuple args

@@ -5,10 +5,18 @@ cimport cython
 from dpsim.lifecycle.join cimport Call, Join
 from dpsim.lifecycle.request cimport Agent, Request
 from dpsim.cluster.topology cimport GPU
+from dpsim.lifecycle.log cimport RequestLog
+from dpsim.lifecycle.ports cimport KVPort
+from dpsim.scheduling.base cimport Policy
+from dpsim.scheduling.ledger cimport LoadLedger
 
 
 cdef class Lifecycle:
-    cdef public object clock, port, ledger, log, policy, progress, on_agent_done, on_change
+    cdef public object clock, progress, on_agent_done, on_change
+    cdef public KVPort port
+    cdef public LoadLedger ledger
+    cdef public RequestLog log
+    cdef public Policy policy
     cdef public object awaiting_first, first_token_times, first_token_ttft
     cdef public double kvb, pre_s, alloc_s, handoff_s
     cdef public long block, n_rid, outstanding, n_done, n_failed

@@ -1,3 +1,4 @@
+cimport cython
 # Augmenting declarations: compile links.py into extension types (see setup.py).
 cdef class Link:
     cdef public object name, kind, node, index
@@ -10,6 +11,7 @@ cdef class Link:
     cpdef double delivered(self, double now)
 
 
+@cython.freelist(256)  # a few per request, short-lived: reuse the memory
 cdef class Transfer:
     cdef public object id, route, on_done, tag
     cdef public double size, remaining, rate, max_rate, last_t, t_submit, t_start, t_end

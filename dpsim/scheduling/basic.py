@@ -27,13 +27,23 @@ when one of its requests starts its first forward or a held request fails; then 
 offered the queue one zero-delay event later -- never from inside the engine's own batching
 call -- and, while the head stays the one no PE could take, only that PE is checked (no other
 PE's room changed).
+
+Choosing costs O(log engines), not a scan of every engine (issue #10 item 5): a tournament tree
+per side (:mod:`dpsim.scheduling.engine_tree`) keeps the least ``(tok_e, index)`` -- the load
+ledger reports every change of a tok_e -- and, for PEs, the least prefetch room used in new
+tokens and in HBM tokens, so the search for the least-loaded PE that can take the head skips
+every subtree in which no PE has room.  ``can_take`` still decides at each PE, so the choice is
+exactly the scan's (tests/test_engine_tree.py checks it against a scan).
 """
 from __future__ import annotations
 
 from collections import deque
 
 from .base import Policy, register
+from .engine_tree import MinTree
 from .ledger import new_tokens
+
+_INF = float("inf")
 from .simple import round_robin_choice
 
 
@@ -60,6 +70,33 @@ class BasicQueuePolicy(Policy):
         self._blocked = None  # the head request no PE could take at the last full look
         self._pe_i = -1
         self._de_i = -1
+        # O(log n) choices: every tok_e change reaches the trees through the ledger
+        for side in (ctx.pes, ctx.des):
+            for j, e in enumerate(side):
+                if e.idx != j:
+                    raise AssertionError(f"engine {e!r} has idx {e.idx}, expected {j}")
+        self.cap_kv = [e.gpu.hbm_kv * self.kv_tokens_per_byte for e in ctx.pes]
+        self.pe_tree = MinTree(n)
+        self.de_tree = MinTree(len(ctx.des))
+        for e in ctx.pes:
+            self.pe_tree.set(e.idx, e.tok, -_INF, -_INF)
+        for e in ctx.des:
+            self.de_tree.set_tok(e.idx, e.tok)
+        self.ledger.on_pe = self._pe_tok
+        self.ledger.on_de = self._de_tok
+
+    def _pe_tok(self, pe) -> None:
+        self.pe_tree.set_tok(pe.idx, pe.tok)
+
+    def _de_tok(self, de) -> None:
+        self.de_tree.set_tok(de.idx, de.tok)
+
+    def _pe_room(self, i: int) -> None:
+        """PE ``i``'s prefetch room changed: its tree keys (what ``can_take`` compares)."""
+        if self.pend_n[i] == 0:
+            self.pe_tree.set(i, self.ctx.pes[i].tok, -_INF, -_INF)  # takes anything
+        else:
+            self.pe_tree.set(i, self.ctx.pes[i].tok, self.pend_new[i], self.pend_kv[i] - self.cap_kv[i])
 
     def waiting(self) -> int:
         return len(self.queue)
@@ -78,31 +115,31 @@ class BasicQueuePolicy(Policy):
                 and self.pend_kv[i] + req.prompt <= pe.gpu.hbm_kv * self.kv_tokens_per_byte)
 
     def _choose_pe(self, req):
+        """Least tok_e (ties: lowest index) among the PEs that can take ``req`` (round robin:
+        the next one in turn that can); None if none can."""
         pes = self.ctx.pes
+        amax = self.cap_new - new_tokens(req)   # can_take => pend_new <= amax
+        bmax = 1.0 - req.prompt                 # can_take => pend_kv - cap_kv <= bmax (+1 token
+        #                                         of slack for rounding: can_take decides)
+
+        def ok(i):
+            return self.can_take(pes[i], req)
+
         if self.rr:
-            n = len(pes)
-            for j in range(1, n + 1):
-                e = pes[(self._pe_i + j) % n]
-                if self.can_take(e, req):
-                    self._pe_i = e.idx
-                    return e
-            return None
-        best = None
-        for e in pes:
-            if (best is None or e.tok < best.tok) and self.can_take(e, req):
-                best = e
-        return best
+            i = self.pe_tree.first_with_room((self._pe_i + 1) % len(pes), amax, bmax, ok)
+            if i < 0:
+                return None
+            self._pe_i = i
+            return pes[i]
+        i = self.pe_tree.least_with_room(amax, bmax, ok)
+        return pes[i] if i >= 0 else None
 
     def _choose_de(self):
         des = self.ctx.des
         if self.rr:
             self._de_i = (self._de_i + 1) % len(des)
             return des[self._de_i]
-        best = des[0]
-        for e in des:
-            if e.tok < best.tok:
-                best = e
-        return best
+        return des[self.de_tree.least()]
 
     def _dispatch(self, hint=None) -> None:
         """Place queue heads while a PE can take them.  ``hint``: the one PE that gained room
@@ -133,6 +170,7 @@ class BasicQueuePolicy(Policy):
         self.pend_new[i] += t
         self.pend_kv[i] += req.prompt
         self.held[req.rid] = (i, t, req.prompt)
+        self._pe_room(i)
         self.ledger.charge_pe(req, pe)
         self.ledger.charge_de(req, de)
         self.ctx.assign(req, pe, de, plan)
@@ -145,6 +183,7 @@ class BasicQueuePolicy(Policy):
         self.pend_n[i] -= 1
         self.pend_new[i] -= t
         self.pend_kv[i] -= kv
+        self._pe_room(i)
         return True
 
     def _offer(self, pe) -> None:

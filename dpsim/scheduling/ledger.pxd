@@ -5,6 +5,8 @@ cpdef long new_tokens(Request req)
 
 
 cdef class LoadLedger:
+    cdef public object on_pe, on_de
+
     cpdef charge_pe(self, Request req, pe)
     cpdef charge_de(self, Request req, de)
     cpdef recharge_pe(self, Request req)

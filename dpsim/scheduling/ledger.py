@@ -10,6 +10,10 @@ reads them at attribute speed; nothing else writes them.
   the request's first token; a DE the tokens it will hold in HBM (prompt + generated) until
   the request ends.  A request is charged at most once per side (``req.pe_charged``).
 * read_q counts the tokens of storage reads queued or in flight on a node's SNIC.
+
+A policy that keeps its own index of the engines' loads (Basic's tournament trees,
+:mod:`dpsim.scheduling.engine_tree`) sets ``on_pe`` / ``on_de``: called with the engine after
+every change of its ``tok``.  None (the default) costs one test per change.
 """
 from __future__ import annotations
 
@@ -25,7 +29,11 @@ def new_tokens(req) -> int:
 
 
 class LoadLedger:
-    __slots__ = ()
+    __slots__ = ("on_pe", "on_de")
+
+    def __init__(self):
+        self.on_pe = None
+        self.on_de = None
 
     def charge_pe(self, req, pe) -> None:
         if req.pe_charged:
@@ -35,6 +43,8 @@ class LoadLedger:
         req.pe_charged = t
         pe.seq += 1
         pe.tok += t
+        if self.on_pe is not None:
+            self.on_pe(pe)
 
     def charge_de(self, req, de) -> None:
         if req.de_charged:
@@ -44,6 +54,8 @@ class LoadLedger:
         req.de_charged = t
         de.seq += 1
         de.tok += t
+        if self.on_de is not None:
+            self.on_de(de)
 
     def recharge_pe(self, req) -> None:
         """The request's hit shrank (only stored Full Blocks hit): its PE computes more."""
@@ -51,18 +63,24 @@ class LoadLedger:
             d = req.new - req.pe_charged
             req.pe.tok += d
             req.pe_charged = req.new
+            if self.on_pe is not None:
+                self.on_pe(req.pe)
 
     def release_pe(self, req) -> None:
         if req.pe_charged:
             req.pe.seq -= 1
             req.pe.tok -= req.pe_charged
             req.pe_charged = 0
+            if self.on_pe is not None:
+                self.on_pe(req.pe)
 
     def release_de(self, req) -> None:
         if req.de_charged:
             req.de.seq -= 1
             req.de.tok -= req.de_charged
             req.de_charged = 0
+            if self.on_de is not None:
+                self.on_de(req.de)
 
     def read_started(self, node, tokens: int) -> None:
         node.read_q += tokens
