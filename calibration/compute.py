@@ -60,47 +60,13 @@ def _need_torch():
 
 
 def _bench(torch, fn, target_s=2e-3, trials=5, max_reps=200):
-    """Median seconds per call of ``fn`` (GPU time), graph-replayed when possible."""
-    s = torch.cuda.Stream()
-    with torch.cuda.stream(s):
-        for _ in range(3):
-            fn()
-    torch.cuda.synchronize()
-    e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    with torch.cuda.stream(s):
-        e0.record(s)
-        for _ in range(3):
-            fn()
-        e1.record(s)
-    e1.synchronize()
-    est = max(e0.elapsed_time(e1) * 1e-3 / 3, 1e-7)
-    reps = int(max(1, min(max_reps, math.ceil(target_s / est))))
-    method = "graph"
-    g = None
-    try:
-        g = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(g, stream=s):
-            for _ in range(reps):
-                fn()
-        torch.cuda.synchronize()
-    except Exception:
-        g = None
-        method = "eager"
-        torch.cuda.synchronize()
-    out = []
-    with torch.cuda.stream(s):
-        for _ in range(trials):
-            e0.record(s)
-            if g is not None:
-                g.replay()
-            else:
-                for _ in range(reps):
-                    fn()
-            e1.record(s)
-            e1.synchronize()
-            out.append(e0.elapsed_time(e1) * 1e-3 / reps)
-    del g
-    return float(np.median(out)), float(np.quantile(out, 0.25)), float(np.quantile(out, 0.75)), reps, method
+    """(median, q25, q75, reps, method) GPU seconds per call of ``fn``, graph-replayed when
+    possible: the one CUDA timing loop of the calibration package, :class:`calibration.layers.Timer`
+    (any size may be graph-captured here: ``big_s`` infinite)."""
+    from .layers import Timer
+
+    dev = f"cuda:{torch.cuda.current_device()}"
+    return Timer(torch, dev, trials=trials, target_s=target_s, max_reps=max_reps, big_s=math.inf)(fn)
 
 
 def run_compute(quick: bool = False, device: int = 0, heads: int = 32, head_dim: int = 128, log=print) -> tuple[pd.DataFrame, dict]:

@@ -6,14 +6,13 @@ from dpsim.lifecycle.join cimport Call, Join
 from dpsim.lifecycle.request cimport Agent, Request
 from dpsim.cluster.topology cimport GPU
 from dpsim.lifecycle.log cimport RequestLog
-from dpsim.lifecycle.ports cimport KVPort
 from dpsim.scheduling.base cimport Policy
 from dpsim.scheduling.ledger cimport LoadLedger
 
 
 cdef class Lifecycle:
-    cdef public object clock, progress, on_agent_done, on_change
-    cdef public KVPort port
+    # port stays untyped: a calibration profile may wrap it (dpsim.cluster.profile.StorageWriteCost)
+    cdef public object clock, port, progress, on_agent_done, on_change
     cdef public LoadLedger ledger
     cdef public RequestLog log
     cdef public Policy policy
