@@ -16,7 +16,7 @@ def request_table(sim) -> pd.DataFrame:
         cols[k] = c[k]
     for k, _a in TIME_COLS:
         cols[k] = c[k]
-    df = pd.DataFrame(cols)
+    df = pd.DataFrame(cols, copy=False)
     df["status"] = pd.Categorical.from_codes(c["status"].astype(np.int64), categories=list(STATUS))
     df["fail_reason"] = c["fail_reason"]
     df["ttft_s"] = df.first_token_s - df.arrival_s
