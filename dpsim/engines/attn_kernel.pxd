@@ -4,13 +4,17 @@ cimport cython
 cimport libc.math as math  # the .py's math.log1p/log/exp as C calls (same libm, same bits)
 
 
+@cython.locals(lo=long, hi=long, mid=long)
+cdef long last_le(double[::1] xs, long n, double x)
+
+
 cdef class AttnKernel:
     cdef public double L, a_min, a_max, b_min, b_max, topk, kappa
     cdef public double[::1] ua, ub, lr, dua, dub
     cdef public long nua, nb
     cdef public bint has_topk
 
-    @cython.locals(a=double, b=double, nb=long, i=long, j=long, k=long, lo=long, hi=long, mid=long, x=double, y=double,
+    @cython.locals(a=double, b=double, nb=long, i=long, j=long, k=long, x=double, y=double,
                    wa=double, wb=double, r00=double, r10=double, low=double, d=double, basis=double,
                    xx=double)
     cpdef double work(self, double cached, double new)
@@ -21,7 +25,7 @@ cdef class LogLogLine:
     cdef public long n
     cdef public double x0, y0, xn, yn_per_x
 
-    @cython.locals(u=double, lo=long, hi=long, mid=long, i=long, w=double)
+    @cython.locals(u=double, i=long, w=double)
     cpdef double at(self, double x)
 
 

@@ -18,6 +18,19 @@ import math
 from array import array
 
 
+def last_le(xs, n: int, x: float) -> int:
+    """``bisect_right(xs[:n], x) - 1``: the last index ``i`` with ``xs[i] <= x`` (sorted ``xs``)."""
+    lo = 0
+    hi = n
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if x < xs[mid]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo - 1
+
+
 class AttnKernel:
     """``work(cached, new)`` = seconds of prefill attention per forward at level 1 (all layers)."""
 
@@ -47,31 +60,14 @@ class AttnKernel:
             wa = 1.0
         else:
             x = math.log1p(a)
-            # bisect_right(ua, x) - 1: the last i with ua[i] <= x
-            lo = 0
-            hi = self.nua
-            while lo < hi:
-                mid = (lo + hi) >> 1
-                if x < self.ua[mid]:
-                    hi = mid
-                else:
-                    lo = mid + 1
-            i = lo - 1
+            i = last_le(self.ua, self.nua, x)
             wa = (x - self.ua[i]) * self.dua[i]
         if b >= self.b_max:
             j = nb - 2
             wb = 1.0
         else:
             y = math.log(b)
-            lo = 0
-            hi = nb
-            while lo < hi:
-                mid = (lo + hi) >> 1
-                if y < self.ub[mid]:
-                    hi = mid
-                else:
-                    lo = mid + 1
-            j = lo - 1
+            j = last_le(self.ub, nb, y)
             wb = (y - self.ub[j]) * self.dub[j]
         k = i * nb + j
         r00 = self.lr[k]
@@ -106,15 +102,7 @@ class LogLogLine:
         if x >= self.xn:
             return self.yn_per_x * x
         u = math.log(x)
-        lo = 0
-        hi = self.n
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if u < self.lx[mid]:
-                hi = mid
-            else:
-                lo = mid + 1
-        i = lo - 1
+        i = last_le(self.lx, self.n, u)
         w = (u - self.lx[i]) / (self.lx[i + 1] - self.lx[i])
         return math.exp(self.ly[i] + w * (self.ly[i + 1] - self.ly[i]))
 

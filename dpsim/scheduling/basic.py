@@ -42,9 +42,9 @@ from collections import deque
 from .base import Policy, register
 from .engine_tree import MinTree
 from .ledger import new_tokens
+from .simple import round_robin_choice
 
 _INF = float("inf")
-from .simple import round_robin_choice
 
 
 @register("basic")
@@ -75,11 +75,10 @@ class BasicQueuePolicy(Policy):
             for j, e in enumerate(side):
                 if e.idx != j:
                     raise AssertionError(f"engine {e!r} has idx {e.idx}, expected {j}")
-        self.cap_kv = [e.gpu.hbm_kv * self.kv_tokens_per_byte for e in ctx.pes]
         self.pe_tree = MinTree(n)
         self.de_tree = MinTree(len(ctx.des))
         for e in ctx.pes:
-            self.pe_tree.set(e.idx, e.tok, -_INF, -_INF)
+            self._pe_room(e.idx)
         for e in ctx.des:
             self.de_tree.set_tok(e.idx, e.tok)
         self.ledger.on_pe = self._pe_tok
@@ -92,11 +91,14 @@ class BasicQueuePolicy(Policy):
         self.de_tree.set_tok(de.idx, de.tok)
 
     def _pe_room(self, i: int) -> None:
-        """PE ``i``'s prefetch room changed: its tree keys (what ``can_take`` compares)."""
+        """PE ``i``'s prefetch room changed: its tree keys (what ``can_take`` compares, its HBM
+        read now, as ``can_take`` reads it)."""
+        pe = self.ctx.pes[i]
         if self.pend_n[i] == 0:
-            self.pe_tree.set(i, self.ctx.pes[i].tok, -_INF, -_INF)  # takes anything
+            self.pe_tree.set(i, pe.tok, -_INF, -_INF)  # takes anything
         else:
-            self.pe_tree.set(i, self.ctx.pes[i].tok, self.pend_new[i], self.pend_kv[i] - self.cap_kv[i])
+            cap = pe.gpu.hbm_kv * self.kv_tokens_per_byte
+            self.pe_tree.set(i, pe.tok, self.pend_new[i], self.pend_kv[i] - cap)
 
     def waiting(self) -> int:
         return len(self.queue)
@@ -119,7 +121,7 @@ class BasicQueuePolicy(Policy):
         the next one in turn that can); None if none can."""
         pes = self.ctx.pes
         amax = self.cap_new - new_tokens(req)   # can_take => pend_new <= amax
-        bmax = 1.0 - req.prompt                 # can_take => pend_kv - cap_kv <= bmax (+1 token
+        bmax = 1.0 - req.prompt                 # can_take => pend_kv - cap <= bmax (+1 token
         #                                         of slack for rounding: can_take decides)
 
         def ok(i):
