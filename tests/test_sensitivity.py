@@ -79,6 +79,33 @@ def test_identical_configs_run_once():
     assert r["low"]["value"] == 0.6
 
 
+def test_parallel_prefetch_gives_the_sequential_rows():
+    """--jobs: every distinct config runs once on a process pool (the runner must be picklable:
+    fake_runner is a module function); the rows then read the same JCTs as a sequential sweep."""
+    one_sided = S.Assumption("one", "one-sided", "cluster.eff", None, 0.9, "test")
+    seq = sweep(seeds=(0, 1))
+    want = [seq.row(a) for a in (EFF, one_sided)]
+    par = sweep(seeds=(0, 1))
+    cfgs = par.configs((EFF, one_sided))
+    # base shared by both assumptions, the one-sided low = base: base + 0.4 + 0.8 + 0.9
+    assert len(cfgs) == 4 * 3 * 2
+    assert par.prefetch((EFF, one_sided), jobs=2) == len(cfgs)
+    assert par.prefetch((EFF, one_sided), jobs=2) == 0  # all cached now
+    par.runner = lambda c: pytest.fail("a row ran a simulation the prefetch should have run")
+    got = [par.row(a) for a in (EFF, one_sided)]
+    for w, g in zip(want, got):
+        for end in ("low", "base", "high"):
+            for m in S.METRICS:
+                assert g[end]["seeds"][m] == w[end]["seeds"][m]
+    assert par.runs == seq.runs
+
+
+def test_jobs_must_be_positive(capsys):
+    assert S.main(["--quick", "--only", "fetch_period", "--jobs", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--jobs 0" in err[0]
+
+
 @pytest.mark.parametrize("a, msg", [
     (S.Assumption("bad", "b", "cluster.eff", 0.7, 0.9, "x"), "range [0.7, 0.9] does not bracket the config's cluster.eff=0.6"),
     (S.Assumption("bad", "b", "cluster.eff", 0.1, 0.5, "x"), "does not bracket"),

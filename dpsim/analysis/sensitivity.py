@@ -21,7 +21,9 @@ have an empty ``low`` or ``high`` (the base stands in for it).
 Cells (§S9 defaults): DeepSeek 660B 2P4D 64K (``--agents``; the paper's default agent count
 1024 -- Fig. 7's middle, C1 -- unless ``--quick``: 128) for every assumption except the Qwen
 weight precision, which only exists on Qwen 32B 1P2D 32K (``--qwen-agents``; 256, quick 64).
-Seeds 0..N-1 (default 3; ``--quick`` 2).  Runs are sequential (one simulation at a time).
+Seeds 0..N-1 (default 3; ``--quick`` 2).  Runs are sequential (one simulation at a time) unless
+``--jobs N``: then every distinct config runs first on N processes (a pool of workers, like N
+cooks sharing one order list), and the rows read their JCTs; the numbers are the same either way.
 """
 from __future__ import annotations
 
@@ -210,8 +212,7 @@ class Sweep:
         self.replay: dict | None = None  # {(assumption, end, system, seed): JCT} from a runs.csv: no runs
 
     def jct(self, cfg: dict) -> float:
-        import json
-        k = json.dumps(cfg, sort_keys=True, default=str)
+        k = _key(cfg)
         if k not in self._cache:
             self._cache[k] = float(self.runner(cfg))
         return self._cache[k]
@@ -243,6 +244,43 @@ class Sweep:
         out["seeds"] = {m: [j[n] / j[d] for j in per_seed] for m, (n, d) in METRICS.items()}
         out["value"] = shown
         return out
+
+    def configs(self, assumptions: Sequence[Assumption]) -> list[dict]:
+        """Every distinct config the rows of ``assumptions`` run (a shared base once), in order."""
+        seen, out = set(), []
+        for a in assumptions:
+            cell = self.cells[a.cell]
+            for end in ("base", "low", "high"):
+                value = {"low": a.low, "base": None, "high": a.high}[end]
+                for sd in self.seeds:
+                    for s in SYSTEMS:
+                        cfg = self.base_cfg(cell, s, sd)
+                        if end != "base" and value is not None:
+                            for k, v in a.sets(value, cfg).items():
+                                put(cfg, k, v)
+                        k = _key(cfg)
+                        if k not in seen:
+                            seen.add(k)
+                            out.append(cfg)
+        return out
+
+    def prefetch(self, assumptions: Sequence[Assumption], jobs: int) -> int:
+        """Run the configs of ``assumptions`` not run yet on ``jobs`` processes at once, filling
+        the cache the rows then read (results do not depend on ``jobs``: each run is its own
+        seeded simulation).  Returns how many ran."""
+        todo = [c for c in self.configs(assumptions) if _key(c) not in self._cache]
+        if jobs <= 1 or len(todo) <= 1 or self.replay is not None:
+            return 0
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        t0 = time.perf_counter()
+        with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=mp.get_context("forkserver")) as ex:
+            futs = {ex.submit(self.runner, c): c for c in todo}
+            for i, f in enumerate(as_completed(futs), 1):
+                self._cache[_key(futs[f])] = float(f.result())
+                if i % max(1, len(todo) // 20) == 0 or i == len(todo):
+                    self.log(f"  {i}/{len(todo)} simulations done ({time.perf_counter() - t0:.0f} s, {jobs} at once)")
+        return len(todo)
 
     def load_runs(self, path: Path) -> None:
         """Take every JCT from ``path`` (a runs.csv this tool wrote) instead of running."""
@@ -283,6 +321,11 @@ class Sweep:
             if on_row is not None:
                 on_row(done)
         return done
+
+
+def _key(cfg: dict) -> str:
+    import json
+    return json.dumps(cfg, sort_keys=True, default=str)
 
 
 def _scenario(cell: Cell, system: str, seed: int) -> dict:
@@ -418,6 +461,8 @@ def add_arguments(ap: argparse.ArgumentParser, standalone: bool = True) -> None:
     ap.add_argument("--qwen-agents", type=int, default=None, metavar="N", help="Qwen 32B cell's agents (default 256; quick 64)")
     ap.add_argument("--only", default=None, metavar="NAME,...",
                     help="assumptions to sweep (default all): " + ",".join(a.name for a in ASSUMPTIONS))
+    ap.add_argument("--jobs", type=int, default=1, metavar="N",
+                    help="simulations at once, one process each (default 1; results do not depend on it)")
 
 
 def pick(only: str | None) -> tuple[Assumption, ...]:
@@ -432,11 +477,11 @@ def pick(only: str | None) -> tuple[Assumption, ...]:
 
 
 def run(quick: bool, seeds: int | None, agents: int | None, qwen_agents: int | None, only: str | None,
-        out: Path | None, log: Callable = print, from_runs: Path | None = None) -> int:
+        out: Path | None, log: Callable = print, from_runs: Path | None = None, jobs: int = 1) -> int:
     """The sweep, its table on stdout and (``out``) its files.  0, or 2 after one error line."""
     try:
         n = int(seeds if seeds is not None else (QUICK_SEEDS if quick else SEEDS))
-        for what, v in (("--seeds", n), ("--agents", agents), ("--qwen-agents", qwen_agents)):
+        for what, v in (("--seeds", n), ("--agents", agents), ("--qwen-agents", qwen_agents), ("--jobs", jobs)):
             if v is not None and v < 1:
                 raise ValueError(f"{what} {v}: expected an integer >= 1")
         chosen = pick(only)
@@ -448,6 +493,10 @@ def run(quick: bool, seeds: int | None, agents: int | None, qwen_agents: int | N
         title = ("dpsim sensitivity: " + "; ".join(cs[c].name for c in sorted(used)) + f"; seeds 0..{n - 1}")
         log(title)
         t0 = time.perf_counter()
+        if sw.replay is None and jobs > 1:
+            for a in chosen:  # every range is checked before anything runs
+                a.check(get(sw.base_cfg(sw.cells[a.cell], SYSTEMS[0], sw.seeds[0]), a.key))
+            sw.prefetch(chosen, jobs)
         partial = (lambda done: write_outputs(sw, done, out, title + f" (partial: {len(done)}/{len(chosen)})")
                    if len(done) < len(chosen) else None)
         rows = sw.rows(chosen, on_row=partial if out is not None else None)
@@ -470,7 +519,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="dpsim sensitivity", description=__doc__.split("\n\n")[0])
     add_arguments(ap)
     a = ap.parse_args(list(argv) if argv is not None else None)
-    return run(a.quick, a.seeds, a.agents, a.qwen_agents, a.only, a.out, from_runs=a.from_runs)
+    return run(a.quick, a.seeds, a.agents, a.qwen_agents, a.only, a.out, from_runs=a.from_runs, jobs=a.jobs)
 
 
 if __name__ == "__main__":

@@ -541,7 +541,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .sensitivity import run as sensitivity_run
         print("\n§S10 sensitivity (dpsim sensitivity)")
         rc = sensitivity_run(args.quick, args.seeds, args.agents, args.qwen_agents, args.only,
-                             None if args.out is None else args.out / "sensitivity")
+                             None if args.out is None else args.out / "sensitivity", jobs=args.jobs)
         if rc:
             return rc
     failed = [r["point"] for r in rep.rows if r["pass"] is False] + \
