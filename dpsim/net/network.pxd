@@ -12,7 +12,7 @@ cdef long HIGH, LOW, _START
 
 
 cdef class _Sharing:
-    cdef public object env, backend
+    cdef public object env, backend, _timer, _wake_cb
     cdef public double high_share, bytes_requested, bytes_delivered, max_overload, _wake_at
     cdef public object check
     cdef public bint _flow_model, _external, _in_wake

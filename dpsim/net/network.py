@@ -79,7 +79,7 @@ class _Sharing:
             self._wake_at = at
         self._wseq += 1
         self._wakes.push(at, self._wseq, None, None)
-        self.env.timer(delay, self._wake)
+        self._timer(delay, self._wake_cb)
 
     def complete(self, tr: Transfer) -> None:
         """An external backend reports that ``tr`` finished now: account its bytes on its links
@@ -348,6 +348,8 @@ class Network(_Sharing):
         self.rerates = 0
         self.max_overload = 0.0
         self.wakeups = 0  # wake-ups run (each one timer of the network's own)
+        self._timer = self.env.timer  # bound once each: _arm runs per wake-up
+        self._wake_cb = self._wake
 
     # ------------------------------------------------------------------ topology
     def add_link(self, name: str, capacity: float, kind: str = "", node: int = -1) -> Link:
