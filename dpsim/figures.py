@@ -403,6 +403,17 @@ def capacity_table(df, keys=("model", "system")):
     return out
 
 
+def none_met_lines(c) -> list[str]:
+    """A capacity bar of 0 means "no APS tried met the SLO", not "capacity 0" (e.g. a single-APS
+    figure): one line per such config/system of ``c`` (a capacity table with a ``config``
+    label column) naming the bound it does give."""
+    if "min_aps_violating" not in c:
+        return []
+    none = c[(c.max_aps_within_slo == 0) & c.min_aps_violating.notna()]
+    return [f"{r.config} {r.system}: no APS tried met the SLO (capacity < {float(r.min_aps_violating):g} APS)"
+            for r in none.itertuples()]
+
+
 def _capacity_plot(df, cap, path, breakdown_label, title=""):
     """Left: max APS within the SLO, a group of bars per config (every key but the system), a bar
     per system, with the seeds' 95% interval.  Right: the TTFT breakdown at that APS (each seed's
@@ -424,6 +435,10 @@ def _capacity_plot(df, cap, path, breakdown_label, title=""):
         import pandas as pd
         t = pd.DataFrame(cols).reset_index()
         _bar_ci(axes[0], t, list(t.config), systems, "max APS within SLO")
+        none = none_met_lines(c)
+        if none:
+            axes[0].text(0.01, 0.98, "\n".join(none), transform=axes[0].transAxes, va="top", ha="left", fontsize=7,
+                         bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"})
     axes[0].set_title((f"{title}\n" if title else "") + _ci_note(cap), fontsize=8)
     d = df[(df.error == "") & df.slo_met.astype(bool)] if "slo_met" in df else df.iloc[0:0]
     if len(d) and set(TTFT_PARTS) <= set(d.columns) and all(c in d for c in other):

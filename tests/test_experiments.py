@@ -168,6 +168,18 @@ def test_capacity_table_uses_the_one_max_aps():
     assert math.isnan(capacity_table(table(pd.DataFrame(rows[:1]))).min_aps_violating.iloc[0])
 
 
+def test_single_aps_capacity_of_zero_is_labelled_as_a_bound():
+    """One APS per system (the large_scale_online figure): a system that missed the SLO there has
+    max APS 0, which the figure must label as "< that APS", not show as a capacity of zero."""
+    from dpsim.figures import none_met_lines
+    rows = [dict(model="ds660b", system=sy, aps=6.6, slo_met=ok, status="ok", error="", jct_s=1.0)
+            for sy, ok in (("basic", False), ("dualpath", True))]
+    cap = capacity_table(table(pd.DataFrame(rows)))
+    lines = none_met_lines(cap.assign(config="ds660b"))
+    assert lines == ["ds660b basic: no APS tried met the SLO (capacity < 6.6 APS)"]
+    assert none_met_lines(cap[cap.system == "dualpath"].assign(config="x")) == []
+
+
 def test_capacity_table_per_seed_with_interval():
     """Each seed's capacity comes from its own runs; the table averages them with a t interval,
     and Dualpath/Basic is paired per seed."""
