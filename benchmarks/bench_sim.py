@@ -121,7 +121,9 @@ def measure(overrides: list[str], root: Path = REPO, timeout: float = 1500.0) ->
     child's figures, or {"error": ...} if it failed, died or ran past ``timeout`` seconds."""
     root = Path(root).resolve()
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(root)  # before the venv's editable install (a meta-path finder)
+    # ``root`` first: before the venv's editable install (a meta-path finder) and anything on the
+    # caller's PYTHONPATH (kept after it, e.g. a --target directory of dependencies).
+    env["PYTHONPATH"] = os.pathsep.join([str(root)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env.setdefault("MPLBACKEND", "Agg")
     spec = json.dumps({"root": str(root), "overrides": list(overrides)})
     t0 = time.perf_counter()
