@@ -6,7 +6,7 @@ cdef double INF
 
 
 cdef class KVPort:
-    cdef public object net, routes, _tx
+    cdef public object net, routes
     cdef public dict ep_peer
     cdef public double full_block_bytes, cap_layer, cap_full, cap_storage
     cdef public long model_prio, read_qd

@@ -19,8 +19,7 @@ INF = math.inf
 class KVPort:
     def __init__(self, net, routes, kvb: float, n_layers: int, block: int, submission: dict,
                  model_prio: int, ep_peer: dict, read_queue_depth: int = 0):
-        self.net = net
-        self._tx = net.transfer  # bound once: the hot path calls it per KV move
+        self.net = net  # (net.transfer is looked up per call: record_transfers / HIL patch it on the instance)
         self.routes = routes
         lb = block * kvb / n_layers  # one Layer Block
         fb = block * kvb  # one Full Block
@@ -38,7 +37,7 @@ class KVPort:
     def _send(self, route, nbytes: float, cb, cap: float, tag):
         # Positional (route, size, on_done, prio, max_rate, latency, tag): a call with keywords
         # builds a dict per transfer.
-        return self._tx(route, nbytes, cb, LOW, cap, route.latency, tag)
+        return self.net.transfer(route, nbytes, cb, LOW, cap, route.latency, tag)
 
     # ------------------------------------------------------------------ storage
     def storage_read(self, node, nbytes: float, cb, rid: int) -> None:
@@ -51,7 +50,7 @@ class KVPort:
             blocks = math.ceil(nbytes / self.full_block_bytes)
             if blocks > qd:
                 lat *= (blocks + qd - 1) // qd
-        self._tx(route, nbytes, cb, LOW, self.cap_storage, lat, ("read", rid))
+        self.net.transfer(route, nbytes, cb, LOW, self.cap_storage, lat, ("read", rid))
 
     def storage_write(self, node, nbytes: float, cb, tag) -> None:
         self._send(self.routes.storage_write(node), nbytes, cb, self.cap_storage, tag)
