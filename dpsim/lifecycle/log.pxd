@@ -4,11 +4,10 @@ from dpsim.lifecycle.request cimport Request
 
 
 cdef class RequestLog:
-    cdef public dict live, _i, _t, fail_reason
-    cdef public object _path, _status
+    cdef public dict live, fail_reason
+    cdef public object _ints, _times, _path, _status
 
     cpdef issued(self, Request req)
     cpdef finished(self, Request req)
 
-    @cython.locals(i=dict, t=dict)
     cpdef _write(self, Request r)

@@ -1,8 +1,9 @@
 """Finished requests, stored by column.
 
 A ledger book rather than a filing cabinet: when a request ends, its numbers are written as
-one line of typed columns (``array``) and the Python object is dropped, so memory grows by
-~200 bytes per request instead of a whole object graph.  Requests still in flight stay
+one line -- its integers appended to one typed ``array`` and its times to another, row after
+row -- and the Python object is dropped, so memory grows by ~200 bytes per request instead of a
+whole object graph.  Requests still in flight stay
 objects (``live``) until they end.  :meth:`columns` gives NumPy arrays in request-id order.
 """
 from __future__ import annotations
@@ -28,8 +29,8 @@ TIME_COLS = (("arrival_s", "arrival"), ("sched_s", "t_sched"), ("alloc_s", "t_al
 class RequestLog:
     def __init__(self) -> None:
         self.live: dict = {}  # rid -> Request still in flight
-        self._i = {c: array("q") for c in INT_COLS}
-        self._t = {c: array("d") for c, _a in TIME_COLS}
+        self._ints = array("q")  # row-major: len(INT_COLS) values per finished request
+        self._times = array("d")  # row-major: len(TIME_COLS) values per finished request
         self._path = array("b")
         self._status = array("b")
         self.fail_reason: dict = {}  # rid -> reason (failed requests only)
@@ -46,30 +47,13 @@ class RequestLog:
         self._write(req)
 
     def _write(self, r) -> None:
-        i = self._i
-        t = self._t
-        i["rid"].append(r.rid)
-        i["agent"].append(r.agent.aid)
-        i["round"].append(r.round)
-        i["prompt"].append(r.prompt)
-        i["hit"].append(r.hit)
-        i["new"].append(r.new)
-        i["gen"].append(r.gen)
         path = r.path
-        i["split_de_tokens"].append(r.de_hit if path == "split" else 0)
-        i["pe"].append(r.pe.idx if r.pe is not None else -1)
-        i["de"].append(r.de.idx if r.de is not None else -1)
-        i["n_chunks"].append(r.n_chunks)
-        t["arrival_s"].append(r.arrival)
-        t["sched_s"].append(r.t_sched)
-        t["alloc_s"].append(r.t_alloc)
-        t["read_start_s"].append(r.t_read0)
-        t["read_end_s"].append(r.t_read1)
-        t["prefill_start_s"].append(r.t_pf0)
-        t["first_token_s"].append(r.t_first)
-        t["de_h2d_end_s"].append(r.t_h2d)
-        t["second_token_s"].append(r.t_second)
-        t["end_s"].append(r.t_end)
+        # One call per array (the order of INT_COLS / TIME_COLS): the hot path's only writes.
+        self._ints.extend((r.rid, r.agent.aid, r.round, r.prompt, r.hit, r.new, r.gen,
+                           r.de_hit if path == "split" else 0, r.pe.idx if r.pe is not None else -1,
+                           r.de.idx if r.de is not None else -1, r.n_chunks))
+        self._times.extend((r.arrival, r.t_sched, r.t_alloc, r.t_read0, r.t_read1, r.t_pf0, r.t_first,
+                            r.t_h2d, r.t_second, r.t_end))
         self._path.append(_PATH_CODE[path])
         st = r.stage
         if st == Stage.DONE:
@@ -83,10 +67,11 @@ class RequestLog:
     def columns(self) -> dict:
         """Every request (finished rows, then the live ones as unfinished), sorted by rid:
         {column: ndarray}, plus ``path`` and ``status`` as codes into PATHS / STATUS."""
-        i = {c: np.frombuffer(a, dtype=np.int64) if len(a) else np.zeros(0, np.int64)
-             for c, a in self._i.items()}
-        t = {c: np.frombuffer(a, dtype=np.float64) if len(a) else np.zeros(0, np.float64)
-             for c, a in self._t.items()}
+        ni, nt = len(INT_COLS), len(TIME_COLS)
+        im = (np.frombuffer(self._ints, dtype=np.int64) if len(self._ints) else np.zeros(0, np.int64)).reshape(-1, ni)
+        tm = (np.frombuffer(self._times, dtype=np.float64) if len(self._times) else np.zeros(0, np.float64)).reshape(-1, nt)
+        i = {c: im[:, k] for k, c in enumerate(INT_COLS)}
+        t = {c: tm[:, k] for k, (c, _a) in enumerate(TIME_COLS)}
         path = np.frombuffer(self._path, dtype=np.int8) if len(self._path) else np.zeros(0, np.int8)
         status = np.frombuffer(self._status, dtype=np.int8) if len(self._status) else np.zeros(0, np.int8)
         if self.live:
