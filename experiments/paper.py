@@ -17,7 +17,8 @@ What it does:
   hydra.sweep.dir=<run>``.  A run's directory name is its overrides (sorted, ``key-value_...``) and a
   short hash of them, the same on every machine.
 * **Resumable**: a run whose directory holds ``summary.json`` (a search: ``capacity_searches.json``)
-  is done and skipped; a run that failed (``error.json``, not interrupted) is skipped too unless
+  is done and skipped -- unless that summary says ``"status": "interrupted"`` (a SIGINT/SIGTERM'd
+  run's partial result: it runs again, and ``--collect`` leaves it out); a run that failed (``error.json``, not interrupted) is skipped too unless
   ``--retry-failed``.  Copy (rsync) the ``--out`` directories of several machines together and run
   again or ``--collect``: a run is never done twice.  dpsim writes every output under a temporary
   name and renames it, so a run killed half-way leaves no summary and runs again.
@@ -70,7 +71,24 @@ class Run:
 
     @property
     def done(self) -> bool:
-        return (self.dir / ("capacity_searches.json" if self.search else "summary.json")).exists()
+        """Finished: its summary (a search: its searches file) is there and the run was not
+        interrupted -- a run stopped by SIGINT/SIGTERM writes a partial summary with ``"status":
+        "interrupted"``, which must run again, not be collected as a result."""
+        p = self.dir / ("capacity_searches.json" if self.search else "summary.json")
+        if not p.exists():
+            return False
+        if self.search:
+            return True
+        try:
+            return json.loads(p.read_text()).get("status") != "interrupted"
+        except (OSError, ValueError):  # unreadable: not a result to trust
+            return False
+
+    @property
+    def interrupted(self) -> bool:
+        """A partial summary of an interrupted run is there (it runs again; --collect skips it)."""
+        p = self.dir / "summary.json"
+        return not self.search and p.exists() and not self.done
 
     @property
     def failed(self) -> bool:
@@ -230,7 +248,7 @@ def sweep_table(runs: list[Run]):
     plain = [r for r in runs if not r.search]
     if plain:
         d = plain[0].dir.parent
-        names = {r.dir.name for r in plain}
+        names = {r.dir.name for r in plain if not r.interrupted}  # a partial summary is no result
         t = _collect_some(d, names)
         if len(t):
             frames.append(t.assign(_run_dir=[str(d / j) for j in t.job]))

@@ -108,6 +108,25 @@ def test_resume_skips_done_runs(tmp_path, monkeypatch):
     assert paper.execute(again, jobs=2, poll_s=0.01) == {"skipped": 4, "started": 0, "ok": 0, "failed": 0, "left": 0}
 
 
+def test_interrupted_runs_run_again_and_are_not_collected(tmp_path, monkeypatch):
+    """A SIGINT'd run leaves a partial summary ("status": "interrupted"): not done, so the next
+    execute runs it again, and --collect's table leaves it out until then."""
+    runs = paper.plan(["balance"], "small", tmp_path, "0,1")
+    runs[0].dir.mkdir(parents=True)
+    (runs[0].dir / "summary.json").write_text(json.dumps({"status": "interrupted", "jct_s": 5.0}))
+    runs[1].dir.mkdir(parents=True)
+    (runs[1].dir / "summary.json").write_text(json.dumps({"status": "complete", "jct_s": 1.0}))
+    assert (runs[0].done, runs[0].interrupted, runs[0].failed) == (False, True, False)
+    assert (runs[1].done, runs[1].interrupted) == (True, False)
+    collected = []
+    monkeypatch.setattr(paper, "_collect_some", lambda d, names: collected.append(set(names)) or pd.DataFrame())
+    paper.sweep_table(runs[:2])
+    assert collected == [{runs[1].dir.name}]
+    _fake(runs, monkeypatch)
+    c = paper.execute(runs, jobs=2, poll_s=0.01)
+    assert c["skipped"] == 1 and c["started"] == 3 and runs[0].done  # rerun, its summary replaced
+
+
 def test_failed_runs_skipped_unless_retried_and_deadline(tmp_path, monkeypatch):
     runs = paper.plan(["balance"], "small", tmp_path, "0,1")
     _fake(runs, monkeypatch, fail=("1",))
