@@ -18,7 +18,8 @@ What it does:
   short hash of them, the same on every machine.
 * **Resumable**: a run whose directory holds ``summary.json`` (a search: ``capacity_searches.json``)
   is done and skipped -- unless that summary says ``"status": "interrupted"`` (a SIGINT/SIGTERM'd
-  run's partial result: it runs again, and ``--collect`` leaves it out); a run that failed (``error.json``, not interrupted) is skipped too unless
+  run's partial result: it runs again, and ``--collect`` leaves it out; a search without its
+  searches file starts again from an empty folder, its old probes removed); a run that failed (``error.json``, not interrupted) is skipped too unless
   ``--retry-failed``.  Copy (rsync) the ``--out`` directories of several machines together and run
   again or ``--collect``: a run is never done twice.  dpsim writes every output under a temporary
   name and renames it, so a run killed half-way leaves no summary and runs again.
@@ -44,6 +45,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -215,6 +217,10 @@ def execute(runs: list[Run], jobs: int, deadline_s: float | None = None, retry_f
                 break
             r = todo[i]
             i += 1
+            if r.search and r.dir.exists():
+                # A search killed half-way left probe folders that --collect would read beside
+                # the new ones: start it clean (its probes cannot be resumed).
+                shutil.rmtree(r.dir)
             r.dir.mkdir(parents=True, exist_ok=True)
             fh = open(r.dir / "driver.log", "w")
             p = subprocess.Popen(r.command(), stdout=fh, stderr=subprocess.STDOUT, env=env)

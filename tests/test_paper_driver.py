@@ -127,6 +127,23 @@ def test_interrupted_runs_run_again_and_are_not_collected(tmp_path, monkeypatch)
     assert c["skipped"] == 1 and c["started"] == 3 and runs[0].done  # rerun, its summary replaced
 
 
+def test_a_search_killed_half_way_restarts_clean(tmp_path, monkeypatch):
+    """A capacity search without its capacity_searches.json is not done; when it runs again its
+    old probe folders are removed first (--collect reads every probe folder of a search)."""
+    runs = [r for r in paper.plan(["capacity"], "small", tmp_path, "0") if r.search][:1]
+    assert runs and not runs[0].done
+    stale = runs[0].dir / "probe-old"
+    stale.mkdir(parents=True)
+    (stale / "summary.json").write_text("{}")
+
+    def command(self):
+        code = f"import pathlib; pathlib.Path({str(self.dir)!r}, 'capacity_searches.json').write_text('[]')"
+        return [sys.executable, "-c", code]
+    monkeypatch.setattr(paper.Run, "command", command)
+    assert paper.execute(runs, jobs=1, poll_s=0.01)["ok"] == 1
+    assert runs[0].done and not stale.exists()
+
+
 def test_failed_runs_skipped_unless_retried_and_deadline(tmp_path, monkeypatch):
     runs = paper.plan(["balance"], "small", tmp_path, "0,1")
     _fake(runs, monkeypatch, fail=("1",))
