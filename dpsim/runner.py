@@ -322,5 +322,8 @@ def format_summary(s: dict) -> str:
                                   f"the figures below cover only that part"))
     if "slo_met" in s:
         rows.insert(6 + (st != "complete"), ("online: APS / SLO met", f"{s['aps']} / {s['slo_met']} ({s.get('stop_reason')})"))
+    if "seed" in s:  # one run is one draw: say how to get the interval
+        rows.append(("seed", f"{s['seed']} (one replicate, no interval: `dpsim -m ... seed=0,1,2` then "
+                             f"`dpsim report SWEEP_DIR` gives mean and 95% interval)"))
     w = max(len(r[0]) for r in rows)
     return "\n".join(f"  {k:<{w}}  {v}" for k, v in rows)

@@ -40,6 +40,13 @@ def test_two_seeds_give_different_offline_outputs_and_one_seed_identical_ones(tm
     assert (j2["seed"], j2["seeds"]) == (2, {"workload": 2})
 
 
+def test_the_printed_summary_names_the_seed_and_how_to_get_an_interval(tmp_path):
+    from dpsim.runner import format_summary
+    s, _, _ = _run(tmp_path, "s7", "seed=7")
+    line = [l for l in format_summary(s).splitlines() if l.strip().startswith("seed ")]
+    assert len(line) == 1 and " 7 (one replicate" in line[0] and "seed=0,1,2" in line[0]
+
+
 def test_a_pinned_sub_seed_wins_and_seed_0_is_what_workload_seed_0_was(tmp_path):
     """workload.seed=0 pins the workload: offline, the workload is the only random choice, so
     seed=5 with it pinned is the seed-0 run (and summary.json says which seed did what)."""
