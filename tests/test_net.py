@@ -260,6 +260,35 @@ def test_external_backend_completes_when_told(impl):
 
 
 @both
+def test_cap_change_on_unsaturated_links_applies_at_once(impl):
+    """A stream at its cap whose links are not saturated before or after a cap change: its new
+    rate holds at once (no re-rating wake-up; nobody else's rate can change), and the books agree
+    with a full recomputation (check mode).  On a link the change would saturate it waits for the
+    re-rating at the end of the instant (priority classes, max-min within them)."""
+    env = simpy.Environment()
+    net = impl.Network(env, check=True)
+    l = net.add_link("l", 100.0)
+    other = net.add_link("o", 100.0)
+    st = net.stream([l, other], 30.0, prio=HIGH)
+    bulk = net.transfer([other], 1e9, max_rate=20.0)  # capped: other stays unsaturated (50 < 100)
+    env.run(until=1.0)
+    assert (st.rate, bulk.rate) == (pytest.approx(30.0), pytest.approx(20.0))
+    wakes = net.wakeups
+    net.set_max_rate(st, 45.0)
+    assert st.rate == 45.0 and l.rate_sum == pytest.approx(45.0) and other.rate_sum == pytest.approx(65.0)
+    env.run(until=2.0)
+    assert net.wakeups == wakes  # no re-rating was needed
+    net.flush()  # byte counters are brought up to date lazily
+    assert l.acc_bytes == pytest.approx(30.0 + 45.0) and other.acc_bytes == pytest.approx(50.0 + 65.0)
+    net.set_max_rate(st, 95.0)  # other would carry 115 > 100: re-rated at the end of the instant
+    assert st.rate == 45.0
+    env.run(until=3.0)
+    # the high-priority stream gets its 95 (<= 99% of the link), the low-priority transfer the rest
+    assert st.rate == pytest.approx(95.0) and bulk.rate == pytest.approx(5.0)
+    assert other.rate_sum == pytest.approx(100.0)
+
+
+@both
 def test_streams_and_stop(impl):
     """A stream wants a rate until stopped; stopping during its latency means it never flows;
     stopping a transfer frees its share for the others at once."""

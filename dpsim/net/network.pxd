@@ -59,7 +59,12 @@ cdef class Network(_Sharing):
     @cython.locals(tr=Transfer, now=double, t=double)
     cpdef transfer(self, route, size, on_done=*, prio=*, max_rate=*, latency=*, tag=*)
 
+    @cython.locals(old=double)
     cpdef set_max_rate(self, Transfer tr, rate)
+
+    @cython.locals(old=double, high=bint, share=double, l=Link, cap=double, bgh=double, bgl=double,
+                   now=double, dt=double, d=double)
+    cdef bint _recap(self, Transfer tr, double r)
 
     @cython.locals(now=double)
     cpdef stop(self, Transfer tr)

@@ -413,10 +413,78 @@ class Network(_Sharing):
             raise ValueError(f"transfer max_rate must be > 0 (got {rate!r})")
         if tr.max_rate == rate or tr.t_end >= 0.0:
             return
+        old = tr.max_rate
         tr.max_rate = rate
         if tr.t_start >= 0.0 and tr.route and self._flow_model:
+            if tr.rate == old and not self._new and not self._dirty and self._recap(tr, rate):
+                return
             self._new.append(tr)
             self._schedule_rerate()
+
+    def _recap(self, tr: Transfer, r: float) -> bool:
+        """Fast path of a cap change: a flow running at its old cap, on links none of which is
+        saturated before or after the change, changes nobody else's rate (as ``_begin``'s fast
+        path), so its new rate is its new cap, applied now with the re-rating's arithmetic.
+        False (nothing changed) when that does not hold: then it is re-rated as usual."""
+        old = tr.rate
+        high = tr.prio == HIGH
+        share = self.high_share
+        for l in tr.route:
+            cap = l.sat_cap
+            if l.rate_sum >= cap or (l.n_low > 0 and l.high_rate > 0.0 and l.high_rate >= cap * share):
+                return False  # saturated now: others may be held by it
+            if high:
+                bgh = l.high_rate - old
+                if bgh < 0.0:
+                    bgh = 0.0
+                bgl = l.rate_sum - l.high_rate
+                if bgl < 0.0:
+                    bgl = 0.0
+                if bgh + bgl + r >= cap or (l.n_low > 0 and bgh + r > 0.0 and bgh + r >= cap * share):
+                    return False
+            else:
+                bgl = l.rate_sum - l.high_rate - old
+                if bgl < 0.0:
+                    bgl = 0.0
+                if l.high_rate + bgl + r >= cap:
+                    return False
+        now = self.env.now
+        self.rerates += 1  # counted as the re-rating it replaces
+        for l in tr.route:  # the re-rating's commit, term by term
+            l.acc_bytes += l.rate_sum * (now - l.acc_t)
+            l.acc_t = now
+            if high:
+                bgh = l.high_rate - old
+                if bgh < 0.0:
+                    bgh = 0.0
+                bgl = l.rate_sum - l.high_rate
+                if bgl < 0.0:
+                    bgl = 0.0
+                l.rate_sum = bgh + bgl + (0.0 + r)
+                l.high_rate = bgh + (0.0 + r)
+            else:
+                bgh = l.high_rate
+                bgl = l.rate_sum - l.high_rate - old
+                if bgl < 0.0:
+                    bgl = 0.0
+                l.rate_sum = bgh + bgl + (0.0 + r)
+                l.high_rate = bgh + 0.0
+        dt = now - tr.last_t
+        if dt > 0.0:
+            d = old * dt
+            tr.remaining -= d
+            tr.delivered_check += d
+            if tr.remaining < 0.0:
+                tr.remaining = 0.0
+        tr.last_t = now
+        tr.rate = r
+        if r != old:
+            tr.version += 1
+            if tr.remaining != INF:
+                self._push(now + tr.remaining / r, tr)
+        if self.check:
+            self._verify(list(tr.route))
+        return True
 
     def stop(self, tr: Transfer) -> None:
         """End a stream (or abandon a transfer) now; its bytes so far count as delivered."""
