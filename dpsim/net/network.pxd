@@ -62,10 +62,6 @@ cdef class Network(_Sharing):
     @cython.locals(old=double)
     cpdef set_max_rate(self, Transfer tr, rate)
 
-    @cython.locals(old=double, high=bint, share=double, l=Link, cap=double, bgh=double, bgl=double,
-                   now=double, dt=double, d=double)
-    cdef bint _recap(self, Transfer tr, double r)
-
     @cython.locals(now=double)
     cpdef stop(self, Transfer tr)
 
@@ -82,3 +78,8 @@ cdef class Network(_Sharing):
 
     @cython.locals(err=double)
     cdef _finish(self, Transfer tr, double now)
+
+
+@cython.locals(old=double, high=bint, share=double, l=Link, cap=double, bgh=double, bgl=double, hr=double,
+               now=double, dt=double, d=double)
+cdef bint _recap(_Sharing net, Transfer tr, double r)

@@ -416,75 +416,10 @@ class Network(_Sharing):
         old = tr.max_rate
         tr.max_rate = rate
         if tr.t_start >= 0.0 and tr.route and self._flow_model:
-            if tr.rate == old and not self._new and not self._dirty and self._recap(tr, rate):
+            if tr.rate == old and not self._new and not self._dirty and _recap(self, tr, rate):
                 return
             self._new.append(tr)
             self._schedule_rerate()
-
-    def _recap(self, tr: Transfer, r: float) -> bool:
-        """Fast path of a cap change: a flow running at its old cap, on links none of which is
-        saturated before or after the change, changes nobody else's rate (as ``_begin``'s fast
-        path), so its new rate is its new cap, applied now with the re-rating's arithmetic.
-        False (nothing changed) when that does not hold: then it is re-rated as usual."""
-        old = tr.rate
-        high = tr.prio == HIGH
-        share = self.high_share
-        for l in tr.route:
-            cap = l.sat_cap
-            if l.rate_sum >= cap or (l.n_low > 0 and l.high_rate > 0.0 and l.high_rate >= cap * share):
-                return False  # saturated now: others may be held by it
-            if high:
-                bgh = l.high_rate - old
-                if bgh < 0.0:
-                    bgh = 0.0
-                bgl = l.rate_sum - l.high_rate
-                if bgl < 0.0:
-                    bgl = 0.0
-                if bgh + bgl + r >= cap or (l.n_low > 0 and bgh + r > 0.0 and bgh + r >= cap * share):
-                    return False
-            else:
-                bgl = l.rate_sum - l.high_rate - old
-                if bgl < 0.0:
-                    bgl = 0.0
-                if l.high_rate + bgl + r >= cap:
-                    return False
-        now = self.env.now
-        self.rerates += 1  # counted as the re-rating it replaces
-        for l in tr.route:  # the re-rating's commit, term by term
-            l.acc_bytes += l.rate_sum * (now - l.acc_t)
-            l.acc_t = now
-            if high:
-                bgh = l.high_rate - old
-                if bgh < 0.0:
-                    bgh = 0.0
-                bgl = l.rate_sum - l.high_rate
-                if bgl < 0.0:
-                    bgl = 0.0
-                l.rate_sum = bgh + bgl + (0.0 + r)
-                l.high_rate = bgh + (0.0 + r)
-            else:
-                bgh = l.high_rate
-                bgl = l.rate_sum - l.high_rate - old
-                if bgl < 0.0:
-                    bgl = 0.0
-                l.rate_sum = bgh + bgl + (0.0 + r)
-                l.high_rate = bgh + 0.0
-        dt = now - tr.last_t
-        if dt > 0.0:
-            d = old * dt
-            tr.remaining -= d
-            tr.delivered_check += d
-            if tr.remaining < 0.0:
-                tr.remaining = 0.0
-        tr.last_t = now
-        tr.rate = r
-        if r != old:
-            tr.version += 1
-            if tr.remaining != INF:
-                self._push(now + tr.remaining / r, tr)
-        if self.check:
-            self._verify(list(tr.route))
-        return True
 
     def stop(self, tr: Transfer) -> None:
         """End a stream (or abandon a transfer) now; its bytes so far count as delivered."""
@@ -673,6 +608,55 @@ class Network(_Sharing):
             if err > 1e-6 * tr.size + 1e-3:
                 raise CapacityViolation(f"transfer {tr.id} ({tr.tag}) delivered {tr.delivered_check:.6g} "
                                         f"bytes, requested {tr.size:.6g}")
+
+
+def _recap(net, tr: Transfer, r: float) -> bool:
+    """Fast path of a cap change (``Network.set_max_rate``): a flow running at its old cap, on
+    links none of which is saturated before or after the change, changes nobody else's rate (as
+    ``_begin``'s fast path), so its new rate is its new cap, applied now with the re-rating's own
+    arithmetic (the same bits as the wake-up it saves).  False, nothing changed, when that does
+    not hold: then it is re-rated as usual.  Uses the links' re-rating scratch slots."""
+    old = tr.rate
+    high = tr.prio == HIGH
+    share = net.high_share
+    for l in tr.route:
+        cap = l.sat_cap
+        if l.rate_sum >= cap or (l.n_low > 0 and l.high_rate > 0.0 and l.high_rate >= cap * share):
+            return False  # saturated now: others may be held by it
+        bgh = l.high_rate - old if high else l.high_rate
+        bgl = l.rate_sum - l.high_rate if high else l.rate_sum - l.high_rate - old
+        if bgh < 0.0:
+            bgh = 0.0
+        if bgl < 0.0:
+            bgl = 0.0
+        hr = bgh + r if high else bgh + 0.0
+        if bgh + bgl + r >= cap or (l.n_low > 0 and hr > 0.0 and hr >= cap * share):
+            return False  # would saturate
+        l._bgh = bgh
+        l._bgl = bgl
+    now = net.env.now
+    net.rerates += 1  # counted as the re-rating it replaces
+    for l in tr.route:  # the re-rating's commit
+        l.acc_bytes += l.rate_sum * (now - l.acc_t)
+        l.acc_t = now
+        l.rate_sum = l._bgh + l._bgl + r
+        l.high_rate = l._bgh + r if high else l._bgh + 0.0
+    dt = now - tr.last_t
+    if dt > 0.0:
+        d = old * dt
+        tr.remaining -= d
+        tr.delivered_check += d
+        if tr.remaining < 0.0:
+            tr.remaining = 0.0
+    tr.last_t = now
+    tr.rate = r
+    if r != old:
+        tr.version += 1
+        if tr.remaining != INF:
+            net._push(now + tr.remaining / r, tr)
+    if net.check:
+        net._verify(list(tr.route))
+    return True
 
 
 __all__ = ["Network", "LinkBackend", "FlowBackend", "FixedRateBackend", "ExternalBackend",
