@@ -41,9 +41,11 @@ cdef class _Sharing:
 
     @cython.locals(dirty=list, new=list, now=double, ep=long, share=double, sub=list, stack=list,
                    touched=list, f=Transfer, l=Link, l2=Link, best=Link, room=double, a=double,
-                   o=double, r=double, grew=bint, cap=double, hr=double, dt=double, old=double,
-                   d=double)
+                   o=double, r=double, grew=bint, cap=double, hr=double)
     cdef _rerate(self)
+
+    @cython.locals(dt=double, d=double, r=double)
+    cdef _switch(self, Transfer f, double now, double old)
 
     @cython.locals(l=Link, f=Transfer, ep=long, flows=list, links=list, stack=list)
     cdef _verify(self, list touched)
@@ -81,5 +83,5 @@ cdef class Network(_Sharing):
 
 
 @cython.locals(old=double, high=bint, share=double, l=Link, cap=double, bgh=double, bgl=double, hr=double,
-               now=double, dt=double, d=double)
+               now=double)
 cdef bint _recap(_Sharing net, Transfer tr, double r)

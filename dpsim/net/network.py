@@ -247,22 +247,26 @@ class _Sharing:
             l.rate_sum = l._bgh + l._bgl + l._load
             l.high_rate = l._bgh + l._hload
         for f in sub:
-            dt = now - f.last_t
-            old = f._old
-            if dt > 0.0:
-                d = old * dt
-                f.remaining -= d
-                f.delivered_check += d
-                if f.remaining < 0.0:
-                    f.remaining = 0.0
-            f.last_t = now
-            r = f.rate
-            if r != old:
-                f.version += 1
-                if r > 0.0 and f.remaining != INF:
-                    self._push(now + f.remaining / r, f)
+            self._switch(f, now, f._old)
         if self.check:
             self._verify(touched)
+
+    def _switch(self, f: Transfer, now: float, old: float) -> None:
+        """Advance ``f`` to ``now`` at its ``old`` rate, then take on its new ``f.rate``: a new
+        version and completion entry when the rate changed (a re-rating's commit per flow)."""
+        dt = now - f.last_t
+        if dt > 0.0:
+            d = old * dt
+            f.remaining -= d
+            f.delivered_check += d
+            if f.remaining < 0.0:
+                f.remaining = 0.0
+        f.last_t = now
+        r = f.rate
+        if r != old:
+            f.version += 1
+            if r > 0.0 and f.remaining != INF:
+                self._push(now + f.remaining / r, f)
 
     def _verify(self, touched: list) -> None:
         """Check mode: capacities hold and the incremental rates equal a full max-min
@@ -641,19 +645,8 @@ def _recap(net, tr: Transfer, r: float) -> bool:
         l.acc_t = now
         l.rate_sum = l._bgh + l._bgl + r
         l.high_rate = l._bgh + r if high else l._bgh + 0.0
-    dt = now - tr.last_t
-    if dt > 0.0:
-        d = old * dt
-        tr.remaining -= d
-        tr.delivered_check += d
-        if tr.remaining < 0.0:
-            tr.remaining = 0.0
-    tr.last_t = now
     tr.rate = r
-    if r != old:
-        tr.version += 1
-        if tr.remaining != INF:
-            net._push(now + tr.remaining / r, tr)
+    net._switch(tr, now, old)
     if net.check:
         net._verify(list(tr.route))
     return True
