@@ -108,6 +108,11 @@ class Assumption:
     def sets(self, value, cfg: dict) -> dict:
         return self.expand(value, cfg) if self.expand is not None else {self.key: value}
 
+    def at(self, end: str):
+        """The value set at ``end`` (low/base/high); None: the YAML's (the base, or a one-sided
+        range's missing end)."""
+        return {"low": self.low, "base": None, "high": self.high}[end]
+
     def check(self, base) -> None:
         """ValueError (one line) unless the range brackets ``base`` (numbers: low <= base <= high;
         otherwise each given end differs from the base)."""
@@ -222,19 +227,15 @@ class Sweep:
         """{metric: Interval over seeds} of ``a`` at ``end`` (low/base/high), and the JCTs."""
         from .stats import mean_ci
         cell = self.cells[a.cell]
-        value = {"low": a.low, "base": None, "high": a.high}[end]
+        value = a.at(end)
         per_seed = []
         for sd in self.seeds:
             jcts = {}
             for s in SYSTEMS:
-                cfg = self.base_cfg(cell, s, sd)
-                if end == "base" or value is None:  # the YAML's value (a one-sided range's other end)
-                    shown = get(cfg, a.key)
-                else:
-                    if self.replay is None:
-                        for k, v in a.sets(value, cfg).items():
-                            put(cfg, k, v)
-                    shown = value
+                # (replaying, the config is only read for the YAML's value: no setting applied)
+                cfg = self.base_cfg(cell, s, sd) if self.replay is not None else self.config(a, end, s, sd)
+                # the YAML's value at the base (and a one-sided range's missing end)
+                shown = value if value is not None else get(cfg, a.key)
                 jcts[s] = self.jct(cfg) if self.replay is None else self._replayed(a, end, s, sd)
                 if self.replay is not None:  # the value the runs had (the YAML may have changed since)
                     shown = self.replay_values[(a.name, end)]
@@ -246,19 +247,25 @@ class Sweep:
         out["value"] = shown
         return out
 
+    def config(self, a: Assumption, end: str, system: str, seed: int) -> dict:
+        """The config ``a`` runs at ``end`` (low/base/high) for ``system`` and ``seed``: the
+        YAML's, with ``a``'s value set unless that end is the base (or a one-sided range's
+        missing end)."""
+        cfg = self.base_cfg(self.cells[a.cell], system, seed)
+        value = a.at(end)
+        if value is not None:
+            for k, v in a.sets(value, cfg).items():
+                put(cfg, k, v)
+        return cfg
+
     def configs(self, assumptions: Sequence[Assumption]) -> list[dict]:
         """Every distinct config the rows of ``assumptions`` run (a shared base once), in order."""
         seen, out = set(), []
         for a in assumptions:
-            cell = self.cells[a.cell]
             for end in ("base", "low", "high"):
-                value = {"low": a.low, "base": None, "high": a.high}[end]
                 for sd in self.seeds:
                     for s in SYSTEMS:
-                        cfg = self.base_cfg(cell, s, sd)
-                        if end != "base" and value is not None:
-                            for k, v in a.sets(value, cfg).items():
-                                put(cfg, k, v)
+                        cfg = self.config(a, end, s, sd)
                         k = _key(cfg)
                         if k not in seen:
                             seen.add(k)
@@ -269,8 +276,10 @@ class Sweep:
         """Run the configs of ``assumptions`` not run yet on ``jobs`` processes at once, filling
         the cache the rows then read (results do not depend on ``jobs``: each run is its own
         seeded simulation).  Returns how many ran."""
+        if jobs <= 1 or self.replay is not None:
+            return 0
         todo = [c for c in self.configs(assumptions) if _key(c) not in self._cache]
-        if jobs <= 1 or len(todo) <= 1 or self.replay is not None:
+        if len(todo) <= 1:
             return 0
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -311,11 +320,15 @@ class Sweep:
         self.log(format_row(r))
         return r
 
+    def check(self, assumptions: Sequence[Assumption]) -> None:
+        """Every range against the YAML's value, before anything runs (ValueError: one line)."""
+        for a in assumptions:
+            a.check(get(self.base_cfg(self.cells[a.cell], SYSTEMS[0], self.seeds[0]), a.key))
+
     def rows(self, assumptions: Sequence[Assumption] = ASSUMPTIONS,
              on_row: Callable[[list[dict]], None] | None = None) -> list[dict]:
         """Every assumption's row; ``on_row(rows so far)`` after each (partial outputs)."""
-        for a in assumptions:  # every range is checked before anything runs
-            a.check(get(self.base_cfg(self.cells[a.cell], SYSTEMS[0], self.seeds[0]), a.key))
+        self.check(assumptions)
         done: list[dict] = []
         for a in assumptions:
             done.append(self.row(a))
@@ -495,8 +508,7 @@ def run(quick: bool, seeds: int | None, agents: int | None, qwen_agents: int | N
         log(title)
         t0 = time.perf_counter()
         if sw.replay is None and jobs > 1:
-            for a in chosen:  # every range is checked before anything runs
-                a.check(get(sw.base_cfg(sw.cells[a.cell], SYSTEMS[0], sw.seeds[0]), a.key))
+            sw.check(chosen)  # before the pool runs anything
             sw.prefetch(chosen, jobs)
         partial = (lambda done: write_outputs(sw, done, out, title + f" (partial: {len(done)}/{len(chosen)})")
                    if len(done) < len(chosen) else None)
