@@ -30,31 +30,41 @@ def iv(r, k, fmt="{:,.0f}") -> str:
     return f"{fmt.format(r[k])} [{fmt.format(r[k + '_ci_lo'])}, {fmt.format(r[k + '_ci_hi'])}]"
 
 
-def offline_grid() -> str:
-    d = pd.read_csv(RES / "offline_grid-paper" / "offline_grid_summary.csv")
-    out = ["| model | P/D | MAL | agents | Basic JCT (s) | DualPath JCT (s) | Oracle JCT (s) | Basic/DualPath | DualPath/Oracle |",
-           "|---|---|---|---|---|---|---|---|---|"]
-    for _, r in d.iterrows():
-        out.append(f"| {r.model} | {r.prefill_nodes}P{r.decode_nodes}D | {r['workload.mal']} | {r.agents} | {iv(r, 'basic')} | "
-                   f"{iv(r, 'dualpath')} | {iv(r, 'oracle')} | {iv(r, 'basic/dualpath', '{:.2f}')} | {iv(r, 'dualpath/oracle', '{:.3f}')} |")
+def md(header, rows) -> str:
+    """A markdown table: ``header`` and each row a sequence of cells."""
+    out = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(out)
+
+
+def summary(figure: str) -> pd.DataFrame:
+    """results/<figure>-paper/<figure>_summary.csv."""
+    return pd.read_csv(RES / f"{figure}-paper" / f"{figure}_summary.csv")
+
+
+def offline_grid() -> str:
+    return md(["model", "P/D", "MAL", "agents", "Basic JCT (s)", "DualPath JCT (s)", "Oracle JCT (s)",
+               "Basic/DualPath", "DualPath/Oracle"],
+              [[r.model, f"{r.prefill_nodes}P{r.decode_nodes}D", r["workload.mal"], r.agents, iv(r, "basic"),
+                iv(r, "dualpath"), iv(r, "oracle"), iv(r, "basic/dualpath", "{:.2f}"), iv(r, "dualpath/oracle", "{:.3f}")]
+               for _, r in summary("offline_grid").iterrows()])
 
 
 def c1() -> str:
-    d = pd.read_csv(RES / "offline_grid-paper" / "offline_grid_summary.csv")
-    out = ["| point | model | P/D | MAL | agents | paper | dpsim | error |", "|---|---|---|---|---|---|---|---|"]
+    d = summary("offline_grid")
+    rows = []
     for (m, mal, ag), v in C1.items():
         r = d[(d.model == m) & (d["workload.mal"] == mal) & (d.agents == ag)].iloc[0]
-        out.append(f"| C1 Oracle JCT (s) | {m} | {r.prefill_nodes}P{r.decode_nodes}D | {mal} | {ag} | {v:,} | "
-                   f"{iv(r, 'oracle')} | {100 * (r.oracle / v - 1):+.1f}% |")
+        rows.append(["C1 Oracle JCT (s)", m, f"{r.prefill_nodes}P{r.decode_nodes}D", mal, ag, f"{v:,}",
+                     iv(r, "oracle"), f"{100 * (r.oracle / v - 1):+.1f}%"])
     for _, r in _c2_grid(d).iterrows():
-        out.append(f"| C2 Basic/DualPath | ds660b | 2P4D | 64k | {r.agents} | {C2_GAIN} (at the most agents) | "
-                   f"{iv(r, 'basic/dualpath', '{:.2f}')} | {100 * (r['basic/dualpath'] / C2_GAIN - 1):+.1f}% |")
-    return "\n".join(out)
+        rows.append(["C2 Basic/DualPath", "ds660b", "2P4D", "64k", r.agents, f"{C2_GAIN} (at the most agents)",
+                     iv(r, "basic/dualpath", "{:.2f}"), f"{100 * (r['basic/dualpath'] / C2_GAIN - 1):+.1f}%"])
+    return md(["point", "model", "P/D", "MAL", "agents", "paper", "dpsim", "error"], rows)
 
 
 def _c2_grid(d=None):
-    d = pd.read_csv(RES / "offline_grid-paper" / "offline_grid_summary.csv") if d is None else d
+    d = summary("offline_grid") if d is None else d
     return d[(d.model == "ds660b") & (d["workload.mal"] == "64k")].sort_values("agents")
 
 
@@ -64,55 +74,42 @@ def c2_rows() -> list[tuple[int, float]]:
 
 
 def ablation() -> str:
-    d = pd.read_csv(RES / "ablation-paper" / "ablation_summary.csv")
+    d = summary("ablation")
     steps = [("basic", "Basic"), ("basic_layer", "+layerwise prefill"), ("basic_layer_dpl", "+dual-path loading"),
              ("dualpath", "+scheduler (= DualPath)"), ("oracle", "Oracle")]
-    out = ["| agents | " + " | ".join(n for _, n in steps) + " |", "|---" * (len(steps) + 1) + "|"]
-    for _, r in d.iterrows():
-        out.append(f"| {r.agents} | " + " | ".join(iv(r, k) for k, _ in steps) + " |")
-    out += ["", "| agents | +layerwise / Basic | +dual-path / +layerwise | +scheduler / +dual-path | Oracle / DualPath |",
-            "|---|---|---|---|---|"]
-    for _, r in d.iterrows():
-        out.append(f"| {r.agents} | " + " | ".join(iv(r, k, "{:.3f}") for k in (
-            "basic_layer/basic", "basic_layer_dpl/basic_layer", "dualpath/basic_layer_dpl", "oracle/dualpath")) + " |")
-    return "\n".join(out)
+    ratios = ("basic_layer/basic", "basic_layer_dpl/basic_layer", "dualpath/basic_layer_dpl", "oracle/dualpath")
+    return (md(["agents"] + [n for _, n in steps], [[r.agents] + [iv(r, k) for k, _ in steps] for _, r in d.iterrows()])
+            + "\n\n" + md(["agents", "+layerwise / Basic", "+dual-path / +layerwise", "+scheduler / +dual-path",
+                             "Oracle / DualPath"], [[r.agents] + [iv(r, k, "{:.3f}") for k in ratios] for _, r in d.iterrows()]))
 
 
 def balance() -> str:
-    d = pd.read_csv(RES / "balance-paper" / "balance_summary.csv")
-    out = ["| system | storage-NIC max/avg | attention-time max/avg | JCT (s) |", "|---|---|---|---|"]
-    for _, r in d.iterrows():
-        out.append(f"| {r.system} | {iv(r, 'snic_balance_max_over_avg', '{:.2f}')} | "
-                   f"{iv(r, 'attention_balance_max_over_avg', '{:.2f}')} | {iv(r, 'jct_s')} |")
-    return "\n".join(out)
+    return md(["system", "storage-NIC max/avg", "attention-time max/avg", "JCT (s)"],
+              [[r.system, iv(r, "snic_balance_max_over_avg", "{:.2f}"), iv(r, "attention_balance_max_over_avg", "{:.2f}"),
+                iv(r, "jct_s")] for _, r in summary("balance").iterrows()])
 
 
 def headline() -> str:
-    d = pd.read_csv(RES / "headline-paper" / "headline_summary.csv")
-    r = d.iloc[0]
-    return ("| Basic JCT (s) | DualPath JCT (s) | Oracle JCT (s) | DualPath/Basic | Oracle/DualPath |\n|---|---|---|---|---|\n"
-            f"| {iv(r, 'basic_jct_s')} | {iv(r, 'dualpath_jct_s')} | {iv(r, 'oracle_jct_s')} | "
-            f"{iv(r, 'dualpath/basic JCT', '{:.3f}')} | {iv(r, 'oracle/dualpath JCT', '{:.3f}')} |")
+    r = summary("headline").iloc[0]
+    return md(["Basic JCT (s)", "DualPath JCT (s)", "Oracle JCT (s)", "DualPath/Basic", "Oracle/DualPath"],
+              [[iv(r, "basic_jct_s"), iv(r, "dualpath_jct_s"), iv(r, "oracle_jct_s"),
+                iv(r, "dualpath/basic JCT", "{:.3f}"), iv(r, "oracle/dualpath JCT", "{:.3f}")]])
 
 
 def large_scale() -> str:
-    p = RES / "large_scale-paper" / "large_scale_summary.csv"
-    d = pd.read_csv(p)
+    d = summary("large_scale")
     cols = [c for c in d.columns if not c.endswith(("_ci_lo", "_ci_hi")) and c + "_ci_lo" in d.columns]
-    out = ["| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
-    for _, r in d.iterrows():
-        out.append("| " + " | ".join(iv(r, c, "{:,.2f}" if abs(r[c]) < 10 else "{:,.0f}") for c in cols) + " |")
-    return "\n".join(out)
+    return md(cols, [[iv(r, c, "{:,.2f}" if abs(r[c]) < 10 else "{:,.0f}") for c in cols] for _, r in d.iterrows()])
 
 
 def fitted() -> str:
-    out = ["| file | key | value | fitted by / to |", "|---|---|---|---|"]
+    rows = []
     for f in sorted((ROOT / "dpsim" / "conf").rglob("*.yaml")):
         for line in f.read_text().splitlines():
             m = re.match(r"\s*([\w.]+):\s*([^#\s]+)\s*#\s*(fitted[^:]*)", line)
             if m:
-                out.append(f"| {f.relative_to(ROOT / 'dpsim' / 'conf')} | {m.group(1)} | {m.group(2)} | {m.group(3).strip()} |")
-    return "\n".join(out)
+                rows.append([f.relative_to(ROOT / "dpsim" / "conf"), m.group(1), m.group(2), m.group(3).strip()])
+    return md(["file", "key", "value", "fitted by / to"], rows)
 
 
 TABLES = {"offline_grid": offline_grid, "c1": c1, "ablation": ablation, "balance": balance,
