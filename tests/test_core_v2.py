@@ -176,6 +176,27 @@ def test_event_loop_runs_timers_in_time_then_setting_order(impl):
     assert seen[-1] == ("after", 4.0) and clock.events == 7 and clock.peek() == math.inf
 
 
+@pytest.mark.parametrize("impl", ["python", "compiled"])
+def test_reserved_timer_rings_where_it_was_reserved(impl):
+    """reserve() takes the place in line a timer set now would get; timer_at() sets it later
+    (before it is due) and it rings exactly there: after what was set before the reservation
+    for the same time, before what was set after it."""
+    import dpsim.net as dnet
+    try:
+        ns = dnet.implementation(impl)
+    except ImportError:
+        pytest.skip("compiled extension not built")
+    clock = ns.EventLoop()
+    seen = []
+    clock.timer(2.0, seen.append, "before")
+    seq = clock.reserve()
+    clock.timer(2.0, seen.append, "after")
+    clock.timer(1.0, lambda _e: clock.timer_at(2.0, seq, seen.append, "reserved"))
+    clock.timer(1.5, lambda _e: clock.timer_at(1.5, clock.reserve(), seen.append, "now"))
+    clock.run()
+    assert seen == ["now", "before", "reserved", "after"] and clock.now == 2.0
+
+
 def test_simpy_clock_matches_event_loop():
     """Over a SimPy environment (the real-time HIL path) the same timers ring in the same order,
     and SimPy processes run beside them."""
@@ -214,3 +235,25 @@ def test_core_shape_rules():
         if re.search(r"env\._(queue|eid|now)\b", src):
             private.append(p.name)
     assert big == [] and private == []
+
+
+def test_request_log_pages_keep_every_row(monkeypatch):
+    """Rows go into fixed-size pages; a run longer than one page keeps every row, in rid order,
+    with its integers and times intact."""
+    from dpsim.lifecycle import log as log_mod
+    monkeypatch.setattr(log_mod, "PAGE_ROWS", 7)
+    log = RequestLog()
+    ag = Agent(0, _Traj())
+    order = [5, 1, 17, 3] + list(range(20, 40)) + [2]
+    for rid in order:
+        r = Request(rid, ag, 0, 1000 + rid, 10, 5, float(rid))
+        log.issued(r)
+        r.stage = Stage.DONE
+        r.t_end = rid + 0.5
+        log.finished(r)
+    assert len(log) == len(order) == 25  # 4 pages of 7 rows
+    c = log.columns()
+    assert list(c["rid"]) == sorted(order)
+    assert list(c["prompt"]) == [1000 + r for r in sorted(order)]
+    assert list(c["end_s"]) == [r + 0.5 for r in sorted(order)]
+    assert set(c["status"]) == {0}

@@ -143,3 +143,24 @@ def test_events_do_not_scale_with_tokens():
     # 8 x 5000 tokens, yet a handful of events.
     assert sim.clock.events < 50
     assert all(r.t_end == reqs[0].t_end for r in reqs)
+
+
+def test_finish_timers_do_not_pile_up_with_joins():
+    """Each join moves the batch's finish; a finish timer is set only when no timer already set
+    rings before it (that one sets it when it rings), so the pending timers stay few however
+    many requests join -- and the results are those of the closed form."""
+    t0, ts, tt = 0.01, 1e-4, 0.0
+    sim = _Sim(_CM(t0, ts, tt, None))
+    de = DecodeEngine(_GPU(), 0, sim.deps)
+    reqs = [_Req(i, 1000, 400) for i in range(60)]
+    for i, r in enumerate(reqs):  # a join every 5 ms: the finish moves later each time
+        sim.timer(0.005 * i, lambda _e, r=r: de.join(r))
+    pending = []
+    sim.timer(0.35, lambda _e: pending.append(sim.clock.pending()))  # all joined, none finished
+    sim.env.run()
+    assert pending == [1]  # the finish (one timer per join, 60, before)
+    assert len(de._armed) == 0 and de._fin_seq == -1
+    got = [(r.t_second, r.t_end) for r in reqs]
+    ref = reference([(0.005 * i, 1000, 400) for i in range(60)], (t0, ts, tt), None)
+    for (gs, ge), (rs, re_) in zip(got, ref):
+        assert ge == pytest.approx(re_, rel=1e-9) and gs == pytest.approx(rs, rel=1e-9)

@@ -73,3 +73,43 @@ def test_compiled_matches_reference_under_random_operations(seed):
     assert log[0] == log[1] and len(log[0]) > 5000
     assert _drain(hs[0]) == _drain(hs[1])
     assert sorted(hs[1].entries()) == []
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_drop_stale_keeps_exactly_the_live_entries_in_order(seed):
+    """The network's compaction: entries (t, seq, version, transfer) are live when their version
+    is the start marker, or the transfer's current version and the transfer has not ended; both
+    heaps keep exactly those and hand them out in the same order as before the drop."""
+    from dpsim.net import links as py_links
+    mods = [(py_heap, py_links)]
+    if c_heap is not None:
+        from dpsim.net._c import links as c_links
+        mods.append((c_heap, c_links))
+    rng = random.Random(seed)
+    spec = []  # (t, seq, version, transfer index)
+    for seq in range(3000):
+        spec.append((float(rng.randint(0, 40)), seq, rng.choice([-1, 0, 1, 2]), rng.randrange(200)))
+    versions = [rng.choice([0, 1, 2]) for _ in range(200)]
+    ended = [rng.random() < 0.2 for _ in range(200)]
+    outs = []
+    for hmod, lmod in mods:
+        trs = []
+        for i in range(200):
+            tr = lmod.Transfer(i, (), 1.0, 0, 1.0, None, None)
+            tr.version = versions[i]
+            tr.t_end = 5.0 if ended[i] else -1.0
+            trs.append(tr)
+        h = hmod.TimeHeap()
+        for t, seq, ver, k in spec:
+            h.push(t, seq, ver, trs[k])
+        for _ in range(500):  # some popped first, as in a running network
+            h.pop()
+        want = sorted((t, s) for t, s, ver, tr in h.entries()
+                      if ver == -1 or (ver == tr.version and tr.t_end < 0.0))
+        h.drop_stale(-1)
+        got = [(t, s) for t, s, _a, _b in _drain(h)]
+        assert got == want and 0 < len(got) < 2500
+        outs.append(got)
+        h.push(1.0, 99999, -1, trs[0])  # slots freed by the drop are reused
+        assert h.size() == 1 and h.top_seq() == 99999
+    assert all(o == outs[0] for o in outs)

@@ -1,5 +1,7 @@
+cimport cython
 # Augmenting declarations: RouteBook as an extension type with typed per-kind caches (see
 # dpsim/_core.py, setup.py).  Route stays a Python tuple subclass (it carries attributes).
+@cython.final  # never subclassed: cpdef calls are direct C calls (no override lookup)
 cdef class RouteBook:
     cdef public object cl, transform
     cdef public dict lat, _cache, _read, _write, _h2d, _d2h, _remote_h2d, _to_remote, _model

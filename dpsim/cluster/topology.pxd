@@ -3,6 +3,7 @@
 cimport cython
 
 
+@cython.final  # never subclassed: cpdef calls are direct C calls (no override lookup)
 cdef class Buffer:
     cdef public object name, waiters
     cdef public double capacity, used, peak
@@ -14,6 +15,7 @@ cdef class Buffer:
     cpdef free(self, double nbytes)
 
 
+@cython.final  # never subclassed: cpdef calls are direct C calls (no override lookup)
 cdef class Node:
     cdef public long nid
     cdef public object role, snic_rx, snic_tx, dram
@@ -22,6 +24,7 @@ cdef class Node:
     cdef public double read_q
 
 
+@cython.final  # never subclassed: cpdef calls are direct C calls (no override lookup)
 cdef class GPU:
     cdef public long gid, local
     cdef public Node node

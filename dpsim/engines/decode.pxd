@@ -3,19 +3,21 @@ cimport cython
 cdef double INF
 
 
+@cython.final  # never subclassed: cpdef calls are direct C calls (no override lookup)
 cdef class _Seq:
     cdef public object req
     cdef public long end_step, ctx0, step0
 
 
+@cython.final  # never subclassed: cpdef calls are direct C calls (no override lookup)
 cdef class DecodeEngine:
     cdef dict __dict__
     cdef public object deps, clock, gpu, cap, ep_stream, group, alloc_q
-    cdef public long idx, base, fresh_step, steps, version, btoken, seq, tok, _fin_k, _bnd_k
+    cdef public long idx, base, fresh_step, steps, version, btoken, seq, tok, _fin_k, _bnd_k, _fin_seq
     cdef public dict seqs
-    cdef public list fresh, heap, joiners, size_log
-    cdef public double t_int, a, c, busy_time, t0, ts, tt, ep_tok, slowdown
-    cdef public bint boundary_pending
+    cdef public list fresh, heap, joiners, size_log, _armed
+    cdef public double t_int, a, c, busy_time, t0, ts, tt, ep_tok, slowdown, _fin_t
+    cdef public bint boundary_pending, _fin_deferred
 
     @cython.locals(n=long, S=long, n_grow=long, steps=long, s=_Seq)
     cpdef tuple _iter_params(self)
@@ -28,8 +30,10 @@ cdef class DecodeEngine:
     @cython.locals(a=double, c=double, b=double, k=long)
     cpdef long _steps_by(self, double dt)
 
-    @cython.locals(k=long, dt=double, n=long)
+    @cython.locals(k=long, dt=double, n=long, now=double, t=double, i=long, armed=list)
     cpdef _reschedule(self)
+
+    cpdef _set_finish(self)
 
     @cython.locals(now=double, j=long, tb=double)
     cpdef join(self, req)
@@ -42,7 +46,8 @@ cdef class DecodeEngine:
 
     cpdef _done_now(self, req)
     cpdef _boundary_due(self, long bt)
-    cpdef _finish_due(self, long v)
+    @cython.locals(armed=list, i=long, t=double)
+    cpdef _finish_due(self, long seq)
 
     @cython.locals(now=double)
     cpdef _on_boundary(self, long k, long bt)

@@ -17,6 +17,10 @@ from typing import Callable
 
 from ..lifecycle.stage import Stage
 
+# Stage members as module constants: read on every transition, and a module global is
+# much cheaper to read than an enum class attribute.
+_DECODE = Stage.DECODE
+
 INF = math.inf
 
 
@@ -78,6 +82,14 @@ class DecodeEngine:
         self.size_log: list = []  # (time, sequences) when sim.timeline
         self._fin_k = 0  # iterations to the next finish (of the pending finish event)
         self._bnd_k = 0  # iterations to the pending boundary event
+        # The finish event: at most one live target (time, place in line) at once.  A new
+        # target is set as a timer only when no finish timer already set rings before it;
+        # otherwise that earlier timer sets it when it rings (a batch's finish moves later with
+        # every join, and each timer would otherwise stay queued, stale, until its time).
+        self._fin_t = 0.0
+        self._fin_seq = -1  # -1: no target (empty batch)
+        self._fin_deferred = False  # the target is not set as a timer yet
+        self._armed: list = []  # [time, place] of each finish timer set and not yet rung
 
     @property
     def name(self) -> str:
@@ -154,6 +166,8 @@ class DecodeEngine:
             if not log or log[-1][1] != n:
                 log.append((self.clock.now, n))
         if not self.seqs:
+            self._fin_seq = -1  # no finish pending (timers already set ring idle)
+            self._fin_deferred = False
             if self.ep_stream is not None:
                 self.deps.port.stop(self.ep_stream)
                 self.ep_stream = None
@@ -164,13 +178,31 @@ class DecodeEngine:
         k = self.heap[0][0] - self.steps
         dt = self._time_for(k)
         self._fin_k = k  # the pending finish event is the one of this version
-        self.clock.timer(dt, self._finish_due, self.version)
+        # The finish at now + dt, in the place in line a timer set now gets (EventLoop.timer's
+        # arithmetic): set now unless a finish timer already set rings no later.
+        clock = self.clock
+        now = clock.now
+        t = now + dt if dt > 0.0 else now
+        self._fin_t = t
+        self._fin_seq = clock.reserve()
+        armed = self._armed
+        for i in range(0, len(armed), 2):
+            if armed[i] <= t:
+                self._fin_deferred = True
+                return
+        self._set_finish()
+
+    def _set_finish(self) -> None:
+        self._fin_deferred = False
+        self._armed.append(self._fin_t)
+        self._armed.append(self._fin_seq)
+        self.clock.timer_at(self._fin_t, self._fin_seq, self._finish_due, self._fin_seq)
 
     # ------------------------------------------------------------------ events
     def join(self, req) -> None:
         """``req``'s KV is in HBM: it joins the batch at the next iteration boundary."""
         now = self.clock.now
-        req.stage = Stage.DECODE
+        req.stage = _DECODE
         if req.gen <= 1:  # the only token came from prefill: nothing to decode
             req.t_second = now
             self.clock.timer(0.0, self._done_now, req)
@@ -237,8 +269,21 @@ class DecodeEngine:
     def _boundary_due(self, bt: int) -> None:
         self._on_boundary(self._bnd_k, bt)
 
-    def _finish_due(self, v: int) -> None:
-        self._on_finish(v, self._fin_k)
+    def _finish_due(self, seq: int) -> None:
+        armed = self._armed
+        for i in range(0, len(armed), 2):
+            if armed[i + 1] == seq:
+                del armed[i:i + 2]
+                break
+        if seq == self._fin_seq:  # the live target
+            self._fin_seq = -1
+            self._on_finish(self.version, self._fin_k)
+        elif self._fin_deferred:  # an earlier one: set the target unless another one covers it
+            t = self._fin_t
+            for i in range(0, len(armed), 2):
+                if armed[i] <= t:
+                    return
+            self._set_finish()
 
     def _on_boundary(self, k: int, bt: int) -> None:
         if bt != self.btoken or not self.boundary_pending:

@@ -4,6 +4,7 @@ cimport cython
 from dpsim.lifecycle.request cimport Request
 
 
+@cython.final  # never subclassed: cpdef calls are direct C calls (no override lookup)
 cdef class PrefillEngine:
     cdef dict __dict__
     cdef public object deps, gpu, queue, group

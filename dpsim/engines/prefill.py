@@ -14,6 +14,10 @@ from typing import Callable
 
 from ..lifecycle.stage import Stage
 
+# Stage members as module constants: read on every transition, and a module global is
+# much cheaper to read than an enum class attribute.
+_PREFILL_QUEUE = Stage.PREFILL_QUEUE
+
 
 @dataclass
 class PrefillDeps:
@@ -52,7 +56,7 @@ class PrefillEngine:
         return f"PE{self.idx}@gpu{self.gpu.gid}"
 
     def enqueue(self, req, front: bool = False) -> None:
-        req.stage = Stage.PREFILL_QUEUE
+        req.stage = _PREFILL_QUEUE
         if front:
             self.queue.appendleft(req)
         else:
@@ -91,7 +95,7 @@ class PrefillEngine:
             else:
                 requeue.append(req)
         for req in reversed(requeue):
-            req.stage = Stage.PREFILL_QUEUE
+            req.stage = _PREFILL_QUEUE
             self.queue.appendleft(req)
         self.busy = False
         if self.queue:

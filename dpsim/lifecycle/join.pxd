@@ -1,6 +1,7 @@
 cimport cython
 # Augmenting declarations: Join as an extension type (see dpsim/_core.py and setup.py).
 @cython.freelist(256)  # allocated and freed per request stage: reuse the memory
+@cython.final  # never subclassed: cpdef calls are direct C calls (no override lookup)
 cdef class Join:
     cdef public long left
     cdef public object then
@@ -9,6 +10,7 @@ cdef class Join:
 
 
 @cython.freelist(256)
+@cython.final  # never subclassed: cpdef calls are direct C calls (no override lookup)
 cdef class Call:
     cdef public object fn
     cdef public tuple args

@@ -1,13 +1,22 @@
 # Augmenting declarations: RequestLog as an extension type (see dpsim/_core.py, setup.py).
+# The current page is written through typed memoryviews: a row is 21 C stores.
 cimport cython
 from dpsim.lifecycle.request cimport Request
 
 
+@cython.final  # never subclassed: cpdef calls are direct C calls (no override lookup)
 cdef class RequestLog:
     cdef public dict live, fail_reason
-    cdef public object _ints, _times, _path, _status
+    cdef public list _pages
+    cdef public tuple _page
+    cdef long long[::1] _iv
+    cdef double[::1] _tv
+    cdef signed char[::1] _pv, _sv
+    cdef public Py_ssize_t _n, _k
 
     cpdef issued(self, Request req)
     cpdef finished(self, Request req)
+    cpdef _new_page(self)
 
+    @cython.locals(k=Py_ssize_t, i=Py_ssize_t)
     cpdef _write(self, Request r)

@@ -1,10 +1,13 @@
+# cython: boundscheck=False, wraparound=False
 """Finished requests, stored by column.
 
 A ledger book rather than a filing cabinet: when a request ends, its numbers are written as
-one line -- its integers appended to one typed ``array`` and its times to another, row after
-row -- and the Python object is dropped, so memory grows by ~200 bytes per request instead of a
-whole object graph.  Requests still in flight stay
-objects (``live``) until they end.  :meth:`columns` gives NumPy arrays in request-id order.
+one line -- its integers into one typed page and its times into another, row after row -- and
+the Python object is dropped, so memory grows by ~200 bytes per request instead of a whole
+object graph.  A page holds :data:`PAGE_ROWS` rows (``array`` buffers written through
+memoryviews: C stores in the compiled build, no tuple and no boxing per request); a full page is
+kept and a fresh one begun.  Requests still in flight stay objects (``live``) until they end.
+:meth:`columns` gives NumPy arrays in request-id order.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from .stage import Stage
 PATHS = ("", "pe", "de", "split")
 _PATH_CODE = {p: i for i, p in enumerate(PATHS)}
 STATUS = ("done", "failed", "unfinished")
+_DONE, _FAILED = Stage.DONE, Stage.FAILED
 
 INT_COLS = ("rid", "agent", "round", "prompt", "hit", "new", "gen", "split_de_tokens", "pe", "de",
             "n_chunks")
@@ -26,17 +30,34 @@ TIME_COLS = (("arrival_s", "arrival"), ("sched_s", "t_sched"), ("alloc_s", "t_al
              ("end_s", "t_end"))
 
 
+PAGE_ROWS = 16384  # rows per page (a page: ~2.8 MB; the last one is trimmed when read)
+_NI, _NT = len(INT_COLS), len(TIME_COLS)
+assert (_NI, _NT) == (11, 10), "RequestLog._write writes 11 ints and 10 times per row"
+
+
 class RequestLog:
     def __init__(self) -> None:
         self.live: dict = {}  # rid -> Request still in flight
-        self._ints = array("q")  # row-major: len(INT_COLS) values per finished request
-        self._times = array("d")  # row-major: len(TIME_COLS) values per finished request
-        self._path = array("b")
-        self._status = array("b")
         self.fail_reason: dict = {}  # rid -> reason (failed requests only)
+        self._pages: list = []  # full pages: (ints, times, path, status) arrays
+        self._n = 0  # rows written
+        self._k = 0  # rows in the current page
+        self._new_page()
+
+    def _new_page(self) -> None:
+        """Begin a page: row-major ``array`` buffers (ints: _NI per row, times: _NT per row, a
+        path and a status code per row), written through memoryviews ``_iv``/``_tv``/``_pv``/
+        ``_sv`` until full."""
+        self._page = (array("q", bytes(8 * _NI * PAGE_ROWS)), array("d", bytes(8 * _NT * PAGE_ROWS)),
+                      array("b", bytes(PAGE_ROWS)), array("b", bytes(PAGE_ROWS)))
+        self._iv = memoryview(self._page[0])
+        self._tv = memoryview(self._page[1])
+        self._pv = memoryview(self._page[2])
+        self._sv = memoryview(self._page[3])
+        self._k = 0
 
     def __len__(self) -> int:
-        return len(self._path) + len(self.live)
+        return self._n + len(self.live)
 
     def issued(self, req) -> None:
         self.live[req.rid] = req
@@ -48,32 +69,61 @@ class RequestLog:
 
     def _write(self, r) -> None:
         path = r.path
-        # One call per array (the order of INT_COLS / TIME_COLS): the hot path's only writes.
-        self._ints.extend((r.rid, r.agent.aid, r.round, r.prompt, r.hit, r.new, r.gen,
-                           r.de_hit if path == "split" else 0, r.pe.idx if r.pe is not None else -1,
-                           r.de.idx if r.de is not None else -1, r.n_chunks))
-        self._times.extend((r.arrival, r.t_sched, r.t_alloc, r.t_read0, r.t_read1, r.t_pf0, r.t_first,
-                            r.t_h2d, r.t_second, r.t_end))
-        self._path.append(_PATH_CODE[path])
+        k = self._k
+        if k == PAGE_ROWS:
+            self._pages.append(self._page)
+            self._new_page()
+            k = 0
+        # One row, in the order of INT_COLS / TIME_COLS: the hot path's only writes.
+        i = k * 11  # _NI
+        self._iv[i] = r.rid
+        self._iv[i + 1] = r.agent.aid
+        self._iv[i + 2] = r.round
+        self._iv[i + 3] = r.prompt
+        self._iv[i + 4] = r.hit
+        self._iv[i + 5] = r.new
+        self._iv[i + 6] = r.gen
+        self._iv[i + 7] = r.de_hit if path == "split" else 0
+        self._iv[i + 8] = r.pe.idx if r.pe is not None else -1
+        self._iv[i + 9] = r.de.idx if r.de is not None else -1
+        self._iv[i + 10] = r.n_chunks
+        i = k * 10  # _NT
+        self._tv[i] = r.arrival
+        self._tv[i + 1] = r.t_sched
+        self._tv[i + 2] = r.t_alloc
+        self._tv[i + 3] = r.t_read0
+        self._tv[i + 4] = r.t_read1
+        self._tv[i + 5] = r.t_pf0
+        self._tv[i + 6] = r.t_first
+        self._tv[i + 7] = r.t_h2d
+        self._tv[i + 8] = r.t_second
+        self._tv[i + 9] = r.t_end
+        self._pv[k] = _PATH_CODE[path]
         st = r.stage
-        if st == Stage.DONE:
-            self._status.append(0)
-        elif st == Stage.FAILED:
-            self._status.append(1)
+        if st is _DONE:
+            self._sv[k] = 0
+        elif st is _FAILED:
+            self._sv[k] = 1
             self.fail_reason[r.rid] = r.fail
         else:
-            self._status.append(2)
+            self._sv[k] = 2
+        self._k = k + 1
+        self._n += 1
+
+    def _arrays(self) -> tuple:
+        """The rows written so far as NumPy arrays (ints (n, _NI), times (n, _NT), path, status)."""
+        pages = self._pages + [tuple(a[:len(a) * self._k // PAGE_ROWS] for a in self._page)]
+        return (np.concatenate([np.frombuffer(p[0], dtype=np.int64) for p in pages]).reshape(-1, _NI),
+                np.concatenate([np.frombuffer(p[1], dtype=np.float64) for p in pages]).reshape(-1, _NT),
+                np.concatenate([np.frombuffer(p[2], dtype=np.int8) for p in pages]),
+                np.concatenate([np.frombuffer(p[3], dtype=np.int8) for p in pages]))
 
     def columns(self) -> dict:
         """Every request (finished rows, then the live ones as unfinished), sorted by rid:
         {column: ndarray}, plus ``path`` and ``status`` as codes into PATHS / STATUS."""
-        ni, nt = len(INT_COLS), len(TIME_COLS)
-        im = (np.frombuffer(self._ints, dtype=np.int64) if len(self._ints) else np.zeros(0, np.int64)).reshape(-1, ni)
-        tm = (np.frombuffer(self._times, dtype=np.float64) if len(self._times) else np.zeros(0, np.float64)).reshape(-1, nt)
+        im, tm, path, status = self._arrays()
         i = {c: im[:, k] for k, c in enumerate(INT_COLS)}
         t = {c: tm[:, k] for k, (c, _a) in enumerate(TIME_COLS)}
-        path = np.frombuffer(self._path, dtype=np.int8) if len(self._path) else np.zeros(0, np.int8)
-        status = np.frombuffer(self._status, dtype=np.int8) if len(self._status) else np.zeros(0, np.int8)
         if self.live:
             tmp = RequestLog()
             for r in self.live.values():

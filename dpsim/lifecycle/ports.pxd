@@ -1,12 +1,15 @@
 # Augmenting declarations: KVPort as an extension type (see dpsim/_core.py, setup.py).
 cimport cython
 from dpsim.lifecycle.request cimport Request
+from dpsim.cluster.routes cimport RouteBook
 
 cdef double INF
 
 
+@cython.final  # never subclassed: cpdef calls are direct C calls (no override lookup)
 cdef class KVPort:
-    cdef public object net, routes
+    cdef public object net  # untyped: record_transfers / HIL patch net.transfer on the instance
+    cdef public RouteBook routes
     cdef public dict ep_peer
     cdef public double full_block_bytes, cap_layer, cap_full, cap_storage
     cdef public long model_prio, read_qd

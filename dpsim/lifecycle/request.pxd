@@ -1,8 +1,10 @@
+cimport cython
 # Augmenting declarations: Request and Agent as extension types with typed fields (see
 # dpsim/_core.py and setup.py); the .py beside this is the reference.
 cdef double NAN
 
 
+@cython.final  # never subclassed: cpdef calls are direct C calls (no override lookup)
 cdef class Request:
     cdef public long rid, round, prompt, hit, gen, new, de_hit, computed, n_chunks
     cdef public long pe_charged, de_charged
@@ -11,6 +13,7 @@ cdef class Request:
     cdef public object agent, pe, de, path, stage, fail
 
 
+@cython.final  # never subclassed: cpdef calls are direct C calls (no override lookup)
 cdef class Agent:
     cdef public long aid, n_rounds, next_round, stored, persist_pending, n_done
     cdef public object traj

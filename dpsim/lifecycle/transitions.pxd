@@ -10,6 +10,7 @@ from dpsim.scheduling.base cimport Policy
 from dpsim.scheduling.ledger cimport LoadLedger
 
 
+@cython.final  # never subclassed: cpdef calls are direct C calls (no override lookup)
 cdef class Lifecycle:
     # port stays untyped: a calibration profile may wrap it (dpsim.cluster.profile.StorageWriteCost)
     cdef public object clock, port, progress, on_agent_done, on_change

@@ -40,6 +40,11 @@ from .join import Call, Join
 from .request import Request
 from .stage import Stage
 
+# Stage members as module constants: read on every transition, and a module global is
+# much cheaper to read than an enum class attribute.
+_SCHEDULED, _ALLOCATED, _READING, _DE_ALLOC = Stage.SCHEDULED, Stage.ALLOCATED, Stage.READING, Stage.DE_ALLOC
+_DE_H2D, _DONE, _FAILED = Stage.DE_H2D, Stage.DONE, Stage.FAILED
+
 
 class Lifecycle:
     def __init__(self, clock, port, ledger, log, kvb: float, block: int, persist: bool,
@@ -83,7 +88,7 @@ class Lifecycle:
     def assign(self, req, pe, de, plan) -> None:
         """The policy's decision: ``req`` goes to ``pe`` and ``de``, its hit KV read as ``plan``
         (a :class:`~dpsim.scheduling.read_paths.ReadPlan`; the policy clamped ``req.hit``)."""
-        req.stage = Stage.SCHEDULED
+        req.stage = _SCHEDULED
         req.pe = pe
         req.de = de
         req.new = req.prompt - req.hit
@@ -124,7 +129,7 @@ class Lifecycle:
 
     def _allocated(self, req) -> None:
         req.t_alloc = self.clock.now
-        req.stage = Stage.ALLOCATED
+        req.stage = _ALLOCATED
         agent = req.agent
         if agent.persist_pending > 0:
             agent.persist_waiters.append(req)
@@ -146,7 +151,7 @@ class Lifecycle:
             req.t_read1 = now
             self._read_done(req)
             return
-        req.stage = Stage.READING
+        req.stage = _READING
         de_t = req.de_hit
         pe_t = req.hit - de_t
         parts = (de_t > 0) + (pe_t > 0)
@@ -195,7 +200,7 @@ class Lifecycle:
         new_blocks = req.prompt // blk - req.hit // blk
         stored_after = (req.prompt // blk) * blk
         free_buf = Join(1, Call(self._free_de_buffer, req))
-        req.stage = Stage.DE_ALLOC
+        req.stage = _DE_ALLOC
         if new_blocks > 0 and self.persist:
             free_buf.add()
             agent.persist_pending += 1
@@ -238,7 +243,7 @@ class Lifecycle:
         g.hbm_used += need
         if g.hbm_used > g.hbm_peak:
             g.hbm_peak = g.hbm_used
-        req.stage = Stage.DE_H2D
+        req.stage = _DE_H2D
         self.port.de_h2d(g, req.prompt * self.kvb, Call(self._de_h2d_done, req, free_buf), req.rid)
 
     def _de_h2d_done(self, req, free_buf: Join) -> None:
@@ -265,7 +270,7 @@ class Lifecycle:
         req.t_end = now
         if req.gen <= 1:
             req.t_second = math.nan
-        req.stage = Stage.DONE
+        req.stage = _DONE
         g = de.gpu
         g.hbm_used -= (req.prompt + req.gen) * self.kvb
         if g.hbm_used < 0:
@@ -323,7 +328,7 @@ class Lifecycle:
     def fail(self, req, reason: str) -> None:
         """``req`` failed with ``reason``; its agent stops (its context is gone)."""
         now = self.clock.now
-        req.stage = Stage.FAILED
+        req.stage = _FAILED
         req.fail = reason
         req.t_end = now
         self.outstanding -= 1

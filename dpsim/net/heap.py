@@ -58,6 +58,15 @@ class TimeHeap:
         """Every entry as a ``(t, seq, a, b)`` tuple, in no particular order."""
         return list(self._h)
 
+    def drop_stale(self, start: int) -> None:
+        """The network's compaction: drop every entry ``(t, seq, version, transfer)`` that no
+        longer stands -- its ``version`` is not ``start`` (a start entry) and either differs
+        from ``transfer.version`` (superseded by a re-rating) or the transfer has ended.  The
+        rest come out in the same order (keys are unique)."""
+        keep = [e for e in self._h if e[2] == start or (e[2] == e[3].version and e[3].t_end < 0.0)]
+        heapify(keep)
+        self._h = keep
+
     def replace_all(self, entries: list) -> None:
         """Make the heap hold exactly ``entries`` (``(t, seq, a, b)`` tuples)."""
         h = list(entries)

@@ -4,6 +4,7 @@ interface and the same order): keys ``(t, seq)`` in a C array of structs, payloa
 Python lists indexed by a slot number that the key carries, so a sift moves 24-byte structs and
 compares doubles, never Python objects."""
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
+from .links cimport Transfer
 
 cdef double INF = float("inf")
 
@@ -124,6 +125,29 @@ cdef class TimeHeap:
         for i in range(self._n):
             out.append((self._h[i].t, self._h[i].seq, self._pa[self._h[i].slot], self._pb[self._h[i].slot]))
         return out
+
+    cpdef drop_stale(self, long start):
+        """See heap.py: drop the network's superseded entries in place (C loop), keep the rest
+        in the same order."""
+        cdef Py_ssize_t i, j = 0, slot
+        cdef long ver
+        cdef Transfer tr
+        for i in range(self._n):
+            slot = self._h[i].slot
+            ver = self._pa[slot]
+            tr = <Transfer> self._pb[slot]
+            if ver == start or (ver == tr.version and tr.t_end < 0.0):
+                self._h[j] = self._h[i]
+                j += 1
+            else:
+                self._pa[slot] = None
+                self._pb[slot] = None
+                self._free.append(slot)
+        self._n = j
+        i = j // 2 - 1
+        while i >= 0:
+            self._sift_down(i)
+            i -= 1
 
     cpdef replace_all(self, list entries):
         cdef Py_ssize_t i, n = len(entries)

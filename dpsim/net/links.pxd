@@ -14,6 +14,7 @@ cdef class Link:
 @cython.freelist(256)  # a few per request, short-lived: reuse the memory
 cdef class Transfer:
     cdef public object id, route, on_done, tag
+    cdef public tuple links
     cdef public double size, remaining, rate, max_rate, last_t, t_submit, t_start, t_end
     cdef public double delivered_check, fixed_end, _old
     cdef public long prio, version, _mark

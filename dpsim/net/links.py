@@ -52,7 +52,7 @@ class Link:
 class Transfer:
     """Bytes moving over a route of links.  ``on_done(transfer)`` fires at completion."""
 
-    __slots__ = ("id", "route", "size", "remaining", "rate", "prio", "max_rate", "last_t",
+    __slots__ = ("id", "route", "links", "size", "remaining", "rate", "prio", "max_rate", "last_t",
                  "on_done", "t_submit", "t_start", "t_end", "version", "tag", "delivered_check",
                  "fixed_end", "_mark", "_old")
 
@@ -60,6 +60,9 @@ class Transfer:
                  on_done, tag) -> None:
         self.id = tid
         self.route = route
+        # The links as an exact tuple (a Route is a tuple subclass): the network's hot loops
+        # walk ``links``, which the compiled build iterates by index, allocating no iterator.
+        self.links = route if type(route) is tuple else tuple(route)
         self.size = float(size)
         self.remaining = float(size)
         self.rate = 0.0

@@ -16,6 +16,10 @@ cdef class EventLoop:
     @cython.locals(t=double)
     cpdef timer(self, double dt, fn, arg=*)
 
+    cpdef long reserve(self)
+
+    cpdef timer_at(self, double t, long seq, fn, arg=*)
+
     cpdef double peek(self)
 
     cpdef long pending(self)

@@ -40,6 +40,19 @@ class EventLoop:
         self._seq += 1
         self._heap.push(self.now + dt if dt > 0.0 else self.now, self._seq, fn, arg)
 
+    def reserve(self) -> int:
+        """Take the place in line that a :meth:`timer` set now would get, without setting it:
+        pass it to :meth:`timer_at` later (e.g. only if a pending timer does not cover it).  The
+        timer then rings exactly where it would have, had it been set now."""
+        self._seq += 1
+        return self._seq
+
+    def timer_at(self, t, seq, fn, arg=None) -> None:
+        """Set a timer at absolute time ``t`` (>= now) in the place ``seq`` from :meth:`reserve`.
+        It must be set before the loop reaches it: before ``t``, or at ``t`` while running an
+        entry that comes before it."""
+        self._heap.push(t, seq, fn, arg)
+
     def peek(self) -> float:
         """The time of the next timer (infinity when none is set)."""
         return self._heap.top_t()
@@ -88,6 +101,7 @@ class SimpyClock:
         self.env = env
         self.events = 0
         self._stopped = False
+        self._tokens = 0
 
     @property
     def now(self) -> float:
@@ -96,6 +110,14 @@ class SimpyClock:
     def timer(self, dt, fn, arg=None) -> None:
         ev = self.env.timeout(dt if dt > 0.0 else 0.0, arg)
         ev.callbacks.append(self._ring(fn))
+
+    def reserve(self) -> int:
+        """Places in line are SimPy's business here: a unique token only (see EventLoop.reserve)."""
+        self._tokens += 1
+        return self._tokens
+
+    def timer_at(self, t, seq, fn, arg=None) -> None:
+        self.timer(t - self.env.now, fn, arg)
 
     def _ring(self, fn):
         def ring(ev):

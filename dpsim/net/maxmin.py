@@ -21,21 +21,21 @@ def fill(flows: list, avail: dict) -> None:
         return
     cnt: dict = {}
     for f in flows:
-        for l in f.route:
+        for l in f.links:
             cnt[l] = cnt.get(l, 0) + 1
     active = flows
     # Fast path: a single flow.
     if len(flows) == 1:
         f = flows[0]
         r = f.max_rate
-        for l in f.route:
+        for l in f.links:
             a = avail[l]
             if a < r:
                 r = a
         if r < 0.0:
             r = 0.0
         f.rate = r
-        for l in f.route:
+        for l in f.links:
             avail[l] -= r
         return
     while active:
@@ -61,7 +61,7 @@ def fill(flows: list, avail: dict) -> None:
                 if f.max_rate <= thr:
                     r = f.max_rate
                     f.rate = r
-                    for l in f.route:
+                    for l in f.links:
                         avail[l] -= r
                         cnt[l] -= 1
                 else:
@@ -76,13 +76,13 @@ def fill(flows: list, avail: dict) -> None:
         keep = []
         for f in active:
             hit = False
-            for l in f.route:
+            for l in f.links:
                 if l in frozen_links:
                     hit = True
                     break
             if hit:
                 f.rate = share
-                for l in f.route:
+                for l in f.links:
                     avail[l] -= share
                     cnt[l] -= 1
             else:
@@ -90,7 +90,7 @@ def fill(flows: list, avail: dict) -> None:
         if len(keep) == len(active):  # numerical safety: freeze everything at share
             for f in keep:
                 f.rate = share
-                for l in f.route:
+                for l in f.links:
                     avail[l] -= share
                     cnt[l] -= 1
             keep = []
@@ -129,7 +129,7 @@ def allocate(flows: list, links: list, high_share: float, bg_high: dict | None =
     if has_low is None:
         hl = set()
         for f in low:
-            for l in f.route:
+            for l in f.links:
                 hl.add(l)
         has_low = {l: (l in hl) for l in links}
     bgh = bg_high or {}
@@ -145,7 +145,7 @@ def allocate(flows: list, links: list, high_share: float, bg_high: dict | None =
             avail[l] = l.capacity - bgh.get(l, 0.0) - bgl.get(l, 0.0)
         for f in high:
             r = f.rate
-            for l in f.route:
+            for l in f.links:
                 avail[l] -= r
         for l in links:
             if avail[l] < 0.0:
@@ -159,7 +159,7 @@ def fill_scratch(flows: list, links: list) -> None:
     for l in links:
         l._cnt = 0
     for f in flows:
-        for l in f.route:
+        for l in f.links:
             l._cnt += 1
     active = flows
     while active:
@@ -182,7 +182,7 @@ def fill_scratch(flows: list, links: list) -> None:
                 r = f.max_rate
                 if r <= share:
                     f.rate = r
-                    for l in f.route:
+                    for l in f.links:
                         l._avail -= r
                         l._cnt -= 1
                 else:
@@ -193,7 +193,7 @@ def fill_scratch(flows: list, links: list) -> None:
         frozen = []
         for f in active:
             hit = False
-            for l in f.route:
+            for l in f.links:
                 n = l._cnt
                 if n and l._avail <= thr * n:
                     hit = True
@@ -207,7 +207,7 @@ def fill_scratch(flows: list, links: list) -> None:
             keep = []
         for f in frozen:
             f.rate = share
-            for l in f.route:
+            for l in f.links:
                 l._avail -= share
                 l._cnt -= 1
         active = keep
@@ -236,7 +236,7 @@ def allocate_scratch(flows: list, links: list, high_share: float) -> None:
             l._avail = l.capacity - l._bgh - l._bgl
         for f in high:
             r = f.rate
-            for l in f.route:
+            for l in f.links:
                 l._avail -= r
         for l in links:
             if l._avail < 0.0:

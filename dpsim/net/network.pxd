@@ -25,7 +25,7 @@ cdef class _Sharing:
     @cython.locals(now=double, heap=TimeHeap)
     cdef _push(self, double t, Transfer tr)
 
-    @cython.locals(heap=TimeHeap, keep=list, e=tuple, ver=long, tr=Transfer)
+    @cython.locals(heap=TimeHeap)
     cdef _compact(self)
 
     @cython.locals(at=double)
@@ -68,7 +68,7 @@ cdef class Network(_Sharing):
     cpdef stop(self, Transfer tr)
 
     @cython.locals(now=double, l=Link, low=bint, r=double, ok=bint, share=double, cap=double,
-                   rate=double, route=object)
+                   rate=double, route=tuple)
     cdef _begin(self, Transfer tr)
 
     @cython.locals(now=double, tol=double, heap=TimeHeap, wakes=TimeHeap, done=list, tr=Transfer,

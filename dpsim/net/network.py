@@ -61,13 +61,7 @@ class _Sharing:
         behind until that time comes) once they may outnumber the live ones.  Keys are unique,
         so the order in which the remaining entries come out is unchanged; amortized O(1)."""
         heap = self._heap
-        keep = []
-        for e in heap.entries():
-            ver = e[2]
-            tr = e[3]
-            if ver == _START or (ver == tr.version and tr.t_end < 0.0):
-                keep.append(e)
-        heap.replace_all(keep)  # in place: a running wake-up holds this heap
+        heap.drop_stale(_START)  # in place: a running wake-up holds this heap
         self._compact_at = max(256, 2 * heap.size())
 
     def _arm(self, now: float, delay: float) -> None:
@@ -88,7 +82,7 @@ class _Sharing:
         if tr.t_end >= 0.0:
             return
         dur = now - tr.t_start
-        for l in tr.route:
+        for l in tr.links:
             l.acc_bytes += l.rate_sum * (now - l.acc_t) + tr.size
             l.acc_t = now
             l.flows.pop(tr, None)
@@ -131,7 +125,7 @@ class _Sharing:
                 f._mark = ep
                 f._old = f.rate
                 sub.append(f)
-                for l2 in f.route:
+                for l2 in f.links:
                     if l2._cmark != ep:
                         l2._cmark = ep
                         touched.append(l2)
@@ -146,7 +140,7 @@ class _Sharing:
                     # rather than after a first allocation round.
                     best = None
                     room = INF
-                    for l2 in f.route:
+                    for l2 in f.links:
                         a = l2.capacity - l2.rate_sum
                         if a < room:
                             room = a
@@ -171,7 +165,7 @@ class _Sharing:
                         f._mark = ep
                         f._old = f.rate
                         sub.append(f)
-                        for l2 in f.route:
+                        for l2 in f.links:
                             if l2._cmark != ep:
                                 l2._cmark = ep
                                 touched.append(l2)
@@ -191,10 +185,10 @@ class _Sharing:
                 o = f._old
                 if o:
                     if f.prio == HIGH:
-                        for l in f.route:
+                        for l in f.links:
                             l._bgh -= o
                     else:
-                        for l in f.route:
+                        for l in f.links:
                             l._bgl -= o
             for l in touched:
                 if l._bgh < 0.0:
@@ -207,12 +201,12 @@ class _Sharing:
                 f = sub[0]
                 r = f.max_rate
                 if f.prio == HIGH:
-                    for l in f.route:
+                    for l in f.links:
                         a = (l.capacity * share if l.n_low > 0 else l.capacity) - l._bgh
                         if a < r:
                             r = a
                 else:
-                    for l in f.route:
+                    for l in f.links:
                         a = l.capacity - l._bgh - l._bgl
                         if a < r:
                             r = a
@@ -224,11 +218,11 @@ class _Sharing:
             for f in sub:
                 r = f.rate
                 if f.prio == HIGH:
-                    for l in f.route:
+                    for l in f.links:
                         l._load += r
                         l._hload += r
                 else:
-                    for l in f.route:
+                    for l in f.links:
                         l._load += r
             grew = False
             for l in touched:
@@ -292,7 +286,7 @@ class _Sharing:
                 if f._mark != ep:
                     f._mark = ep
                     flows.append(f)
-                    for l2 in f.route:
+                    for l2 in f.links:
                         if l2._mark != ep:
                             l2._mark = ep
                             links.append(l2)
@@ -419,7 +413,7 @@ class Network(_Sharing):
             return
         old = tr.max_rate
         tr.max_rate = rate
-        if tr.t_start >= 0.0 and tr.route and self._flow_model:
+        if tr.t_start >= 0.0 and tr.links and self._flow_model:
             if tr.rate == old and not self._new and not self._dirty and _recap(self, tr, rate):
                 return
             self._new.append(tr)
@@ -435,7 +429,7 @@ class Network(_Sharing):
             tr.t_end = now
             tr.version += 1
             return
-        if tr.route:
+        if tr.links:
             self._detach(tr, now)
         tr.version += 1
         tr.rate = 0.0
@@ -445,7 +439,7 @@ class Network(_Sharing):
         now = self.env.now
         tr.t_start = now
         tr.last_t = now
-        route = tr.route
+        route = tr.links
         if tr.size <= 0.0 or not route:
             if tr.size > 0.0 and not route:
                 tr.remaining = 0.0  # local, free (e.g. the Oracle system's zero-cost I/O)
@@ -579,7 +573,7 @@ class Network(_Sharing):
         flow_model = self._flow_model
         share = self.high_share
         dirty = self._dirty
-        for l in tr.route:
+        for l in tr.links:
             l.acc_bytes += l.rate_sum * (now - l.acc_t)
             l.acc_t = now
             if flow_model and (l.rate_sum >= l.sat_cap or (
@@ -599,7 +593,7 @@ class Network(_Sharing):
             self._schedule_rerate()
 
     def _finish(self, tr: Transfer, now: float) -> None:
-        if tr.route and tr.size > 0.0:
+        if tr.links and tr.size > 0.0:
             tr.delivered_check += tr.rate * (now - tr.last_t)
             self._detach(tr, now)
         tr.rate = 0.0
@@ -607,7 +601,7 @@ class Network(_Sharing):
         tr.t_end = now
         self.n_completed += 1
         self.bytes_delivered += tr.size
-        if self.check and tr.size > 0.0 and tr.route:
+        if self.check and tr.size > 0.0 and tr.links:
             err = abs(tr.delivered_check - tr.size)
             if err > 1e-6 * tr.size + 1e-3:
                 raise CapacityViolation(f"transfer {tr.id} ({tr.tag}) delivered {tr.delivered_check:.6g} "
@@ -623,7 +617,7 @@ def _recap(net, tr: Transfer, r: float) -> bool:
     old = tr.rate
     high = tr.prio == HIGH
     share = net.high_share
-    for l in tr.route:
+    for l in tr.links:
         cap = l.sat_cap
         if l.rate_sum >= cap or (l.n_low > 0 and l.high_rate > 0.0 and l.high_rate >= cap * share):
             return False  # saturated now: others may be held by it
@@ -640,7 +634,7 @@ def _recap(net, tr: Transfer, r: float) -> bool:
         l._bgl = bgl
     now = net.env.now
     net.rerates += 1  # counted as the re-rating it replaces
-    for l in tr.route:  # the re-rating's commit
+    for l in tr.links:  # the re-rating's commit
         l.acc_bytes += l.rate_sum * (now - l.acc_t)
         l.acc_t = now
         l.rate_sum = l._bgh + l._bgl + r
@@ -648,7 +642,7 @@ def _recap(net, tr: Transfer, r: float) -> bool:
     tr.rate = r
     net._switch(tr, now, old)
     if net.check:
-        net._verify(list(tr.route))
+        net._verify(list(tr.links))
     return True
 
 

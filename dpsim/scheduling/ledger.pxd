@@ -1,9 +1,11 @@
+cimport cython
 # Augmenting declarations: the load ledger as an extension type (see dpsim/_core.py, setup.py).
 from dpsim.lifecycle.request cimport Request
 
 cpdef long new_tokens(Request req)
 
 
+@cython.final  # never subclassed: cpdef calls are direct C calls (no override lookup)
 cdef class LoadLedger:
     cdef public object on_pe, on_de
 
