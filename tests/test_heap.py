@@ -113,3 +113,49 @@ def test_drop_stale_keeps_exactly_the_live_entries_in_order(seed):
         h.push(1.0, 99999, -1, trs[0])  # slots freed by the drop are reused
         assert h.size() == 1 and h.top_seq() == 99999
     assert all(o == outs[0] for o in outs)
+
+
+@pytest.mark.skipif(c_heap is None, reason="compiled dpsim.net not built (pip install -e .)")
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_update_in_place_equals_pushing_anew(seed):
+    """The compiled heap's handles: re-keying an entry in place (``update``) leaves the heap
+    handing out exactly what the reference does when the new key is pushed and the old entry
+    is skipped as superseded (the network's two ways of moving a completion)."""
+    rng = random.Random(seed)
+    ch, ph = c_heap.TimeHeap(), py_heap.TimeHeap()
+    live = {}  # name -> (handle in ch, current seq)
+    seq = 0
+    got, want = [], []
+
+    def pop_ref():
+        while ph.size():  # skip superseded entries
+            t, s, name = ph.top_t(), ph.top_seq(), ph.top_a()
+            ph.pop()
+            if name in live and live[name][1] == s:
+                return t, s, name
+            if name not in live and name in done and done[name] == s:
+                return t, s, name
+        return None
+
+    done = {}
+    for step in range(6000):
+        op = rng.random()
+        seq += 1
+        t = float(rng.randint(0, 30)) + (0.0 if rng.random() < 0.5 else rng.random())
+        if op < 0.45 or not live:
+            name = f"e{seq}"
+            live[name] = (ch.push(t, seq, name, None), seq)
+            ph.push(t, seq, name, None)
+        elif op < 0.75:
+            name = rng.choice(sorted(live))
+            ch.update(live[name][0], t, seq, name, None)
+            live[name] = (live[name][0], seq)
+            ph.push(t, seq, name, None)
+        else:
+            t_, s_, name = ch.top_t(), ch.top_seq(), ch.top_a()
+            ch.pop()
+            got.append((t_, s_, name))
+            done[name] = live.pop(name)[1]
+            want.append(pop_ref())
+        assert ch.size() == len(live)
+    assert got == want and len(got) > 1000

@@ -7,11 +7,14 @@ cdef struct _Entry:
 
 cdef class TimeHeap:
     cdef _Entry* _h
-    cdef Py_ssize_t _n, _cap
+    cdef Py_ssize_t* _pos  # slot -> index in _h (-1: not in the heap)
+    cdef Py_ssize_t _n, _cap, _pcap
     cdef list _pa, _pb
     cdef list _free
 
-    cpdef push(self, double t, long long seq, a, b)
+    cpdef Py_ssize_t push(self, double t, long long seq, a, b)
+    cpdef update(self, Py_ssize_t slot, double t, long long seq, a, b)
+    cdef int _grow_pos(self, Py_ssize_t need) except -1
     cpdef Py_ssize_t size(self)
     cpdef double top_t(self)
     cpdef long long top_seq(self)

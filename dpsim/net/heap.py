@@ -27,8 +27,16 @@ class TimeHeap:
     def __init__(self) -> None:
         self._h: list = []
 
-    def push(self, t: float, seq: int, a, b) -> None:
+    def push(self, t: float, seq: int, a, b) -> int:
+        """Add an entry; returns its handle for :meth:`update` -- -1 here: this reference keeps
+        no handles (the compiled heap does), so callers push again instead."""
         heappush(self._h, (t, seq, a, b))
+        return -1
+
+    def update(self, slot: int, t: float, seq: int, a, b) -> None:
+        """Re-key the entry with handle ``slot`` in place (the compiled heap only: this one
+        hands out no handles, see :meth:`push`)."""
+        raise ValueError(f"the pure-Python TimeHeap hands out no handles (got {slot})")
 
     def size(self) -> int:
         return len(self._h)

@@ -20,7 +20,9 @@ cdef class TimeHeap:
         self._cap = 64
         self._n = 0
         self._h = <_Entry*> PyMem_Malloc(self._cap * sizeof(_Entry))
-        if self._h == NULL:
+        self._pcap = 64
+        self._pos = <Py_ssize_t*> PyMem_Malloc(self._pcap * sizeof(Py_ssize_t))
+        if self._h == NULL or self._pos == NULL:
             raise MemoryError()
         self._pa = []
         self._pb = []
@@ -29,8 +31,23 @@ cdef class TimeHeap:
     def __dealloc__(self):
         if self._h != NULL:
             PyMem_Free(self._h)
+        if self._pos != NULL:
+            PyMem_Free(self._pos)
 
-    cpdef push(self, double t, long long seq, a, b):
+    cdef int _grow_pos(self, Py_ssize_t need) except -1:
+        cdef Py_ssize_t* np
+        cdef Py_ssize_t cap = self._pcap
+        while cap < need:
+            cap *= 2
+        np = <Py_ssize_t*> PyMem_Realloc(self._pos, cap * sizeof(Py_ssize_t))
+        if np == NULL:
+            raise MemoryError()
+        self._pos = np
+        self._pcap = cap
+        return 0
+
+    cpdef Py_ssize_t push(self, double t, long long seq, a, b):
+        """Add an entry; returns its handle (a slot, valid until the entry leaves the heap)."""
         cdef Py_ssize_t slot
         cdef _Entry* nh
         if self._n == self._cap:
@@ -45,6 +62,8 @@ cdef class TimeHeap:
             self._pb[slot] = b
         else:
             slot = len(self._pa)
+            if slot >= self._pcap:
+                self._grow_pos(slot + 1)
             self._pa.append(a)
             self._pb.append(b)
         self._h[self._n].t = t
@@ -52,6 +71,23 @@ cdef class TimeHeap:
         self._h[self._n].slot = slot
         self._n += 1
         self._sift_up(self._n - 1)
+        return slot
+
+    cpdef update(self, Py_ssize_t slot, double t, long long seq, a, b):
+        """Give the entry with handle ``slot`` (still in the heap) a new key and payloads, in
+        place: the heap then holds what a pop of the old entry and a push of the new one would
+        leave, without the old one waiting in it until its time."""
+        cdef Py_ssize_t i = self._pos[slot]
+        cdef _Entry x = self._h[i]
+        cdef bint up = t < x.t or (t == x.t and seq < x.seq)
+        self._h[i].t = t
+        self._h[i].seq = seq
+        self._pa[slot] = a
+        self._pb[slot] = b
+        if up:
+            self._sift_up(i)
+        else:
+            self._sift_down(i)
 
     cpdef Py_ssize_t size(self):
         return self._n
@@ -85,6 +121,7 @@ cdef class TimeHeap:
         self._pa[slot] = None
         self._pb[slot] = None
         self._free.append(slot)
+        self._pos[slot] = -1
         self._n -= 1
         if self._n > 0:
             self._h[0] = self._h[self._n]
@@ -97,10 +134,12 @@ cdef class TimeHeap:
             p = (i - 1) >> 1
             if _less(x, self._h[p]):
                 self._h[i] = self._h[p]
+                self._pos[self._h[i].slot] = i
                 i = p
             else:
                 break
         self._h[i] = x
+        self._pos[x.slot] = i
 
     cdef void _sift_down(self, Py_ssize_t i):
         cdef _Entry x = self._h[i]
@@ -114,10 +153,12 @@ cdef class TimeHeap:
                 c += 1
             if _less(self._h[c], x):
                 self._h[i] = self._h[c]
+                self._pos[self._h[i].slot] = i
                 i = c
             else:
                 break
         self._h[i] = x
+        self._pos[x.slot] = i
 
     cpdef list entries(self):
         cdef Py_ssize_t i
@@ -138,11 +179,15 @@ cdef class TimeHeap:
             tr = <Transfer> self._pb[slot]
             if ver == start or (ver == tr.version and tr.t_end < 0.0):
                 self._h[j] = self._h[i]
+                self._pos[slot] = j
                 j += 1
             else:
+                if ver != start and tr._hslot == slot:
+                    tr._hslot = -1  # its completion entry is gone
                 self._pa[slot] = None
                 self._pb[slot] = None
                 self._free.append(slot)
+                self._pos[slot] = -1
         self._n = j
         i = j // 2 - 1
         while i >= 0:
@@ -162,6 +207,8 @@ cdef class TimeHeap:
             self._h = nh
             self._cap = n
         self._n = 0
+        if n > self._pcap:
+            self._grow_pos(n)
         for i in range(n):
             e = entries[i]
             self._pa.append(e[2])
@@ -169,6 +216,7 @@ cdef class TimeHeap:
             self._h[i].t = e[0]
             self._h[i].seq = e[1]
             self._h[i].slot = i
+            self._pos[i] = i
             self._n += 1
         i = self._n // 2 - 1
         while i >= 0:

@@ -17,4 +17,4 @@ cdef class Transfer:
     cdef public tuple links
     cdef public double size, remaining, rate, max_rate, last_t, t_submit, t_start, t_end
     cdef public double delivered_check, fixed_end, _old
-    cdef public long prio, version, _mark
+    cdef public long prio, version, _mark, _hslot

@@ -54,7 +54,7 @@ class Transfer:
 
     __slots__ = ("id", "route", "links", "size", "remaining", "rate", "prio", "max_rate", "last_t",
                  "on_done", "t_submit", "t_start", "t_end", "version", "tag", "delivered_check",
-                 "fixed_end", "_mark", "_old")
+                 "fixed_end", "_mark", "_old", "_hslot")
 
     def __init__(self, tid: int, route: tuple, size: float, prio: int, max_rate: float,
                  on_done, tag) -> None:
@@ -79,6 +79,7 @@ class Transfer:
         self.fixed_end = -1.0
         self._mark = 0
         self._old = 0.0
+        self._hslot = -1  # handle of its completion entry in the network's heap (compiled heap only)
 
     @property
     def done(self) -> bool:

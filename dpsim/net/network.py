@@ -40,9 +40,15 @@ class _Sharing:
     small -- a Network is always used whole."""
 
     def _push(self, t: float, tr: Transfer) -> None:
+        """``tr``'s completion entry at ``t``: its earlier one (superseded by this re-rating) is
+        re-keyed in place where the heap keeps handles (the compiled one), else pushed anew."""
         self._seq += 1
         heap = self._heap
-        heap.push(t, self._seq, tr.version, tr)
+        s = tr._hslot
+        if s >= 0:
+            heap.update(s, t, self._seq, tr.version, tr)
+        else:
+            tr._hslot = heap.push(t, self._seq, tr.version, tr)
         if heap.size() > self._compact_at:
             self._compact()
         if t < self._wake_at and not self._in_wake:
@@ -538,6 +544,7 @@ class Network(_Sharing):
                         if tr.t_end < 0.0:  # not stopped during its latency
                             self._begin(tr)
                         continue
+                    tr._hslot = -1  # a completion entry: its handle is gone
                     if ver != tr.version or tr.t_end >= 0.0:
                         continue
                     done.append(tr)
@@ -557,6 +564,7 @@ class Network(_Sharing):
             tr = heap.top_b()
             if ver != _START and (ver != tr.version or tr.t_end >= 0.0):
                 heap.pop()
+                tr._hslot = -1
             else:
                 break
         if heap.size() > 0:
