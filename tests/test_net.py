@@ -313,3 +313,25 @@ def test_streams_and_stop(impl):
     assert late_delayed.t_start < 0 and late_delayed.done
     net.stop(st)
     assert l.rate_sum == pytest.approx(0.0) and not l.flows
+
+
+@both
+def test_check_mode_waits_for_a_pending_rerating(impl):
+    """A capped flow that fits is admitted at once (no re-rating) even while a re-rating is
+    pending for this instant (a flow just left a saturated link): check mode verifies the
+    allocation at that re-rating, not half-way through the instant -- where the flows the
+    leaver held back have not sped up yet (it used to raise a false CapacityViolation)."""
+    env = simpy.Environment()
+    net = impl.Network(env, check=True)
+    l0 = net.add_link("l0", 5.0)
+    a = net.transfer((l0,), 10.0)
+    c = net.transfer((l0,), 10.0)
+    seen = []
+
+    def at_quarter(_e):
+        net.stop(a)  # l0 was saturated: c may speed up, at the end of this instant
+        d = net.stream((l0,), 1.0, prio=LOW)  # fits under l0 at once
+        env.timeout(0.0).callbacks.append(lambda _e: seen.append((c.rate, d.rate)))
+    env.timeout(0.25).callbacks.append(at_quarter)
+    env.run(until=1.0)
+    assert seen == [(4.0, 1.0)]

@@ -4,6 +4,7 @@
 cimport cython
 from .links cimport Link, Transfer
 from .heap cimport TimeHeap
+from .loop cimport EventLoop
 
 # Module constants as C values in the compiled build (the names stay Python globals of the pure
 # modules; dpsim.net exports them from links.py).
@@ -13,6 +14,7 @@ cdef long HIGH, LOW, _START
 
 cdef class _Sharing:
     cdef public object env, backend, _timer, _wake_cb
+    cdef public EventLoop _loop
     cdef public double high_share, bytes_requested, bytes_delivered, max_overload, _wake_at
     cdef public object check
     cdef public bint _flow_model, _external, _in_wake
@@ -21,6 +23,8 @@ cdef class _Sharing:
     cdef public dict _by_name
     cdef public long _seq, _wseq, _tid, _epoch, _compact_at
     cdef public long active, n_started, n_completed, rerates, wakeups
+
+    cdef double _now(self)
 
     @cython.locals(now=double, heap=TimeHeap)
     cdef _push(self, double t, Transfer tr)

@@ -26,7 +26,7 @@ from dpsim.net.backends import (CapacityViolation, ExternalBackend, FixedRateBac
                                 LinkBackend)
 
 from .links import HIGH, INF, LOW, Link, Transfer
-from .loop import as_clock
+from .loop import EventLoop, as_clock
 from .maxmin import allocate, allocate_scratch
 
 
@@ -38,6 +38,9 @@ class _Sharing:
     incremental max-min re-rating with its check mode, external completions, inspection.
     :class:`Network` (the transfer lifecycle) builds on it; the split only keeps each class
     small -- a Network is always used whole."""
+
+    def _now(self) -> float:
+        return self._loop.now if self._loop is not None else self.env.now
 
     def _push(self, t: float, tr: Transfer) -> None:
         """``tr``'s completion entry at ``t``: its earlier one (superseded by this re-rating) is
@@ -52,13 +55,13 @@ class _Sharing:
         if heap.size() > self._compact_at:
             self._compact()
         if t < self._wake_at and not self._in_wake:
-            now = self.env.now
+            now = self._now()
             self._arm(now, t - now)
 
     def _schedule_rerate(self) -> None:
         """Re-rate at the end of this instant: a wake-up now (coalesced with any pending one)."""
         if not self._in_wake:
-            now = self.env.now
+            now = self._now()
             if self._wake_at > now:
                 self._arm(now, 0.0)
 
@@ -79,12 +82,15 @@ class _Sharing:
             self._wake_at = at
         self._wseq += 1
         self._wakes.push(at, self._wseq, None, None)
-        self._timer(delay, self._wake_cb)
+        if self._loop is not None:
+            self._loop.timer(delay, self._wake_cb, None)
+        else:
+            self._timer(delay, self._wake_cb)
 
     def complete(self, tr: Transfer) -> None:
         """An external backend reports that ``tr`` finished now: account its bytes on its links
         (as if it had run at its mean rate) and fire its callback."""
-        now = self.env.now
+        now = self._now()
         if tr.t_end >= 0.0:
             return
         dur = now - tr.t_start
@@ -116,7 +122,7 @@ class _Sharing:
         self._dirty = []
         self._new = []
         self.rerates += 1
-        now = self.env.now
+        now = self._now()
         self._epoch += 1
         ep = self._epoch
         share = self.high_share
@@ -308,7 +314,7 @@ class _Sharing:
     # ------------------------------------------------------------------ inspection
     def flush(self) -> None:
         """Bring every link's byte counter up to now (for sampling)."""
-        now = self.env.now
+        now = self._now()
         for l in self.links:
             l.acc_bytes += l.rate_sum * (now - l.acc_t)
             l.acc_t = now
@@ -353,6 +359,9 @@ class Network(_Sharing):
         self.max_overload = 0.0
         self.wakeups = 0  # wake-ups run (each one timer of the network's own)
         self._timer = self.env.timer  # bound once each: _arm runs per wake-up
+        # The event loop itself when it is one (typed in the compiled build: its clock and timer
+        # are C calls), None for another clock (a SimPy one), which is used through ``env``.
+        self._loop = self.env if isinstance(self.env, EventLoop) else None
         self._wake_cb = self._wake
 
     # ------------------------------------------------------------------ topology
@@ -388,7 +397,7 @@ class Network(_Sharing):
         if not isinstance(route, tuple):
             route = tuple(route)
         tr = Transfer(self._tid, route, size, prio, max_rate, on_done, tag)
-        now = self.env.now
+        now = self._now()
         tr.t_submit = now
         self.n_started += 1
         if size != INF:
@@ -429,7 +438,7 @@ class Network(_Sharing):
         """End a stream (or abandon a transfer) now; its bytes so far count as delivered."""
         if tr.t_end >= 0.0:
             return
-        now = self.env.now
+        now = self._now()
         self.n_completed += 1
         if tr.t_start < 0.0:  # still in its latency: never started
             tr.t_end = now
@@ -442,7 +451,7 @@ class Network(_Sharing):
         tr.t_end = now
 
     def _begin(self, tr: Transfer) -> None:
-        now = self.env.now
+        now = self._now()
         tr.t_start = now
         tr.last_t = now
         route = tr.links
@@ -505,7 +514,7 @@ class Network(_Sharing):
                 tr.version += 1
                 if tr.remaining != INF:
                     self._push(now + tr.remaining / r, tr)
-                if self.check:
+                if self.check and not self._dirty:  # (a pending re-rating verifies it)
                     self._verify(list(route))
                 return
         for l in route:
@@ -522,7 +531,7 @@ class Network(_Sharing):
         """Start delayed transfers, complete finished ones, re-rate, run the callbacks; repeat
         while the callbacks start or end transfers at this instant (one wake-up serves a whole
         chain of same-time transfers)."""
-        now = self.env.now
+        now = self._now()
         heap = self._heap
         tol = now + 1e-12 * max(1.0, abs(now))
         wakes = self._wakes
@@ -640,7 +649,7 @@ def _recap(net, tr: Transfer, r: float) -> bool:
             return False  # would saturate
         l._bgh = bgh
         l._bgl = bgl
-    now = net.env.now
+    now = net._now()
     net.rerates += 1  # counted as the re-rating it replaces
     for l in tr.links:  # the re-rating's commit
         l.acc_bytes += l.rate_sum * (now - l.acc_t)
