@@ -34,6 +34,24 @@ def test_quick_no_ref_one_scenario(tmp_path):
     assert {t["target"] for t in d["targets"]}  # the targets block is built
 
 
+def test_jobs_run_scenarios_at_once_with_the_same_results(tmp_path):
+    """--jobs N runs the scenario processes concurrently: rows stay in scenario order and each
+    simulation is the one a sequential run measures (same requests and events)."""
+    b = _bench()
+    out = tmp_path / "par.json"
+    assert b.main(["--quick", "--no-ref", "--only", "ladder", "--jobs", "2", "--timeout", "300",
+                   "--json", str(out)]) == 0
+    par = json.loads(out.read_text())["rows"]
+    assert [r["key"] for r in par] == ["ladder-2P4D", "ladder-4P8D", "ladder-8P16D"]
+    seq_out = tmp_path / "seq.json"
+    assert b.main(["--quick", "--no-ref", "--only", "ladder-4P8D", "--timeout", "300",
+                   "--json", str(seq_out)]) == 0
+    seq = json.loads(seq_out.read_text())["rows"][0]["cur"]
+    assert (par[1]["cur"]["requests"], par[1]["cur"]["events"]) == (seq["requests"], seq["events"])
+    assert all(r["cur"]["requests"] > 0 for r in par)
+    assert b.main(["--quick", "--no-ref", "--jobs", "0"]) == 2
+
+
 def test_unknown_reference_commit_is_rejected(tmp_path):
     b = _bench()
     with pytest.raises(b.BenchError, match="not a commit"):
