@@ -30,8 +30,11 @@ cdef class DecodeEngine:
     @cython.locals(a=double, c=double, b=double, k=long)
     cpdef long _steps_by(self, double dt)
 
-    @cython.locals(k=long, dt=double, n=long, now=double, t=double, i=long, armed=list)
+    @cython.locals(k=long, dt=double, n=long, now=double, t=double)
     cpdef _reschedule(self)
+
+    @cython.locals(armed=list, i=long)
+    cpdef bint _covered(self, double t)
 
     cpdef _set_finish(self)
 
@@ -46,7 +49,7 @@ cdef class DecodeEngine:
 
     cpdef _done_now(self, req)
     cpdef _boundary_due(self, long bt)
-    @cython.locals(armed=list, i=long, t=double)
+    @cython.locals(armed=list, i=long)
     cpdef _finish_due(self, long seq)
 
     @cython.locals(now=double)

@@ -185,12 +185,18 @@ class DecodeEngine:
         t = now + dt if dt > 0.0 else now
         self._fin_t = t
         self._fin_seq = clock.reserve()
+        if self._covered(t):
+            self._fin_deferred = True
+            return
+        self._set_finish()
+
+    def _covered(self, t: float) -> bool:
+        """A finish timer already set rings no later than ``t`` (it will set the target then)."""
         armed = self._armed
         for i in range(0, len(armed), 2):
             if armed[i] <= t:
-                self._fin_deferred = True
-                return
-        self._set_finish()
+                return True
+        return False
 
     def _set_finish(self) -> None:
         self._fin_deferred = False
@@ -278,11 +284,7 @@ class DecodeEngine:
         if seq == self._fin_seq:  # the live target
             self._fin_seq = -1
             self._on_finish(self.version, self._fin_k)
-        elif self._fin_deferred:  # an earlier one: set the target unless another one covers it
-            t = self._fin_t
-            for i in range(0, len(armed), 2):
-                if armed[i] <= t:
-                    return
+        elif self._fin_deferred and not self._covered(self._fin_t):  # an earlier one rang
             self._set_finish()
 
     def _on_boundary(self, k: int, bt: int) -> None:
