@@ -13,7 +13,7 @@ cdef long HIGH, LOW, _START
 
 
 cdef class _Sharing:
-    cdef public object env, backend, _timer, _wake_cb
+    cdef public object env, backend, _wake_cb
     cdef public EventLoop _loop
     cdef public double high_share, bytes_requested, bytes_delivered, max_overload, _wake_at
     cdef public object check

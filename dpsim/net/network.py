@@ -85,7 +85,7 @@ class _Sharing:
         if self._loop is not None:
             self._loop.timer(delay, self._wake_cb, None)
         else:
-            self._timer(delay, self._wake_cb)
+            self.env.timer(delay, self._wake_cb)
 
     def complete(self, tr: Transfer) -> None:
         """An external backend reports that ``tr`` finished now: account its bytes on its links
@@ -358,11 +358,10 @@ class Network(_Sharing):
         self.rerates = 0
         self.max_overload = 0.0
         self.wakeups = 0  # wake-ups run (each one timer of the network's own)
-        self._timer = self.env.timer  # bound once each: _arm runs per wake-up
+        self._wake_cb = self._wake  # bound once: _arm runs per wake-up
         # The event loop itself when it is one (typed in the compiled build: its clock and timer
         # are C calls), None for another clock (a SimPy one), which is used through ``env``.
         self._loop = self.env if isinstance(self.env, EventLoop) else None
-        self._wake_cb = self._wake
 
     # ------------------------------------------------------------------ topology
     def add_link(self, name: str, capacity: float, kind: str = "", node: int = -1) -> Link:
