@@ -23,6 +23,5 @@ cdef class TimeHeap:
     cpdef pop(self)
     cpdef list entries(self)
     cpdef drop_stale(self, long start)
-    cpdef replace_all(self, list entries)
     cdef void _sift_up(self, Py_ssize_t i)
     cdef void _sift_down(self, Py_ssize_t i)

@@ -74,9 +74,3 @@ class TimeHeap:
         keep = [e for e in self._h if e[2] == start or (e[2] == e[3].version and e[3].t_end < 0.0)]
         heapify(keep)
         self._h = keep
-
-    def replace_all(self, entries: list) -> None:
-        """Make the heap hold exactly ``entries`` (``(t, seq, a, b)`` tuples)."""
-        h = list(entries)
-        heapify(h)
-        self._h = h

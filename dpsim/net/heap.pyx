@@ -193,32 +193,3 @@ cdef class TimeHeap:
         while i >= 0:
             self._sift_down(i)
             i -= 1
-
-    cpdef replace_all(self, list entries):
-        cdef Py_ssize_t i, n = len(entries)
-        cdef _Entry* nh
-        self._pa = []
-        self._pb = []
-        self._free = []
-        if n > self._cap:
-            nh = <_Entry*> PyMem_Realloc(self._h, n * sizeof(_Entry))
-            if nh == NULL:
-                raise MemoryError()
-            self._h = nh
-            self._cap = n
-        self._n = 0
-        if n > self._pcap:
-            self._grow_pos(n)
-        for i in range(n):
-            e = entries[i]
-            self._pa.append(e[2])
-            self._pb.append(e[3])
-            self._h[i].t = e[0]
-            self._h[i].seq = e[1]
-            self._h[i].slot = i
-            self._pos[i] = i
-            self._n += 1
-        i = self._n // 2 - 1
-        while i >= 0:
-            self._sift_down(i)
-            i -= 1
