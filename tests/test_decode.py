@@ -6,17 +6,15 @@ import simpy
 from hypothesis import given, settings, strategies as st
 
 from dpsim.engines.decode import DecodeDeps, DecodeEngine
+from dpsim.lifecycle.request import Request
+from dpsim.cluster.topology import GPU
 from dpsim.lifecycle.clock import Clock
 
 
-class _Req:
-    def __init__(self, rid, prompt, gen):
-        self.rid = rid
-        self.prompt = prompt
-        self.gen = gen
-        self.t_second = math.nan
-        self.t_end = math.nan
-        self.stage = ""
+def _Req(rid, prompt, gen):
+    """A bare request (no agent, no cache hit): the engine reads rid, prompt, gen and writes
+    t_second, t_end and stage."""
+    return Request(rid, None, 0, prompt, 0, gen, 0.0)
 
 
 class _CM:
@@ -45,8 +43,9 @@ class _Sim:
         req.t_end = self.env.now
 
 
-class _GPU:
-    gid = 0
+def _GPU():
+    """A bare GPU (no node, no links): the engine reads its gid only."""
+    return GPU(0, None, 0, None, None, None, None, 0.0)
 
 
 def analytical(jobs, coeffs, cap):

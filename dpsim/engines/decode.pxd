@@ -1,18 +1,21 @@
 cimport cython
+from dpsim.lifecycle.request cimport Request
+from dpsim.cluster.topology cimport GPU
 
 cdef double INF
 
 
 @cython.final  # never subclassed: cpdef calls are direct C calls (no override lookup)
 cdef class _Seq:
-    cdef public object req
+    cdef public Request req
     cdef public long end_step, ctx0, step0
 
 
 @cython.final  # never subclassed: cpdef calls are direct C calls (no override lookup)
 cdef class DecodeEngine:
     cdef dict __dict__
-    cdef public object deps, clock, gpu, cap, ep_stream, group, alloc_q
+    cdef public object deps, clock, cap, ep_stream, group, alloc_q
+    cdef public GPU gpu
     cdef public long idx, base, fresh_step, steps, version, btoken, seq, tok, _fin_k, _bnd_k, _fin_seq
     cdef public dict seqs
     cdef public list fresh, heap, joiners, size_log, _armed
@@ -39,9 +42,9 @@ cdef class DecodeEngine:
     cpdef _set_finish(self)
 
     @cython.locals(now=double, j=long, tb=double)
-    cpdef join(self, req)
+    cpdef join(self, Request req)
 
-    @cython.locals(steps_needed=long, s=_Seq, steps=long, a=double)
+    @cython.locals(steps_needed=long, s=_Seq, steps=long, a=double, req=Request)
     cpdef _admit(self, list reqs, double t)
 
     @cython.locals(done=list, heap=list, s=_Seq)

@@ -9,7 +9,7 @@ iteration in progress) or finishes -- never one per token or per step.
 """
 from __future__ import annotations
 
-import heapq
+from heapq import heappop, heappush
 from collections import deque
 import math
 from dataclasses import dataclass
@@ -247,7 +247,7 @@ class DecodeEngine:
                 self.fresh = []
                 self.fresh_step = steps
             self.fresh.append(s)
-            heapq.heappush(self.heap, (s.end_step, req.rid))
+            heappush(self.heap, (s.end_step, req.rid))
         if self.fresh_step != self.steps:
             return
         a, _c = self._iter_params()
@@ -261,7 +261,7 @@ class DecodeEngine:
         done = []
         heap = self.heap
         while heap and heap[0][0] <= self.steps:
-            _e, rid = heapq.heappop(heap)
+            _e, rid = heappop(heap)
             s = self.seqs.pop(rid)
             self.base -= s.ctx0 - s.step0
             done.append(s)

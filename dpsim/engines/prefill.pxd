@@ -1,13 +1,26 @@
 # Augmenting declarations: the prefill engine as an extension type (see dpsim/_core.py,
-# setup.py).  PrefillDeps stays a plain dataclass.
+# setup.py).
 cimport cython
 from dpsim.lifecycle.request cimport Request
+from dpsim.lifecycle.ports cimport KVPort
+from dpsim.cluster.topology cimport GPU
+
+
+@cython.final  # a batch reads these as C fields (no attribute lookup per forward)
+cdef class PrefillDeps:
+    cdef public object clock, compute, batcher, strategy, first_token, fail
+    cdef public KVPort port
+    cdef public double kvb, ep_tok
+    cdef public long n_layers
+    cdef public bint timeline
 
 
 @cython.final  # never subclassed: cpdef calls are direct C calls (no override lookup)
 cdef class PrefillEngine:
     cdef dict __dict__
-    cdef public object deps, gpu, queue, group
+    cdef public PrefillDeps deps
+    cdef public GPU gpu
+    cdef public object queue, group
     cdef public long idx, seq, tok, batches
     cdef public bint busy
     cdef public double busy_time
@@ -15,8 +28,9 @@ cdef class PrefillEngine:
 
     cpdef enqueue(self, Request req, bint front=*)
 
-    @cython.locals(items=list)
+    @cython.locals(items=list, d=PrefillDeps)
     cpdef _start(self)
 
-    @cython.locals(now=double, requeue=list, req=Request, bsz=long)
+    @cython.locals(now=double, requeue=list, req=Request, bsz=long, d=PrefillDeps, items=list,
+                   t0=double, new_sum=long, b=long)
     cpdef batch_done(self, batch)

@@ -9,7 +9,6 @@ the next forward, starts the strategy's batch and hands finished requests on.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 from typing import Callable
 
 from ..lifecycle.stage import Stage
@@ -19,21 +18,24 @@ from ..lifecycle.stage import Stage
 _PREFILL_QUEUE = Stage.PREFILL_QUEUE
 
 
-@dataclass
 class PrefillDeps:
-    """What every PE needs from outside (one shared bundle, not the simulation)."""
+    """What every PE needs from outside (one shared bundle, not the simulation).  A plain class
+    (not a dataclass): the compiled core makes it an extension type with typed fields
+    (prefill.pxd), so a batch reads them as C fields."""
 
-    clock: object             # now, timer(dt, cb)
-    compute: object           # the compute model
-    port: object              # dpsim.lifecycle.ports.KVPort
-    batcher: Callable         # form_batch(engine, queue) -> [(request, new tokens)]
-    strategy: type            # a prefill_modes batch class
-    first_token: Callable     # first_token(request): all of its prompt is computed
-    fail: Callable            # fail(request, reason)
-    kvb: float
-    n_layers: int
-    ep_tok: float             # EP all-to-all bytes per prefilled token that leave the node
-    timeline: bool
+    def __init__(self, clock, compute, port, batcher: Callable, strategy: type, first_token: Callable,
+                 fail: Callable, kvb: float, n_layers: int, ep_tok: float, timeline: bool):
+        self.clock = clock                # now, timer(dt, cb)
+        self.compute = compute            # the compute model
+        self.port = port                  # dpsim.lifecycle.ports.KVPort
+        self.batcher = batcher            # form_batch(engine, queue) -> [(request, new tokens)]
+        self.strategy = strategy          # a prefill_modes batch class
+        self.first_token = first_token    # first_token(request): all of its prompt is computed
+        self.fail = fail                  # fail(request, reason)
+        self.kvb = kvb
+        self.n_layers = n_layers
+        self.ep_tok = ep_tok              # EP all-to-all bytes per prefilled token that leave the node
+        self.timeline = timeline
 
 
 class PrefillEngine:
@@ -80,15 +82,17 @@ class PrefillEngine:
     def batch_done(self, batch) -> None:
         d = self.deps
         now = d.clock.now
+        items = batch.items
+        t0 = batch.t0
         self.batches += 1
-        self.busy_time += now - batch.t0
+        self.busy_time += now - t0
         if d.timeline:
             new_sum = 0
-            for _r, b in batch.items:
+            for _r, b in items:
                 new_sum += b
-            self.batch_log.append((batch.t0, now, len(batch.items), new_sum))
+            self.batch_log.append((t0, now, len(items), new_sum))
         requeue = []
-        for req, bsz in batch.items:
+        for req, bsz in items:
             req.computed += bsz
             if req.computed >= req.new:
                 d.first_token(req)

@@ -8,6 +8,12 @@ from dpsim.cluster.topology cimport GPU
 from dpsim.lifecycle.log cimport RequestLog
 from dpsim.scheduling.base cimport Policy
 from dpsim.scheduling.ledger cimport LoadLedger
+from dpsim.engines.prefill cimport PrefillEngine
+from dpsim.engines.decode cimport DecodeEngine
+
+
+cdef PrefillEngine _pe(Request req)
+cdef DecodeEngine _de(Request req)
 
 
 @cython.final  # never subclassed: cpdef calls are direct C calls (no override lookup)
@@ -40,7 +46,7 @@ cdef class Lifecycle:
     cpdef _allocated(self, Request req)
 
     @cython.locals(now=double, stored=long, de_t=long, pe_t=long, parts=long, join=Join, kvb=double,
-                   tokens=long)
+                   tokens=long, g=GPU)
     cpdef _read(self, Request req)
 
     cpdef _read_part(self, node, long tokens, Join join)
@@ -48,15 +54,16 @@ cdef class Lifecycle:
     cpdef _read_done(self, Request req)
     cpdef _to_prefill(self, Request req)
 
-    @cython.locals(now=double, agent=Agent, blk=long, new_blocks=long, stored_after=long, free_buf=Join)
+    @cython.locals(now=double, agent=Agent, blk=long, new_blocks=long, stored_after=long, free_buf=Join, g=GPU)
     cpdef first_token(self, Request req)
 
     @cython.locals(w=list)
     cpdef _persisted(self, Agent agent, long stored_after, join)
 
+    @cython.locals(g=GPU)
     cpdef _free_de_buffer(self, Request req)
 
-    @cython.locals(need=double, g=GPU)
+    @cython.locals(need=double, g=GPU, de=DecodeEngine)
     cpdef _de_request_hbm(self, Request req, Join free_buf)
 
     @cython.locals(g=GPU)
@@ -65,11 +72,11 @@ cdef class Lifecycle:
     cpdef _de_h2d_done(self, Request req, Join free_buf)
 
     @cython.locals(kvb=double, req=Request, free_buf=Join, need=double, g=GPU)
-    cpdef _de_hbm_freed(self, de)
+    cpdef _de_hbm_freed(self, DecodeEngine de)
 
     @cython.locals(now=double, agent=Agent, blk=long, ctx=long, gen_blocks=long, stored=long, b=double,
                    go=Call, g=GPU)
-    cpdef decode_done(self, Request req, de)
+    cpdef decode_done(self, Request req, DecodeEngine de)
 
     cpdef _gen_d2h(self, Agent agent, g, double b, long stored, long rid)
     cpdef _gen_to_storage(self, Agent agent, node, double b, long stored)

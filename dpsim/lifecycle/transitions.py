@@ -46,6 +46,16 @@ _SCHEDULED, _ALLOCATED, _READING, _DE_ALLOC = Stage.SCHEDULED, Stage.ALLOCATED, 
 _DE_H2D, _DONE, _FAILED = Stage.DE_H2D, Stage.DONE, Stage.FAILED
 
 
+def _pe(req):
+    """``req``'s prefill engine (typed in the compiled core: what follows is C field reads)."""
+    return req.pe
+
+
+def _de(req):
+    """``req``'s decode engine (typed in the compiled core)."""
+    return req.de
+
+
 class Lifecycle:
     def __init__(self, clock, port, ledger, log, kvb: float, block: int, persist: bool,
                  track_first: bool, costs=None):
@@ -109,7 +119,7 @@ class Lifecycle:
 
     def _alloc_de_buffer(self, req, then) -> None:
         b = req.prompt * self.kvb
-        g = req.de.gpu
+        g = _de(req).gpu
         if g.node.buffer.alloc_or_wait(b, Call(self._de_buffer_granted, req, b, then)):
             self._de_buffer_granted(req, b, then)
 
@@ -122,7 +132,7 @@ class Lifecycle:
         if pe_hit > 0:
             b = pe_hit * self.kvb
             req.pe_buf = b
-            g = req.pe.gpu
+            g = _pe(req).gpu
             if not g.node.buffer.alloc_or_wait(b, Call(self._allocated, req)):
                 return
         self._allocated(req)
@@ -158,7 +168,7 @@ class Lifecycle:
         join = Join(parts, Call(self._read_joined, req))
         kvb = self.kvb
         ledger = self.ledger
-        for node, tokens in ((req.de.gpu.node, de_t), (req.pe.gpu.node, pe_t)):
+        for node, tokens in ((_de(req).gpu.node, de_t), (_pe(req).gpu.node, pe_t)):
             if tokens > 0:
                 ledger.read_started(node, tokens)
                 self.port.storage_read(node, tokens * kvb, Call(self._read_part, node, tokens, join),
@@ -179,7 +189,7 @@ class Lifecycle:
             self._to_prefill(req)
 
     def _to_prefill(self, req) -> None:
-        req.pe.enqueue(req)
+        _pe(req).enqueue(req)
 
     # ------------------------------------------------------------------ 4 first token
     def first_token(self, req) -> None:
@@ -190,7 +200,7 @@ class Lifecycle:
         self.first_token_ttft.append(now - req.arrival)
         self.ledger.release_pe(req)
         if req.pe_buf > 0:
-            req.pe.gpu.node.buffer.free(req.pe_buf)
+            _pe(req).gpu.node.buffer.free(req.pe_buf)
             req.pe_buf = 0.0
         self.policy.on_prefill_done(req)
         # The DE persists the prompt's new Full Blocks from its buffer (§S10) while the request
@@ -204,7 +214,7 @@ class Lifecycle:
         if new_blocks > 0 and self.persist:
             free_buf.add()
             agent.persist_pending += 1
-            self.port.storage_write(req.de.gpu.node, new_blocks * self.port.full_block_bytes,
+            self.port.storage_write(_de(req).gpu.node, new_blocks * self.port.full_block_bytes,
                                     Call(self._persisted, agent, stored_after, free_buf), ("persist", req.rid))
         elif stored_after > agent.stored:
             agent.stored = stored_after
@@ -225,7 +235,7 @@ class Lifecycle:
 
     def _free_de_buffer(self, req) -> None:
         if req.de_buf > 0:
-            req.de.gpu.node.buffer.free(req.de_buf)
+            _de(req).gpu.node.buffer.free(req.de_buf)
             req.de_buf = 0.0
 
     # ------------------------------------------------------------------ 5 DE HBM + H2D
@@ -239,7 +249,7 @@ class Lifecycle:
         self._de_h2d(req, need, free_buf)
 
     def _de_h2d(self, req, need: float, free_buf: Join) -> None:
-        g = req.de.gpu
+        g = _de(req).gpu
         g.hbm_used += need
         if g.hbm_used > g.hbm_peak:
             g.hbm_peak = g.hbm_used
@@ -249,7 +259,7 @@ class Lifecycle:
     def _de_h2d_done(self, req, free_buf: Join) -> None:
         req.t_h2d = self.clock.now
         free_buf.part_done()
-        req.de.join(req)
+        _de(req).join(req)
 
     def _de_hbm_freed(self, de) -> None:
         q = de.alloc_q

@@ -11,6 +11,9 @@ cdef class Policy:
     cdef public LoadLedger ledger
     cdef public long max_tokens
     cdef public bint chunking
+    cdef public double _kvb, _hbm_div
+    cdef public long _block
+    cdef public object _compute
 
     cpdef submit(self, req)
     cpdef long waiting(self)
@@ -18,8 +21,8 @@ cdef class Policy:
     @cython.locals(h=long)
     cpdef plan(self, Request req, pe, de)
 
-    cpdef on_prefill_done(self, req)
-    cpdef on_request_done(self, req)
+    cpdef on_prefill_done(self, Request req)
+    cpdef on_request_done(self, Request req)
 
     @cython.locals(budget=long, used=long, kvb=double, hbm=double, hbm_div=double, kv_used=double,
                    req=Request, rem=long, room=long, bsz=long, cached=long, kv=double, left=double,

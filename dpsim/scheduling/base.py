@@ -66,6 +66,12 @@ class Policy:
         b = syscfg["batching"]
         self.max_tokens = int(b["max_prefill_tokens"])
         self.chunking = bool(b["chunked_prefill"])
+        # What every batch formation reads of the context, as typed fields (C reads when compiled).
+        self._kvb = ctx.kvb
+        # Layerwise: one layer's KV of the batch (double-buffered) must fit; otherwise all of it.
+        self._hbm_div = (ctx.n_layers / 2.0) if ctx.layerwise else 1.0
+        self._block = ctx.block
+        self._compute = ctx.compute
 
     # -- inter-engine
     def submit(self, req) -> None:  # pragma: no cover - abstract
@@ -95,14 +101,12 @@ class Policy:
         """FIFO up to ``batching.max_prefill_tokens`` new tokens; the request that overflows is
         chunked (chunked prefill).  Without layerwise prefill the batch's whole KV must fit in
         HBM (§S9 Basic), which bounds it further."""
-        ctx = self.ctx
         budget = self.max_tokens
         items = []
         used = 0
-        kvb = ctx.kvb
+        kvb = self._kvb
         hbm = pe.gpu.hbm_kv
-        # Layerwise: one layer's KV of the batch (double-buffered) must fit; otherwise all of it.
-        hbm_div = (ctx.n_layers / 2.0) if ctx.layerwise else 1.0
+        hbm_div = self._hbm_div
         kv_used = 0.0
         for req in queue:
             rem = req.new - req.computed

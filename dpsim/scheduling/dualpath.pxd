@@ -47,7 +47,8 @@ cdef class DualPathPolicy(Policy):
     @cython.locals(tok=list, h=list)
     cpdef _group_add(self, long j, long tokens)
 
-    cpdef on_request_done(self, req)
+    @cython.locals(de=DecodeEngine)
+    cpdef on_request_done(self, Request req)
 
     cpdef _maybe_assign(self, Request req)
 

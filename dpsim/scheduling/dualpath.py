@@ -36,7 +36,7 @@ attention or the forward's (§S10 leaves it open).
 """
 from __future__ import annotations
 
-import heapq
+from heapq import heapify, heappop, heappush
 import math
 from collections import deque
 
@@ -251,20 +251,21 @@ class DualPathPolicy(Policy):
             t, j = h[0]
             if t == tok[j]:
                 return j
-            heapq.heappop(h)  # stale entry
+            heappop(h)  # stale entry
 
     def _group_add(self, j: int, tokens: int) -> None:
         tok = self.de_group_tok
         tok[j] += tokens
         h = self._gheap
-        heapq.heappush(h, (tok[j], j))
+        heappush(h, (tok[j], j))
         if len(h) > 4 * len(tok) + 64:  # too many stale entries: rebuild (amortised O(1))
             h[:] = [(t, j2) for j2, t in enumerate(tok)]
-            heapq.heapify(h)
+            heapify(h)
 
     def on_request_done(self, req) -> None:
-        if req.de is not None and req.de.group is not None:
-            self._group_add(req.de.group, -(req.prompt + req.gen))
+        de = req.de
+        if de is not None and de.group is not None:
+            self._group_add(de.group, -(req.prompt + req.gen))
 
     def _maybe_assign(self, req) -> None:
         if req.pe is None or req.de is None:
@@ -275,18 +276,18 @@ class DualPathPolicy(Policy):
     def form_batch(self, pe, queue) -> list:
         if not self.use_quota:
             return super().form_batch(pe, queue)
-        ctx = self.ctx
-        cm = ctx.compute
+        cm = self._compute
         attn = cm.attention_time_forward if self.quota_scope == "forward" else cm.attention_time_layer
+        attn_work = cm.attn_work
         budget = self.max_tokens
         quota = self.quota
         items = []
         used = 0
         work = 0.0
         hbm = pe.gpu.hbm_kv
-        hbm_div = (ctx.n_layers / 2.0) if ctx.layerwise else 1.0
+        hbm_div = self._hbm_div
         kv_used = 0.0
-        kvb = ctx.kvb
+        kvb = self._kvb
         for req in queue:
             rem = req.new - req.computed
             cached = req.hit + req.computed
@@ -300,13 +301,13 @@ class DualPathPolicy(Policy):
                 bsz = int(left)
             if bsz <= 0:
                 break
-            w = cm.attn_work(cached, bsz)
+            w = attn_work(cached, bsz)
             if attn(used + bsz, work + w, len(items) + 1) > quota:
                 # Largest chunk that keeps the forward within the quota.
                 lo, hi = 0, bsz
                 while lo < hi:
                     mid = (lo + hi + 1) // 2
-                    if attn(used + mid, work + cm.attn_work(cached, mid), len(items) + 1) <= quota:
+                    if attn(used + mid, work + attn_work(cached, mid), len(items) + 1) <= quota:
                         lo = mid
                     else:
                         hi = mid - 1
@@ -314,8 +315,8 @@ class DualPathPolicy(Policy):
                 if bsz <= 0:
                     if items:
                         break
-                    bsz = min(rem, max(1, ctx.block))  # a lone request always progresses
-                w = cm.attn_work(cached, bsz)
+                    bsz = min(rem, max(1, self._block))  # a lone request always progresses
+                w = attn_work(cached, bsz)
             if bsz < rem and not self.chunking and items:
                 break
             items.append((req, bsz))

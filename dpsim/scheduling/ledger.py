@@ -60,27 +60,30 @@ class LoadLedger:
     def recharge_pe(self, req) -> None:
         """The request's hit shrank (only stored Full Blocks hit): its PE computes more."""
         if req.pe_charged:
+            pe = req.pe
             d = req.new - req.pe_charged
-            req.pe.tok += d
+            pe.tok += d
             req.pe_charged = req.new
             if self.on_pe is not None:
-                self.on_pe(req.pe)
+                self.on_pe(pe)
 
     def release_pe(self, req) -> None:
         if req.pe_charged:
-            req.pe.seq -= 1
-            req.pe.tok -= req.pe_charged
+            pe = req.pe
+            pe.seq -= 1
+            pe.tok -= req.pe_charged
             req.pe_charged = 0
             if self.on_pe is not None:
-                self.on_pe(req.pe)
+                self.on_pe(pe)
 
     def release_de(self, req) -> None:
         if req.de_charged:
-            req.de.seq -= 1
-            req.de.tok -= req.de_charged
+            de = req.de
+            de.seq -= 1
+            de.tok -= req.de_charged
             req.de_charged = 0
             if self.on_de is not None:
-                self.on_de(req.de)
+                self.on_de(de)
 
     def read_started(self, node, tokens: int) -> None:
         node.read_q += tokens

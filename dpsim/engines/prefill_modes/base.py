@@ -15,6 +15,11 @@ class BatchBase:
     layer_blocks = True  # KV moves in Layer Blocks (layerwise) or Full Blocks (whole)
 
     def __init__(self, eng, items: list):
+        self._begin(eng, items)
+
+    def _begin(self, eng, items: list) -> None:
+        """Stamp, price and start the forward (``__init__``'s body: a typed method in the compiled
+        core, where ``__init__`` itself cannot declare its locals)."""
         d = eng.deps
         self.eng = eng
         self.items = items

@@ -3,6 +3,9 @@
 cimport cython
 from dpsim.engines.prefill_modes.base cimport BatchBase
 from dpsim.lifecycle.request cimport Request
+from dpsim.lifecycle.ports cimport KVPort
+from dpsim.engines.prefill cimport PrefillDeps
+from dpsim.cluster.topology cimport GPU
 
 
 cdef class LayerwiseBatch(BatchBase):
@@ -11,7 +14,8 @@ cdef class LayerwiseBatch(BatchBase):
     cdef public bint timer_fired, compute_done, out_started
     cdef public list out_list
 
-    @cython.locals(ins=list, T=double, pace=double, req=Request, inb=double)
+    @cython.locals(ins=list, T=double, pace=double, req=Request, inb=double, d=PrefillDeps, gpu=GPU,
+                   port=KVPort, L=long)
     cpdef start(self)
 
     cpdef _in_done(self, _tr=*)
@@ -22,7 +26,7 @@ cdef class LayerwiseBatch(BatchBase):
 
     cpdef _compute_finished(self, _ev=*)
 
-    @cython.locals(pace=double, req=Request, outb=double)
+    @cython.locals(pace=double, req=Request, outb=double, d=PrefillDeps, gpu=GPU, port=KVPort)
     cpdef _start_out(self, _ev=*)
 
     cpdef _out_done(self, _tr=*)

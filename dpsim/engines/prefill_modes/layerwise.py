@@ -67,9 +67,10 @@ class LayerwiseBatch(BatchBase):
         self.out_started = True
         pace = self.T * (self.L - 1) / self.L if self.L > 1 else 0.0
         gpu = self.eng.gpu
+        port = d.port
         for req, outb in self.out_list:
             if outb > 0:
-                self.pout += d.port.pe_output(req, gpu, outb, pace, self._out_done, True)
+                self.pout += port.pe_output(req, gpu, outb, pace, self._out_done, True)
         self._check()
 
     def _out_done(self, _tr=None) -> None:
