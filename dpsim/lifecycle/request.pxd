@@ -17,6 +17,8 @@ cdef class Request:
 cdef class Agent:
     cdef public long aid, n_rounds, next_round, stored, persist_pending, n_done
     cdef public object traj
+    cdef public const long long[::1] _prompt, _hit, _gen
+    cdef public const double[::1] _think
     cdef public list persist_waiters
     cdef public double t_start, t_end
     cdef public bint failed

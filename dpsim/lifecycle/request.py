@@ -3,9 +3,17 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .stage import Stage
 
 NAN = math.nan
+
+
+def _col(a, dtype):
+    """A trajectory column as a contiguous array of ``dtype`` (the same array when it already is
+    one; a converted copy holds the same values as the element-wise ``int()``/``float()``)."""
+    return np.ascontiguousarray(a, dtype=dtype)
 
 
 class Request:
@@ -72,12 +80,19 @@ class Agent:
     context whose Full Blocks are in storage (only those can hit)."""
 
     __slots__ = ("aid", "traj", "n_rounds", "next_round", "stored", "persist_pending",
-                 "persist_waiters", "t_start", "t_end", "failed", "n_done")
+                 "persist_waiters", "t_start", "t_end", "failed", "n_done", "_prompt", "_hit", "_gen",
+                 "_think")
 
     def __init__(self, aid: int, traj):
         self.aid = aid
         self.traj = traj
         self.n_rounds = traj.n_rounds  # (read once per round: a trajectory is not changed in a run)
+        # The per-round columns the lifecycle reads each round (typed views in the compiled core:
+        # a round's numbers are C array reads, not numpy scalars).
+        self._prompt = _col(traj.prompt, np.int64)
+        self._hit = _col(traj.hit, np.int64)
+        self._gen = _col(traj.gen, np.int64)
+        self._think = _col(traj.think_s, np.float64)
         self.next_round = 0
         self.stored = 0
         self.persist_pending = 0

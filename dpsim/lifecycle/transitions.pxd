@@ -28,7 +28,7 @@ cdef class Lifecycle:
     cdef public long block, n_rid, outstanding, n_done, n_failed
     cdef public bint persist, track_first
 
-    @cython.locals(tr=object, i=long, req=Request)
+    @cython.locals(i=long, req=Request)
     cpdef issue(self, Agent agent, _ev=*)
 
     cpdef assign(self, Request req, pe, de, plan)

@@ -83,11 +83,11 @@ class Lifecycle:
         self.issue(agent)
 
     def issue(self, agent, _ev=None) -> None:
-        tr = agent.traj
         i = agent.next_round
         agent.next_round += 1
         self.n_rid += 1
-        req = Request(self.n_rid, agent, i, int(tr.prompt[i]), int(tr.hit[i]), int(tr.gen[i]), self.clock.now)
+        req = Request(self.n_rid, agent, i, int(agent._prompt[i]), int(agent._hit[i]), int(agent._gen[i]),
+                      self.clock.now)
         self.log.issued(req)
         if self.track_first:
             self.awaiting_first.append(req)
@@ -324,7 +324,7 @@ class Lifecycle:
         if self.progress is not None:
             self.progress.update(1)
         if agent.next_round < agent.n_rounds and not agent.failed:
-            think = float(agent.traj.think_s[agent.next_round])
+            think = float(agent._think[agent.next_round])
             if think > 0:
                 self.clock.timer(think, self.issue, agent)
             else:
