@@ -219,3 +219,41 @@ def test_decode_ep_all_to_all_rides_the_cnics():
         # it wants (sequences in the batch) x (EP bytes per token) per iteration
         assert st.max_rate == pytest.approx(len(d.seqs) * d.ep_tok / (d.a / d.slowdown), rel=1e-9)
     assert all(d.ep_tok == 0 for d in build(make_cfg(*ov, "system.model_traffic=false")).des)
+
+
+
+def test_narrow_or_strided_trajectory_columns_replay_the_same():
+    """An agent reads its rounds through contiguous int64/float64 views of the trajectory's
+    columns: a trajectory held as int32 columns or strided slices replays exactly as the int64
+    one (byte-identical request table), and the caller's arrays are left as they were."""
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from dpsim.lifecycle.request import Agent
+    from dpsim.metrics.tables import request_table
+
+    base = trajectories(6, 5, seed=3)
+    base = [replace(t, think_s=np.linspace(0.5, 2.5, t.n_rounds)) for t in base]
+
+    def narrow(t):
+        strided = {k: np.repeat(getattr(t, k), 2)[::2] for k in ("prompt", "think_s")}
+        assert not strided["prompt"].flags.c_contiguous  # a strided view, not a copy
+        return replace(t, append=t.append.astype(np.int32), gen=t.gen.astype(np.int32),
+                       hit=t.hit.astype(np.int32), **strided)
+
+    odd = narrow(base[0])
+    a = Agent(0, odd)
+    cols = {k: np.asarray(getattr(a, k)) for k in ("_prompt", "_hit", "_gen", "_think")}  # (views compiled)
+    assert cols["_prompt"].dtype == np.int64 and cols["_think"].dtype == np.float64
+    assert list(cols["_prompt"]) == list(base[0].prompt) and list(cols["_hit"]) == list(base[0].hit)
+    assert list(cols["_gen"]) == list(base[0].gen) and list(cols["_think"]) == list(base[0].think_s)
+    assert odd.hit.dtype == np.int32 and not odd.prompt.flags.c_contiguous  # untouched
+
+    tables = []
+    for trajs in (base, [narrow(t) for t in base]):
+        sim = build(_small("dualpath"), agents=trajs)
+        sim.run()
+        tables.append(request_table(sim))
+    assert len(tables[0]) == sum(t.n_rounds for t in base)
+    pd.testing.assert_frame_equal(tables[0], tables[1])

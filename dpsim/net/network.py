@@ -97,7 +97,7 @@ class _Sharing:
         for l in tr.links:
             l.acc_bytes += l.rate_sum * (now - l.acc_t) + tr.size
             l.acc_t = now
-            l.flows.pop(tr, None)
+            l._drop(tr)
         tr.delivered_check = tr.size
         tr.fixed_end = now
         tr.rate = tr.size / dur if dur > 0 else 0.0
@@ -173,7 +173,7 @@ class _Sharing:
                     l.acc_bytes += l.rate_sum * (now - l.acc_t)
                     l.acc_t = now
                 for f in l.flows:
-                    if f._mark != ep:
+                    if f._mark != ep and f.t_end < 0.0:
                         f._mark = ep
                         f._old = f.rate
                         sub.append(f)
@@ -295,7 +295,7 @@ class _Sharing:
         while stack:
             l = stack.pop()
             for f in l.flows:
-                if f._mark != ep:
+                if f._mark != ep and f.t_end < 0.0:
                     f._mark = ep
                     flows.append(f)
                     for l2 in f.links:
@@ -322,7 +322,7 @@ class _Sharing:
     def stuck_transfers(self) -> list[Transfer]:
         out = []
         for l in self.links:
-            out.extend(l.flows)
+            out.extend(l.live_flows())
         return list({t.id: t for t in out}.values())
 
 
@@ -463,7 +463,7 @@ class Network(_Sharing):
         self.active += 1
         if self._external:
             for l in route:
-                l.flows[tr] = None
+                l.flows.append(tr)
             self.backend.start(self, tr)
             return
         if not self._flow_model:
@@ -475,7 +475,7 @@ class Network(_Sharing):
                     l.acc_bytes += l.rate_sum * (now - l.acc_t)
                     l.acc_t = now
                     l.rate_sum += rate
-                    l.flows[tr] = None
+                    l.flows.append(tr)
                 tr.fixed_end = now + d
                 self._push(now + d, tr)
                 return
@@ -503,7 +503,7 @@ class Network(_Sharing):
                 for l in route:
                     l.acc_bytes += l.rate_sum * (now - l.acc_t)
                     l.acc_t = now
-                    l.flows[tr] = None
+                    l.flows.append(tr)
                     l.rate_sum += r
                     if low:
                         l.n_low += 1
@@ -517,7 +517,7 @@ class Network(_Sharing):
                     self._verify(list(route))
                 return
         for l in route:
-            l.flows[tr] = None
+            l.flows.append(tr)
             if low:
                 l.n_low += 1
         self._new.append(tr)
@@ -604,7 +604,7 @@ class Network(_Sharing):
                     l.high_rate = 0.0
             else:
                 l.n_low -= 1
-            l.flows.pop(tr, None)
+            l._drop(tr)
         if dirty:
             self._schedule_rerate()
 
