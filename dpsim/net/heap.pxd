@@ -5,12 +5,16 @@ cdef struct _Entry:
     Py_ssize_t slot
 
 
+cimport cython
+
+
+@cython.final  # never subclassed: its methods are direct C calls
 cdef class TimeHeap:
     cdef _Entry* _h
     cdef Py_ssize_t* _pos  # slot -> index in _h (-1: not in the heap)
-    cdef Py_ssize_t _n, _cap, _pcap
+    cdef Py_ssize_t* _free  # stack of free slots (_nfree of them)
+    cdef Py_ssize_t _n, _cap, _pcap, _nfree
     cdef list _pa, _pb
-    cdef list _free
 
     cpdef Py_ssize_t push(self, double t, long long seq, a, b)
     cpdef update(self, Py_ssize_t slot, double t, long long seq, a, b)

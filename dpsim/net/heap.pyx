@@ -2,9 +2,26 @@
 """The compiled :class:`TimeHeap` (see ``heap.py``, the pure-Python reference with the same
 interface and the same order): keys ``(t, seq)`` in a C array of structs, payloads in two
 Python lists indexed by a slot number that the key carries, so a sift moves 24-byte structs and
-compares doubles, never Python objects."""
+compares doubles, never Python objects.
+
+The array is a 4-ary heap (children of ``i`` at ``4i+1 .. 4i+4``): half the levels of a binary
+heap, and a node's children share one or two cache lines -- what matters with tens of thousands
+of pending timers.  Keys are unique, so it hands entries out in exactly the order any heap does.
+Free slots are a C stack; payload slots are written with the list macros (the index is always
+in range), so a push or pop boxes nothing."""
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF, Py_DECREF
+from cpython.list cimport PyList_GET_ITEM, PyList_SET_ITEM
 from .links cimport Transfer
+
+
+cdef inline void _set(list l, Py_ssize_t i, object v):
+    """``l[i] = v`` for an index known to be in range (no bounds check, no boxing)."""
+    cdef PyObject* old = PyList_GET_ITEM(l, i)
+    Py_INCREF(v)
+    PyList_SET_ITEM(l, i, v)
+    Py_DECREF(<object> old)
 
 cdef double INF = float("inf")
 
@@ -22,20 +39,25 @@ cdef class TimeHeap:
         self._h = <_Entry*> PyMem_Malloc(self._cap * sizeof(_Entry))
         self._pcap = 64
         self._pos = <Py_ssize_t*> PyMem_Malloc(self._pcap * sizeof(Py_ssize_t))
-        if self._h == NULL or self._pos == NULL:
+        self._free = <Py_ssize_t*> PyMem_Malloc(self._pcap * sizeof(Py_ssize_t))
+        self._nfree = 0
+        if self._h == NULL or self._pos == NULL or self._free == NULL:
             raise MemoryError()
         self._pa = []
         self._pb = []
-        self._free = []
 
     def __dealloc__(self):
         if self._h != NULL:
             PyMem_Free(self._h)
         if self._pos != NULL:
             PyMem_Free(self._pos)
+        if self._free != NULL:
+            PyMem_Free(self._free)
 
     cdef int _grow_pos(self, Py_ssize_t need) except -1:
+        """Room for ``need`` slots in the slot -> index map and the free-slot stack."""
         cdef Py_ssize_t* np
+        cdef Py_ssize_t* nf
         cdef Py_ssize_t cap = self._pcap
         while cap < need:
             cap *= 2
@@ -43,6 +65,10 @@ cdef class TimeHeap:
         if np == NULL:
             raise MemoryError()
         self._pos = np
+        nf = <Py_ssize_t*> PyMem_Realloc(self._free, cap * sizeof(Py_ssize_t))
+        if nf == NULL:
+            raise MemoryError()
+        self._free = nf
         self._pcap = cap
         return 0
 
@@ -56,10 +82,11 @@ cdef class TimeHeap:
                 raise MemoryError()
             self._h = nh
             self._cap *= 2
-        if self._free:
-            slot = self._free.pop()
-            self._pa[slot] = a
-            self._pb[slot] = b
+        if self._nfree > 0:
+            self._nfree -= 1
+            slot = self._free[self._nfree]
+            _set(self._pa, slot, a)
+            _set(self._pb, slot, b)
         else:
             slot = len(self._pa)
             if slot >= self._pcap:
@@ -82,8 +109,8 @@ cdef class TimeHeap:
         cdef bint up = t < x.t or (t == x.t and seq < x.seq)
         self._h[i].t = t
         self._h[i].seq = seq
-        self._pa[slot] = a
-        self._pb[slot] = b
+        _set(self._pa, slot, a)
+        _set(self._pb, slot, b)
         if up:
             self._sift_up(i)
         else:
@@ -106,21 +133,22 @@ cdef class TimeHeap:
     cpdef object top_a(self):
         if self._n == 0:
             raise IndexError("top of an empty heap")
-        return self._pa[self._h[0].slot]
+        return <object> PyList_GET_ITEM(self._pa, self._h[0].slot)
 
     cpdef object top_b(self):
         if self._n == 0:
             raise IndexError("top of an empty heap")
-        return self._pb[self._h[0].slot]
+        return <object> PyList_GET_ITEM(self._pb, self._h[0].slot)
 
     cpdef pop(self):
         cdef Py_ssize_t slot
         if self._n == 0:
             raise IndexError("pop from an empty heap")
         slot = self._h[0].slot
-        self._pa[slot] = None
-        self._pb[slot] = None
-        self._free.append(slot)
+        _set(self._pa, slot, None)
+        _set(self._pb, slot, None)
+        self._free[self._nfree] = slot
+        self._nfree += 1
         self._pos[slot] = -1
         self._n -= 1
         if self._n > 0:
@@ -131,7 +159,7 @@ cdef class TimeHeap:
         cdef _Entry x = self._h[i]
         cdef Py_ssize_t p
         while i > 0:
-            p = (i - 1) >> 1
+            p = (i - 1) >> 2
             if _less(x, self._h[p]):
                 self._h[i] = self._h[p]
                 self._pos[self._h[i].slot] = i
@@ -144,13 +172,17 @@ cdef class TimeHeap:
     cdef void _sift_down(self, Py_ssize_t i):
         cdef _Entry x = self._h[i]
         cdef Py_ssize_t n = self._n
-        cdef Py_ssize_t c
+        cdef Py_ssize_t c, k, last
         while True:
-            c = 2 * i + 1
+            c = 4 * i + 1
             if c >= n:
                 break
-            if c + 1 < n and _less(self._h[c + 1], self._h[c]):
-                c += 1
+            last = c + 4 if c + 4 <= n else n
+            k = c + 1
+            while k < last:  # the smallest of up to four children
+                if _less(self._h[k], self._h[c]):
+                    c = k
+                k += 1
             if _less(self._h[c], x):
                 self._h[i] = self._h[c]
                 self._pos[self._h[i].slot] = i
@@ -184,12 +216,13 @@ cdef class TimeHeap:
             else:
                 if ver != start and tr._hslot == slot:
                     tr._hslot = -1  # its completion entry is gone
-                self._pa[slot] = None
-                self._pb[slot] = None
-                self._free.append(slot)
+                _set(self._pa, slot, None)
+                _set(self._pb, slot, None)
+                self._free[self._nfree] = slot
+                self._nfree += 1
                 self._pos[slot] = -1
         self._n = j
-        i = j // 2 - 1
+        i = (j - 2) // 4 if j > 1 else -1  # the last parent
         while i >= 0:
             self._sift_down(i)
             i -= 1
