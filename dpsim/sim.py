@@ -94,7 +94,7 @@ class Simulation:
                                      persist=not sc["skip_persist"], track_first=False,
                                      costs=costs)
         self.strategy = strategy_for(sc)
-        pdeps = PrefillDeps(self.clock, compute, self.port, self._form_batch, self.strategy,
+        pdeps = PrefillDeps(self.clock, compute, self.port, None, self.strategy,
                             life.first_token, life.fail, self.kvb, self.L, ep_prefill_tok, self.timeline)
         self.pes = [PrefillEngine(g, i, pdeps) for i, g in
                     enumerate(g for n in self.cluster.prefill_nodes for g in n.gpus)]
@@ -108,6 +108,7 @@ class Simulation:
                                   self.ledger, self.clock, compute, self.kvb, self.block, self.L,
                                   bool(sc["layerwise"]), snic, self.agents, life.assign)
         self.policy = life.policy = make_policy(self.sched, sc)
+        pdeps.batcher = self.policy.form_batch  # the policy's intra-engine rule (bound once)
         life.progress = progress
         life.on_agent_done = self._agent_done
         life.on_change = self._maybe_all_done
@@ -124,9 +125,6 @@ class Simulation:
         self._check_fit()
 
     # ------------------------------------------------------------------ wiring
-    def _form_batch(self, pe, queue) -> list:
-        return self.policy.form_batch(pe, queue)
-
     @property
     def driver(self):
         return self._driver

@@ -35,5 +35,7 @@ cdef class PrefillKernel:
     cdef public double[::1] heads
     cdef public long n_heads
 
+    cpdef double attention_forward(self, double new_tokens_sum, double attn_work, long n_reqs)
+
     @cython.locals(g=double, gemm=double, h=double)
     cpdef double time(self, double new_tokens_sum, double attn_work, long n_reqs)

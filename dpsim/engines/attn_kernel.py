@@ -120,6 +120,10 @@ class PrefillKernel:
         self.n_heads = len(heads)
         self.p_fixed, self.p_req, self.la, self.ep_tok = float(p_fixed), float(p_req), float(la), float(ep_tok)
 
+    def attention_forward(self, new_tokens_sum: float, attn_work: float, n_reqs: int) -> float:
+        """``ComputeModel.attention_time_forward`` in table mode (``la`` is its ``_c_pair``)."""
+        return self.la * attn_work
+
     def time(self, new_tokens_sum: float, attn_work: float, n_reqs: int) -> float:
         if new_tokens_sum <= 0 and attn_work <= 0:
             return 0.0

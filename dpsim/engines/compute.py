@@ -560,8 +560,9 @@ def _init_tables(self, m: Mapping, path: str, ep_exposed: float) -> None:
 
     from .attn_kernel import PrefillKernel
 
-    self.prefill_time = PrefillKernel(lp, lin_p, p, inv_p, floor_p, heads, head, p_fixed, p_req, la,
-                                      ep_tok).time
+    pk = PrefillKernel(lp, lin_p, p, inv_p, floor_p, heads, head, p_fixed, p_req, la, ep_tok)
+    self.prefill_time = pk.time
+    self.attention_time_forward = pk.attention_forward  # (per forward and per batch formation)
     A = T["attn_prefill"]
     conv = T["attn_conv"]
     if conv is not None:
