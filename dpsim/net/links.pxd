@@ -1,5 +1,8 @@
 cimport cython
 # Augmenting declarations: compile links.py into extension types (see setup.py).
+cdef class Transfer
+
+
 cdef class Link:
     cdef public object name, kind, node, index
     cdef public double capacity, sat_cap, rate_sum, acc_bytes, acc_t, high_rate
@@ -9,7 +12,9 @@ cdef class Link:
     cdef public double _bgh, _bgl, _load, _hload, _avail
 
     cpdef double delivered(self, double now)
+    @cython.locals(f=Transfer)
     cpdef list live_flows(self)
+    @cython.locals(f=Transfer)
     cpdef _drop(self, tr)
 
 
@@ -20,3 +25,9 @@ cdef class Transfer:
     cdef public double size, remaining, rate, max_rate, last_t, t_submit, t_start, t_end
     cdef public double delivered_check, fixed_end, _old
     cdef public long prio, version, _mark, _hslot
+
+    cpdef _init(self, tid, route, double size, long prio, double max_rate, on_done, tag)
+
+
+@cython.locals(tr=Transfer)
+cpdef Transfer new_transfer(tid, route, double size, long prio, double max_rate, on_done, tag)

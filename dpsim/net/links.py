@@ -75,6 +75,9 @@ class Transfer:
 
     def __init__(self, tid: int, route: tuple, size: float, prio: int, max_rate: float,
                  on_done, tag) -> None:
+        self._init(tid, route, size, prio, max_rate, on_done, tag)
+
+    def _init(self, tid, route, size, prio, max_rate, on_done, tag) -> None:
         self.id = tid
         self.route = route
         # The links as an exact tuple (a Route is a tuple subclass): the network's hot loops
@@ -105,3 +108,12 @@ class Transfer:
     def __repr__(self) -> str:  # pragma: no cover
         return (f"Transfer#{self.id}({self.tag}, {self.size:.3g} B, rem {self.remaining:.3g}, "
                 f"rate {self.rate:.3g})")
+
+
+def new_transfer(tid: int, route: tuple, size: float, prio: int, max_rate: float, on_done, tag) -> Transfer:
+    """``Transfer(...)`` as the network makes one per transfer: in the compiled build a C call
+    with C arguments (no Python-level constructor call, nothing boxed)."""
+    tr = Transfer.__new__(Transfer)
+    tr._init(tid, route, size, prio, max_rate, on_done, tag)
+    return tr
+

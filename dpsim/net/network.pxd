@@ -2,7 +2,7 @@
 # (see setup.py).  Public methods stay cpdef (callable, overridable and patchable from Python
 # through the Python subclass that dpsim.net exports); internal ones are cdef.
 cimport cython
-from .links cimport Link, Transfer
+from .links cimport Link, Transfer, new_transfer
 from .heap cimport TimeHeap
 from .loop cimport EventLoop
 
@@ -18,7 +18,7 @@ cdef class _Sharing:
     cdef public double high_share, bytes_requested, bytes_delivered, max_overload, _wake_at
     cdef public object check
     cdef public bint _flow_model, _external, _in_wake
-    cdef public list links, _dirty, _new
+    cdef public list links, _dirty, _new, _sub, _stack, _touched
     cdef public TimeHeap _heap, _wakes
     cdef public dict _by_name
     cdef public long _seq, _wseq, _tid, _epoch, _compact_at

@@ -25,7 +25,7 @@ from typing import Callable, Iterable
 from dpsim.net.backends import (CapacityViolation, ExternalBackend, FixedRateBackend, FlowBackend,
                                 LinkBackend)
 
-from .links import HIGH, INF, LOW, Link, Transfer
+from .links import HIGH, INF, LOW, Link, Transfer, new_transfer
 from .loop import EventLoop, as_clock
 from .maxmin import allocate, allocate_scratch
 
@@ -119,16 +119,16 @@ class _Sharing:
         dirty, new = self._dirty, self._new
         if not dirty and not new:
             return
-        self._dirty = []
-        self._new = []
         self.rerates += 1
         now = self._now()
         self._epoch += 1
         ep = self._epoch
         share = self.high_share
-        sub: list = []  # flows being re-allocated (flow._mark == ep)
-        stack: list = []  # saturated links to take in whole (link._mark == ep)
-        touched: list = []  # every link of every flow in sub (link._cmark == ep)
+        # Scratch lists kept between re-ratings (emptied at the end: no allocation per call; a
+        # re-rating runs no callback, so nothing appends to ``dirty``/``new`` while it runs).
+        sub = self._sub  # flows being re-allocated (flow._mark == ep)
+        stack = self._stack  # saturated links to take in whole (link._mark == ep)
+        touched = self._touched  # every link of every flow in sub (link._cmark == ep)
 
         # "Taking in" a flow (inlined twice below, the hot path): mark it, remember its old
         # rate, bring its links' counters up to now and queue the saturated ones.
@@ -254,8 +254,14 @@ class _Sharing:
             l.high_rate = l._bgh + l._hload
         for f in sub:
             self._switch(f, now, f._old)
+        del dirty[:], new[:], sub[:]
         if self.check:
-            self._verify(touched)
+            try:
+                self._verify(touched)
+            finally:
+                del touched[:]
+        else:
+            del touched[:]
 
     def _switch(self, f: Transfer, now: float, old: float) -> None:
         """Advance ``f`` to ``now`` at its ``old`` rate, then take on its new ``f.rate``: a new
@@ -345,6 +351,7 @@ class Network(_Sharing):
         self._tid = 0
         self._dirty: list = []  # links that were saturated when a flow left them
         self._new: list = []  # flows that started since the last re-rating
+        self._sub, self._stack, self._touched = [], [], []  # the re-rating's scratch lists
         self._wake_at = INF  # the earliest wake-up scheduled and not yet run
         self._wakes = TimeHeap()  # heap of the times of every wake-up scheduled and not yet run
         self._wseq = 0
@@ -395,7 +402,7 @@ class Network(_Sharing):
         self._tid += 1
         if not isinstance(route, tuple):
             route = tuple(route)
-        tr = Transfer(self._tid, route, size, prio, max_rate, on_done, tag)
+        tr = new_transfer(self._tid, route, size, prio, max_rate, on_done, tag)
         now = self._now()
         tr.t_submit = now
         self.n_started += 1
