@@ -36,8 +36,11 @@ def test_read_plan_split_collapses_to_one_side():
 
 
 class _Traj:
+    """A trajectory's shape: its id and per-round columns (an Agent keeps typed views of them)."""
     id = "t"
     n_rounds = 3
+    prompt, hit, gen = np.array([1000, 2000, 3000]), np.array([0, 900, 1900]), np.array([5, 5, 5])
+    think_s = np.zeros(3)
 
 
 def test_request_log_rows_in_rid_order_with_live_ones_unfinished():
