@@ -48,7 +48,8 @@ def _build(impl, topo):
 def test_maxmin_properties(impl, topo):
     links, flows, share = _build(impl, topo)
     allocate = impl.allocate
-    on = {l: [f for f in flows if l in f.route] for l in links}  # the flows crossing each link
+    for l in links:
+        l.flows = {f: None for f in flows if l in f.route}
     allocate(flows, links, share)
     tol = 1e-7
     load = {l: 0.0 for l in links}
@@ -63,7 +64,7 @@ def test_maxmin_properties(impl, topo):
     # No link above capacity; the high class never above its share where low traffic exists.
     for l in links:
         assert load[l] <= l.capacity * (1 + tol)
-        has_low = any(f.prio == LOW for f in on[l])
+        has_low = any(f.prio == LOW for f in l.flows)
         if has_low:
             assert high[l] <= l.capacity * share * (1 + tol)
     # Max-min: every flow is at its own cap or crosses a bottleneck link that is saturated for
@@ -73,9 +74,9 @@ def test_maxmin_properties(impl, topo):
             continue
         ok = False
         for l in f.route:
-            same = [g for g in on[l] if g.prio == f.prio]
+            same = [g for g in l.flows if g.prio == f.prio]
             if f.prio == HIGH:
-                has_low = any(g.prio == LOW for g in on[l])
+                has_low = any(g.prio == LOW for g in l.flows)
                 cap = l.capacity * share if has_low else l.capacity
                 sat = high[l] >= cap * (1 - 1e-6)
             else:
@@ -311,7 +312,7 @@ def test_streams_and_stop(impl):
     assert done == [pytest.approx(2.0)]  # 60 B in the first second, 80 B in the second
     assert late_delayed.t_start < 0 and late_delayed.done
     net.stop(st)
-    assert l.rate_sum == pytest.approx(0.0) and not l.live_flows()
+    assert l.rate_sum == pytest.approx(0.0) and not l.flows
 
 
 @both

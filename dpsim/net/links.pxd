@@ -1,21 +1,14 @@
 cimport cython
 # Augmenting declarations: compile links.py into extension types (see setup.py).
-cdef class Transfer
-
-
 cdef class Link:
     cdef public object name, kind, node, index
     cdef public double capacity, sat_cap, rate_sum, acc_bytes, acc_t, high_rate
-    cdef public list flows
-    cdef public long n_low, _dead
+    cdef public dict flows
+    cdef public long n_low
     cdef public long _mark, _cmark, _cnt
     cdef public double _bgh, _bgl, _load, _hload, _avail
 
     cpdef double delivered(self, double now)
-    @cython.locals(f=Transfer)
-    cpdef list live_flows(self)
-    @cython.locals(f=Transfer)
-    cpdef _drop(self, tr)
 
 
 @cython.freelist(256)  # a few per request, short-lived: reuse the memory

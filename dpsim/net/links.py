@@ -18,7 +18,7 @@ class Link:
 
     __slots__ = ("name", "kind", "capacity", "sat_cap", "flows", "rate_sum", "acc_bytes", "acc_t",
                  "high_rate", "n_low", "node", "index", "_mark", "_cmark",
-                 "_bgh", "_bgl", "_load", "_hload", "_avail", "_cnt", "_dead")
+                 "_bgh", "_bgl", "_load", "_hload", "_avail", "_cnt")
 
     def __init__(self, name: str, capacity: float, kind: str = "", node: int = -1, index: int = -1):
         if not capacity > 0:
@@ -27,12 +27,7 @@ class Link:
         self.kind = kind
         self.capacity = float(capacity)
         self.sat_cap = self.capacity * (1.0 - 1e-9)  # at or above: saturated
-        # The transfers on this link in the order they started, ended ones included until the
-        # next compaction (``_drop``): an ended one has ``t_end >= 0`` and is skipped.  A list,
-        # not a dict: a start appends, an end only counts (``_dead``), and the live ones keep the
-        # insertion order a dict would give them -- the same iteration, without hashing.
-        self.flows: list = []
-        self._dead = 0
+        self.flows: dict = {}  # insertion-ordered (deterministic iteration), values unused
         self.rate_sum = 0.0
         self.high_rate = 0.0  # sum of the rates of high-class flows on this link
         self.n_low = 0  # low-class flows on this link
@@ -46,24 +41,12 @@ class Link:
         self.index = index
         self._mark = 0
 
-    def live_flows(self) -> list:
-        """The transfers flowing on this link now, in the order they started."""
-        return [f for f in self.flows if f.t_end < 0.0]
-
-    def _drop(self, tr) -> None:
-        """``tr`` leaves this link (it is ending now: its ``t_end`` is set right after).  Ended
-        entries are removed once they outnumber the live ones (amortized O(1))."""
-        self._dead += 1
-        if self._dead > 16 and 2 * self._dead > len(self.flows):
-            self.flows = [f for f in self.flows if f.t_end < 0.0 and f is not tr]
-            self._dead = 0
-
     def delivered(self, now: float) -> float:
         """Bytes that crossed this link up to ``now``."""
         return self.acc_bytes + self.rate_sum * (now - self.acc_t)
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
-        return f"Link({self.name}, {self.capacity:.3g} B/s, {len(self.live_flows())} flows)"
+        return f"Link({self.name}, {self.capacity:.3g} B/s, {len(self.flows)} flows)"
 
 
 class Transfer:

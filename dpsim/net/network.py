@@ -97,7 +97,7 @@ class _Sharing:
         for l in tr.links:
             l.acc_bytes += l.rate_sum * (now - l.acc_t) + tr.size
             l.acc_t = now
-            l._drop(tr)
+            l.flows.pop(tr, None)
         tr.delivered_check = tr.size
         tr.fixed_end = now
         tr.rate = tr.size / dur if dur > 0 else 0.0
@@ -173,7 +173,7 @@ class _Sharing:
                     l.acc_bytes += l.rate_sum * (now - l.acc_t)
                     l.acc_t = now
                 for f in l.flows:
-                    if f._mark != ep and f.t_end < 0.0:
+                    if f._mark != ep:
                         f._mark = ep
                         f._old = f.rate
                         sub.append(f)
@@ -301,7 +301,7 @@ class _Sharing:
         while stack:
             l = stack.pop()
             for f in l.flows:
-                if f._mark != ep and f.t_end < 0.0:
+                if f._mark != ep:
                     f._mark = ep
                     flows.append(f)
                     for l2 in f.links:
@@ -328,7 +328,7 @@ class _Sharing:
     def stuck_transfers(self) -> list[Transfer]:
         out = []
         for l in self.links:
-            out.extend(l.live_flows())
+            out.extend(l.flows)
         return list({t.id: t for t in out}.values())
 
 
@@ -470,7 +470,7 @@ class Network(_Sharing):
         self.active += 1
         if self._external:
             for l in route:
-                l.flows.append(tr)
+                l.flows[tr] = None
             self.backend.start(self, tr)
             return
         if not self._flow_model:
@@ -482,7 +482,7 @@ class Network(_Sharing):
                     l.acc_bytes += l.rate_sum * (now - l.acc_t)
                     l.acc_t = now
                     l.rate_sum += rate
-                    l.flows.append(tr)
+                    l.flows[tr] = None
                 tr.fixed_end = now + d
                 self._push(now + d, tr)
                 return
@@ -510,7 +510,7 @@ class Network(_Sharing):
                 for l in route:
                     l.acc_bytes += l.rate_sum * (now - l.acc_t)
                     l.acc_t = now
-                    l.flows.append(tr)
+                    l.flows[tr] = None
                     l.rate_sum += r
                     if low:
                         l.n_low += 1
@@ -524,7 +524,7 @@ class Network(_Sharing):
                     self._verify(list(route))
                 return
         for l in route:
-            l.flows.append(tr)
+            l.flows[tr] = None
             if low:
                 l.n_low += 1
         self._new.append(tr)
@@ -611,7 +611,7 @@ class Network(_Sharing):
                     l.high_rate = 0.0
             else:
                 l.n_low -= 1
-            l._drop(tr)
+            l.flows.pop(tr, None)
         if dirty:
             self._schedule_rerate()
 
