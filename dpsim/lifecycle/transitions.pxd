@@ -14,6 +14,7 @@ from dpsim.engines.decode cimport DecodeEngine
 
 cdef PrefillEngine _pe(Request req)
 cdef DecodeEngine _de(Request req)
+cdef _free_pe_buffer(Request req)
 
 
 @cython.final  # never subclassed: cpdef calls are direct C calls (no override lookup)

@@ -56,6 +56,13 @@ def _de(req):
     return req.de
 
 
+def _free_pe_buffer(req) -> None:
+    """Give back the hit KV ``req`` holds in its PE node's buffer, if any."""
+    if req.pe_buf > 0:
+        _pe(req).gpu.node.buffer.free(req.pe_buf)
+        req.pe_buf = 0.0
+
+
 class Lifecycle:
     def __init__(self, clock, port, ledger, log, kvb: float, block: int, persist: bool,
                  track_first: bool, costs=None):
@@ -199,9 +206,7 @@ class Lifecycle:
         self.first_token_times.append(now)
         self.first_token_ttft.append(now - req.arrival)
         self.ledger.release_pe(req)
-        if req.pe_buf > 0:
-            _pe(req).gpu.node.buffer.free(req.pe_buf)
-            req.pe_buf = 0.0
+        _free_pe_buffer(req)
         self.policy.on_prefill_done(req)
         # The DE persists the prompt's new Full Blocks from its buffer (§S10) while the request
         # waits for HBM and is copied in; the buffer is freed when both are done.
@@ -348,9 +353,7 @@ class Lifecycle:
         agent.t_end = now
         self.ledger.release_pe(req)
         self.ledger.release_de(req)
-        if req.pe_buf > 0:
-            req.pe.gpu.node.buffer.free(req.pe_buf)
-            req.pe_buf = 0.0
+        _free_pe_buffer(req)
         self._free_de_buffer(req)
         self.policy.on_request_done(req)  # it leaves the system: policies drop its load
         self.log.finished(req)

@@ -99,4 +99,3 @@ def new_transfer(tid: int, route: tuple, size: float, prio: int, max_rate: float
     tr = Transfer.__new__(Transfer)
     tr._init(tid, route, size, prio, max_rate, on_done, tag)
     return tr
-

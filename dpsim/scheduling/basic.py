@@ -64,9 +64,8 @@ class BasicQueuePolicy(Policy):
         self.pend_new = [0] * n
         self.pend_kv = [0.0] * n
         self.held: dict = {}  # rid -> (pe index, new tokens, kv tokens) as charged to pend_*
-        hbm_div = (ctx.n_layers / 2.0) if ctx.layerwise else 1.0
         self.cap_new = self.lookahead * self.max_tokens
-        self.kv_tokens_per_byte = self.lookahead * hbm_div / ctx.kvb  # x the PE's KV HBM (read when used)
+        self.kv_tokens_per_byte = self.lookahead * self._hbm_div / self._kvb  # x the PE's KV HBM (read when used)
         self._blocked = None  # the head request no PE could take at the last full look
         self._pe_i = -1
         self._de_i = -1
