@@ -143,7 +143,8 @@ def _extensions():
     try:  # the core separately: a failure there keeps the compiled network
         core = _core_extensions(Extension)
         CORE_NAMES = tuple(e.name for e in core)
-        out += cythonize(core, include_path=[HERE], **_OPTS)
+        # GEN_ROOT: the core cimports the compiled network's types (dpsim.net._c.*)
+        out += cythonize(core, include_path=[HERE, GEN_ROOT], **_OPTS)
     except Exception as e:  # noqa: BLE001
         _warn(f"Cython could not translate the core ({type(e).__name__}: {e}); it stays pure Python")
     return out

@@ -12,7 +12,9 @@ compiled edition is used unless
 * ``DPSIM_PURE_PYTHON=1`` is set (the pure network too, see :mod:`dpsim.net`), or
 * it is stale: ``dpsim._corehash`` (built with it) does not match the hash of the sources now,
   e.g. an editable checkout whose ``.py`` changed since the build -- then dpsim warns once and
-  imports the sources, so an old build can never silently run instead of the code you read.
+  imports the sources, so an old build can never silently run instead of the code you read; or
+* the compiled network (:mod:`dpsim.net`) is not in use (stale or missing): the compiled core
+  calls the network and the event loop as C types, so it runs only beside them.
 
 :data:`IMPLEMENTATION` says which (``"compiled"``/``"python"``); :data:`REASON` says why.
 """
@@ -93,9 +95,15 @@ def _select() -> tuple[str, str]:
                 now = source_hash()
             except OSError as e:  # an install without the .pxd files: cannot tell, so do not trust it
                 now = f"unreadable ({e})"
-            if _corehash.SOURCE_HASH == now:
-                return "compiled", "built from these sources"
-            why = "the build is stale (the core's .py/.pxd changed since; rebuild with `pip install -e .`)"
+            if _corehash.SOURCE_HASH != now:
+                why = "the build is stale (the core's .py/.pxd changed since; rebuild with `pip install -e .`)"
+            else:
+                # The compiled core calls the compiled network and event loop as C types (their
+                # .pxd), so it runs only beside them.
+                from dpsim import net
+                if net.IMPLEMENTATION == "compiled":
+                    return "compiled", "built from these sources"
+                why = f"the compiled network is not in use ({net.COMPILED_ERROR})"
             import warnings
             warnings.warn(f"dpsim core: {why}; using the pure-Python core", RuntimeWarning, stacklevel=3)
     if not any(isinstance(f, _SourcesFirst) for f in sys.meta_path):

@@ -95,17 +95,18 @@ def make_env(speed: float = 1.0):
 
 
 def record_transfers(sim) -> list:
-    """Keep every Transfer the simulation creates (wraps ``sim.net.transfer`` on the instance);
-    returns the list that fills as the simulation runs."""
+    """Keep every Transfer the simulation creates (through the network's ``on_transfer`` hook,
+    after any observer already set); returns the list that fills as the simulation runs."""
     out: list = []
     net = sim.net
-    orig = net.transfer
-
-    def transfer(*a, **k):
-        tr = orig(*a, **k)
-        out.append(tr)
-        return tr
-    net.transfer = transfer
+    prev = net.on_transfer
+    if prev is None:
+        net.on_transfer = out.append
+    else:
+        def both(tr, _prev=prev, _add=out.append):
+            _prev(tr)
+            _add(tr)
+        net.on_transfer = both
     return out
 
 

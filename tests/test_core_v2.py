@@ -221,6 +221,10 @@ def test_simpy_clock_matches_event_loop():
     ref, ref_stopped = _clock_trace(loop, loop.run)
     assert (seen, stopped) == (ref, ref_stopped) and ticks == [1.5]
     assert clock.events == loop.events == 6
+    # It is an EventLoop (code typed for the loop takes it), whose time is the environment's.
+    assert isinstance(clock, EventLoop) and clock.time() == clock.now == env.now > 0.0
+    with pytest.raises(NotImplementedError, match="peek"):
+        clock.pending()  # SimPy does not say; the loop's own (unused) heap must not answer
 
 
 def test_core_shape_rules():

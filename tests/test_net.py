@@ -335,3 +335,23 @@ def test_check_mode_waits_for_a_pending_rerating(impl):
     env.timeout(0.25).callbacks.append(at_quarter)
     env.run(until=1.0)
     assert seen == [(4.0, 1.0)]
+
+
+@both
+def test_on_transfer_sees_every_transfer_before_it_starts(impl):
+    """The network's observer hook (what hw.replay.record_transfers uses): every transfer,
+    from transfer() and stream(), once, in the order submitted, before it starts."""
+    env = simpy.Environment()
+    net = impl.Network(env)
+    l = net.add_link("l", 10.0)
+    seen = []
+    net.on_transfer = lambda tr: seen.append((tr.tag, tr.t_start))
+    a = net.transfer([l], 10.0, tag="a", latency=1.0)
+    s = net.stream([l], 2.0, tag="s")
+    c = net.transfer((l,), 5.0, None, LOW, math.inf, 0.0, "c")
+    assert seen == [("a", -1.0), ("s", -1.0), ("c", -1.0)]  # seen before starting
+    env.run()
+    assert a.t_start == 1.0 and c.t_end > 0 and s.rate > 0
+    net.on_transfer = None
+    net.transfer([l], 1.0, tag="unseen")
+    assert len(seen) == 3

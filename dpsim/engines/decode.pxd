@@ -1,6 +1,7 @@
 cimport cython
 from dpsim.lifecycle.request cimport Request
 from dpsim.cluster.topology cimport GPU
+from dpsim.net._c.loop cimport EventLoop
 
 cdef double INF
 
@@ -14,7 +15,8 @@ cdef class _Seq:
 @cython.final  # never subclassed: cpdef calls are direct C calls (no override lookup)
 cdef class DecodeEngine:
     cdef dict __dict__
-    cdef public object deps, clock, cap, ep_stream, group, alloc_q
+    cdef public EventLoop clock  # the compiled event loop, or a subclass (SimpyClock)
+    cdef public object deps, cap, ep_stream, group, alloc_q
     cdef public GPU gpu
     cdef public long idx, base, fresh_step, steps, version, btoken, seq, tok, _fin_k, _bnd_k, _fin_seq
     cdef public dict seqs

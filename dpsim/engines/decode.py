@@ -164,7 +164,7 @@ class DecodeEngine:
             log = self.size_log
             n = len(self.seqs)
             if not log or log[-1][1] != n:
-                log.append((self.clock.now, n))
+                log.append((self.clock.time(), n))
         if not self.seqs:
             self._fin_seq = -1  # no finish pending (timers already set ring idle)
             self._fin_deferred = False
@@ -181,7 +181,7 @@ class DecodeEngine:
         # The finish at now + dt, in the place in line a timer set now gets (EventLoop.timer's
         # arithmetic): set now unless a finish timer already set rings no later.
         clock = self.clock
-        now = clock.now
+        now = clock.time()
         t = now + dt if dt > 0.0 else now
         self._fin_t = t
         self._fin_seq = clock.reserve()
@@ -207,7 +207,7 @@ class DecodeEngine:
     # ------------------------------------------------------------------ events
     def join(self, req) -> None:
         """``req``'s KV is in HBM: it joins the batch at the next iteration boundary."""
-        now = self.clock.now
+        now = self.clock.time()
         req.stage = _DECODE
         if req.gen <= 1:  # the only token came from prefill: nothing to decode
             req.t_second = now
@@ -290,7 +290,7 @@ class DecodeEngine:
     def _on_boundary(self, k: int, bt: int) -> None:
         if bt != self.btoken or not self.boundary_pending:
             return
-        now = self.clock.now
+        now = self.clock.time()
         self.boundary_pending = False
         if self.seqs:
             self._advance(k, now)
@@ -303,7 +303,7 @@ class DecodeEngine:
     def _on_finish(self, v: int, k: int) -> None:
         if v != self.version:
             return
-        now = self.clock.now
+        now = self.clock.time()
         self._advance(k, now)
         if self.boundary_pending:
             # A boundary event is queued for a later iteration end; joiners enter now instead.

@@ -4,11 +4,13 @@ cimport cython
 from dpsim.lifecycle.request cimport Request
 from dpsim.lifecycle.ports cimport KVPort
 from dpsim.cluster.topology cimport GPU
+from dpsim.net._c.loop cimport EventLoop
 
 
 @cython.final  # a batch reads these as C fields (no attribute lookup per forward)
 cdef class PrefillDeps:
-    cdef public object clock, compute, batcher, strategy, first_token, fail
+    cdef public EventLoop clock  # the compiled event loop, or a subclass (SimpyClock)
+    cdef public object compute, batcher, strategy, first_token, fail
     cdef public KVPort port
     cdef public double kvb, ep_tok
     cdef public long n_layers

@@ -81,7 +81,7 @@ class PrefillEngine:
 
     def batch_done(self, batch) -> None:
         d = self.deps
-        now = d.clock.now
+        now = d.clock.time()
         items = batch.items
         t0 = batch.t0
         self.batches += 1

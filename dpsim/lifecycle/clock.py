@@ -2,7 +2,8 @@
 
 A kitchen timer, not a calendar: engines and policies ask "call me back in dt"
 (``clock.timer(dt, fn)`` calls ``fn(None)``; ``clock.timer(dt, fn, arg)`` calls ``fn(arg)``),
-and read ``clock.now``.  One refinement: ``seq = clock.reserve()`` takes the place in line a
+and read ``clock.now`` (the compiled core calls ``clock.time()``, the same value as a C call).
+One refinement: ``seq = clock.reserve()`` takes the place in line a
 timer set now would get and ``clock.timer_at(t, seq, fn, arg)`` sets it later (before it is due),
 so a timer that may not be needed after all (a decode batch's finish that the next join moves)
 is set only if it is, and rings exactly where it would have.  The clock is the event loop itself

@@ -2,13 +2,14 @@
 cimport cython
 from dpsim.lifecycle.request cimport Request
 from dpsim.cluster.routes cimport RouteBook
+from dpsim.net._c.network cimport Network
 
 cdef double INF
 
 
 @cython.final  # never subclassed: cpdef calls are direct C calls (no override lookup)
 cdef class KVPort:
-    cdef public object net  # untyped: record_transfers / HIL patch net.transfer on the instance
+    cdef public Network net  # the compiled network (dpsim._core runs this build only with it)
     cdef public RouteBook routes
     cdef public dict ep_peer
     cdef public double full_block_bytes, cap_layer, cap_full, cap_storage

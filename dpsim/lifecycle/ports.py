@@ -19,7 +19,7 @@ INF = math.inf
 class KVPort:
     def __init__(self, net, routes, kvb: float, n_layers: int, block: int, submission: dict,
                  model_prio: int, ep_peer: dict, read_queue_depth: int = 0):
-        self.net = net  # (net.transfer is looked up per call: record_transfers / HIL patch it on the instance)
+        self.net = net  # a dpsim.net.Network (typed in the compiled build: net._submit is a C call)
         self.routes = routes
         lb = block * kvb / n_layers  # one Layer Block
         fb = block * kvb  # one Full Block
@@ -35,9 +35,7 @@ class KVPort:
         self.read_qd = int(read_queue_depth)
 
     def _send(self, route, nbytes: float, cb, cap: float, tag):
-        # Positional (route, size, on_done, prio, max_rate, latency, tag): a call with keywords
-        # builds a dict per transfer.
-        return self.net.transfer(route, nbytes, cb, LOW, cap, route.latency, tag)
+        return self.net._submit(route, nbytes, cb, LOW, cap, route.latency, tag)
 
     # ------------------------------------------------------------------ storage
     def storage_read(self, node, nbytes: float, cb, rid: int) -> None:
@@ -50,7 +48,7 @@ class KVPort:
             blocks = math.ceil(nbytes / self.full_block_bytes)
             if blocks > qd:
                 lat *= (blocks + qd - 1) // qd
-        self.net.transfer(route, nbytes, cb, LOW, self.cap_storage, lat, ("read", rid))
+        self.net._submit(route, nbytes, cb, LOW, self.cap_storage, lat, ("read", rid))
 
     def storage_write(self, node, nbytes: float, cb, tag) -> None:
         self._send(self.routes.storage_write(node), nbytes, cb, self.cap_storage, tag)
@@ -124,8 +122,8 @@ class KVPort:
         peer = self.ep_peer.get(gpu.gid)
         if peer is None or nbytes <= 0:
             return 0
-        self.net.transfer(self.routes.model(gpu, peer), nbytes, cb, prio=self.model_prio,
-                          max_rate=nbytes / duration if duration > 0 else INF, tag=("ep", idx))
+        self.net._submit(self.routes.model(gpu, peer), nbytes, cb, self.model_prio,
+                      nbytes / duration if duration > 0 else INF, 0.0, ("ep", idx))
         return 1
 
 

@@ -10,6 +10,7 @@ from dpsim.scheduling.base cimport Policy
 from dpsim.scheduling.ledger cimport LoadLedger
 from dpsim.engines.prefill cimport PrefillEngine
 from dpsim.engines.decode cimport DecodeEngine
+from dpsim.net._c.loop cimport EventLoop
 
 
 cdef PrefillEngine _pe(Request req)
@@ -20,7 +21,8 @@ cdef _free_pe_buffer(Request req)
 @cython.final  # never subclassed: cpdef calls are direct C calls (no override lookup)
 cdef class Lifecycle:
     # port stays untyped: a calibration profile may wrap it (dpsim.cluster.profile.StorageWriteCost)
-    cdef public object clock, port, progress, on_agent_done, on_change
+    cdef public EventLoop clock  # the compiled event loop, or a subclass (SimpyClock)
+    cdef public object port, progress, on_agent_done, on_change
     cdef public LoadLedger ledger
     cdef public RequestLog log
     cdef public Policy policy

@@ -86,7 +86,7 @@ class Lifecycle:
 
     # ------------------------------------------------------------------ 1 arrival
     def start_agent(self, agent, t: float | None = None) -> None:
-        agent.t_start = self.clock.now if t is None else t
+        agent.t_start = self.clock.time() if t is None else t
         self.issue(agent)
 
     def issue(self, agent, _ev=None) -> None:
@@ -94,7 +94,7 @@ class Lifecycle:
         agent.next_round += 1
         self.n_rid += 1
         req = Request(self.n_rid, agent, i, int(agent._prompt[i]), int(agent._hit[i]), int(agent._gen[i]),
-                      self.clock.now)
+                      self.clock.time())
         self.log.issued(req)
         if self.track_first:
             self.awaiting_first.append(req)
@@ -117,7 +117,7 @@ class Lifecycle:
             self._dispatch(req)
 
     def _dispatch(self, req) -> None:  # the engines had the decision alloc_s ago; buffers next
-        req.t_sched = self.clock.now - self.alloc_s
+        req.t_sched = self.clock.time() - self.alloc_s
         if req.path == "pe":
             # The DE buffer is needed only once prefill streams KV out: taken after the read.
             self._alloc_pe_buffer(req)
@@ -145,7 +145,7 @@ class Lifecycle:
         self._allocated(req)
 
     def _allocated(self, req) -> None:
-        req.t_alloc = self.clock.now
+        req.t_alloc = self.clock.time()
         req.stage = _ALLOCATED
         agent = req.agent
         if agent.persist_pending > 0:
@@ -155,7 +155,7 @@ class Lifecycle:
 
     # ------------------------------------------------------------------ 3 storage read
     def _read(self, req) -> None:
-        now = self.clock.now
+        now = self.clock.time()
         req.t_read0 = now
         stored = req.agent.stored
         if req.hit > stored:  # only Full Blocks that are really in storage can hit
@@ -186,7 +186,7 @@ class Lifecycle:
         join.part_done()
 
     def _read_joined(self, req) -> None:
-        req.t_read1 = self.clock.now
+        req.t_read1 = self.clock.time()
         self._read_done(req)
 
     def _read_done(self, req) -> None:
@@ -201,7 +201,7 @@ class Lifecycle:
     # ------------------------------------------------------------------ 4 first token
     def first_token(self, req) -> None:
         """All of the prompt is computed and its KV is in the DE buffer (PE callback)."""
-        now = self.clock.now
+        now = self.clock.time()
         req.t_first = now
         self.first_token_times.append(now)
         self.first_token_ttft.append(now - req.arrival)
@@ -262,7 +262,7 @@ class Lifecycle:
         self.port.de_h2d(g, req.prompt * self.kvb, Call(self._de_h2d_done, req, free_buf), req.rid)
 
     def _de_h2d_done(self, req, free_buf: Join) -> None:
-        req.t_h2d = self.clock.now
+        req.t_h2d = self.clock.time()
         free_buf.part_done()
         _de(req).join(req)
 
@@ -281,7 +281,7 @@ class Lifecycle:
     # ------------------------------------------------------------------ 6 end of decode
     def decode_done(self, req, de) -> None:
         """The request's last token is out (DE callback)."""
-        now = self.clock.now
+        now = self.clock.time()
         req.t_end = now
         if req.gen <= 1:
             req.t_second = math.nan
@@ -335,14 +335,14 @@ class Lifecycle:
             else:
                 self.issue(agent)
         else:
-            agent.t_end = self.clock.now
+            agent.t_end = self.clock.time()
             self.on_agent_done(agent)
         self.on_change()
 
     # ------------------------------------------------------------------ failure
     def fail(self, req, reason: str) -> None:
         """``req`` failed with ``reason``; its agent stops (its context is gone)."""
-        now = self.clock.now
+        now = self.clock.time()
         req.stage = _FAILED
         req.fail = reason
         req.t_end = now

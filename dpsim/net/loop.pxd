@@ -13,6 +13,8 @@ cdef class EventLoop:
     cdef public long _seq
     cdef public bint _stopped
 
+    cpdef double time(self)
+
     @cython.locals(t=double)
     cpdef timer(self, double dt, fn, arg=*)
 

@@ -36,6 +36,11 @@ class EventLoop:
         self._seq = 0
         self._stopped = False
 
+    def time(self) -> float:
+        """``now``, as a method: what the compiled core calls (a C call there, which a subclass
+        such as :class:`SimpyClock` overrides; a field read could not be)."""
+        return self.now
+
     def timer(self, dt, fn, arg=None) -> None:
         self._seq += 1
         self._heap.push(self.now + dt if dt > 0.0 else self.now, self._seq, fn, arg)
@@ -92,12 +97,14 @@ class EventLoop:
             self.events += n
 
 
-class SimpyClock:
+class SimpyClock(EventLoop):
     """The :class:`EventLoop` interface over a SimPy environment (``env``), e.g. a real-time
     one for hardware-in-the-loop replay.  Anything else (``process``, ``event``, ``timeout``,
-    ``sync``) passes through to the environment."""
+    ``sync``) passes through to the environment.  A subclass, so that code typed for the event
+    loop (the compiled core) takes it too: it overrides every method (time comes from ``env``),
+    and its own loop state stays unused."""
 
-    def __init__(self, env) -> None:
+    def __init__(self, env) -> None:  # (EventLoop.__init__ not called: ``now`` is env's)
         self.env = env
         self.events = 0
         self._stopped = False
@@ -106,6 +113,13 @@ class SimpyClock:
     @property
     def now(self) -> float:
         return self.env.now
+
+    def time(self) -> float:
+        return self.env.now
+
+    def pending(self) -> int:
+        raise NotImplementedError("a SimPy environment does not say how many events it holds "
+                                  "(SimpyClock.pending); use peek() for the next one's time")
 
     def timer(self, dt, fn, arg=None) -> None:
         ev = self.env.timeout(dt if dt > 0.0 else 0.0, arg)

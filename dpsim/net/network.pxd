@@ -62,8 +62,13 @@ cdef class _Sharing:
 cdef class Network(_Sharing):
     cpdef bint busy(self)
 
-    @cython.locals(tr=Transfer, now=double, t=double)
+    cdef public object on_transfer
+
     cpdef transfer(self, route, size, on_done=*, prio=*, max_rate=*, latency=*, tag=*)
+
+    @cython.locals(tr=Transfer, now=double, t=double)
+    cdef Transfer _submit(self, route, double size, on_done, long prio, double max_rate, double latency,
+                          tag)
 
     @cython.locals(old=double)
     cpdef set_max_rate(self, Transfer tr, rate)

@@ -361,14 +361,13 @@ class Network(_Sharing):
         self.n_started = 0
         self.n_completed = 0
         self.bytes_requested = 0.0
-        self.bytes_delivered = 0.0
-        self.rerates = 0
-        self.max_overload = 0.0
-        self.wakeups = 0  # wake-ups run (each one timer of the network's own)
+        self.bytes_delivered, self.rerates = 0.0, 0
+        self.max_overload, self.wakeups = 0.0, 0  # wakeups: run (each one timer of the network's own)
         self._wake_cb = self._wake  # bound once: _arm runs per wake-up
+        self.on_transfer = None  # called with every new transfer (before it starts), when set
         # The event loop itself when it is one (typed in the compiled build: its clock and timer
         # are C calls), None for another clock (a SimPy one), which is used through ``env``.
-        self._loop = self.env if isinstance(self.env, EventLoop) else None
+        self._loop = self.env if type(self.env) is EventLoop else None
 
     # ------------------------------------------------------------------ topology
     def add_link(self, name: str, capacity: float, kind: str = "", node: int = -1) -> Link:
@@ -394,6 +393,11 @@ class Network(_Sharing):
         byte arrives.  ``latency`` delays the first byte; ``max_rate`` caps the transfer (e.g. a
         submission-bound stream of small blocks).  A tuple ``route`` (or a tuple subclass with
         attributes, e.g. a ``Route``) is kept as given; other iterables become a tuple."""
+        return self._submit(route, size, on_done, prio, max_rate, latency, tag)
+
+    def _submit(self, route, size: float, on_done, prio: int, max_rate: float, latency: float, tag):
+        """:meth:`transfer` with every argument, by position: the KV port's entry (a C call in the
+        compiled build, never patched).  Every transfer starts here: :attr:`on_transfer` sees each."""
         if not size >= 0 or (size == INF and max_rate == INF):
             raise ValueError(f"transfer size must be a number >= 0, or infinite for a stream with "
                              f"a max_rate (got {size!r})")
@@ -403,6 +407,8 @@ class Network(_Sharing):
         if not isinstance(route, tuple):
             route = tuple(route)
         tr = new_transfer(self._tid, route, size, prio, max_rate, on_done, tag)
+        if self.on_transfer is not None:
+            self.on_transfer(tr)
         now = self._now()
         tr.t_submit = now
         self.n_started += 1
@@ -530,8 +536,6 @@ class Network(_Sharing):
         self._new.append(tr)
         self._schedule_rerate()
 
-
-
     # ------------------------------------------------------------------ completion
     def _wake(self, _ev=None) -> None:
         """Start delayed transfers, complete finished ones, re-rate, run the callbacks; repeat
@@ -586,7 +590,6 @@ class Network(_Sharing):
             t = heap.top_t()
             if t < self._wake_at:
                 self._arm(now, max(0.0, t - now))
-
 
     def _detach(self, tr: Transfer, now: float) -> None:
         """Take a flowing transfer off its links; links it saturated are re-rated."""

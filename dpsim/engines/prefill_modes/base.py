@@ -23,7 +23,7 @@ class BatchBase:
         d = eng.deps
         self.eng = eng
         self.items = items
-        self.t0 = t0 = d.clock.now
+        self.t0 = t0 = d.clock.time()
         cm = d.compute
         new_sum = 0
         work = 0.0

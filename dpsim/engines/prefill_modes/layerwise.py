@@ -40,7 +40,7 @@ class LayerwiseBatch(BatchBase):
     def _in_done(self, _tr=None) -> None:
         self.pin -= 1
         if self.pin == 0:
-            self.t_in = self.eng.deps.clock.now
+            self.t_in = self.eng.deps.clock.time()
             if self.timer_fired:
                 self._after_compute()
 
@@ -52,7 +52,7 @@ class LayerwiseBatch(BatchBase):
     def _after_compute(self) -> None:
         clock = self.eng.deps.clock
         tail = self.t_in + self.T / self.L
-        now = clock.now
+        now = clock.time()
         if tail > now + 1e-15:
             clock.timer(tail - now, self._compute_finished)
         else:
