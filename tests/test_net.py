@@ -355,3 +355,28 @@ def test_on_transfer_sees_every_transfer_before_it_starts(impl):
     net.on_transfer = None
     net.transfer([l], 1.0, tag="unseen")
     assert len(seen) == 3
+
+
+@both
+def test_completion_leaving_a_saturated_link_empty_needs_no_rerating(impl):
+    """A flow that saturated a link alone completes: nobody is left to speed up, so the link is
+    settled at once (zero load) and no re-rating runs; a link it shared is still re-rated and
+    the other flow speeds up to the full link."""
+    env = simpy.Environment()
+    net = impl.Network(env, check=True)
+    a, b = net.add_link("a", 10.0), net.add_link("b", 10.0)
+    done = []
+    net.transfer([a], 10.0, lambda t: done.append(env.now))  # alone on a: 1 s
+    env.run(until=0.5)
+    before = net.rerates
+    env.run(until=1.5)
+    assert done == [1.0] and net.rerates == before and a.rate_sum == 0.0 and a.high_rate == 0.0
+    assert a.acc_bytes == pytest.approx(10.0)
+    x = net.transfer([b], 5.0, lambda t: done.append(env.now))  # shares b: 5 B/s each
+    y = net.transfer([b], 20.0, lambda t: done.append(env.now))
+    env.run(until=2.0)
+    assert x.rate == y.rate == 5.0
+    before = net.rerates
+    env.run()
+    # both start at 1.5; x ends at 2.5 (5 B at 5 B/s); y (15 B left) then runs alone at 10 B/s
+    assert done == [1.0, 2.5, pytest.approx(4.0)] and net.rerates == before + 1

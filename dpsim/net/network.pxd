@@ -84,8 +84,8 @@ cdef class Network(_Sharing):
                    t=double, ver=long)
     cpdef _wake(self, _ev=*)
 
-    @cython.locals(high=bint, r=double, flow_model=bint, share=double, dirty=list, l=Link)
-    cdef _detach(self, Transfer tr, double now)
+    @cython.locals(high=bint, r=double, flow_model=bint, share=double, dirty=list, l=Link, sat=bint)
+    cdef _detach(self, Transfer tr, double now, bint settle)
 
     @cython.locals(err=double)
     cdef _finish(self, Transfer tr, double now)
@@ -94,3 +94,7 @@ cdef class Network(_Sharing):
 @cython.locals(old=double, high=bint, share=double, l=Link, cap=double, bgh=double, bgl=double, hr=double,
                now=double)
 cdef bint _recap(_Sharing net, Transfer tr, double r)
+
+
+@cython.locals(bgh=double, bgl=double)
+cdef _settle(Link l)

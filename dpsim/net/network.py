@@ -354,14 +354,9 @@ class Network(_Sharing):
         self._sub, self._stack, self._touched = [], [], []  # the re-rating's scratch lists
         self._wake_at = INF  # the earliest wake-up scheduled and not yet run
         self._wakes = TimeHeap()  # heap of the times of every wake-up scheduled and not yet run
-        self._wseq = 0
-        self._in_wake = False
-        self._epoch = 0
-        self.active = 0
-        self.n_started = 0
-        self.n_completed = 0
-        self.bytes_requested = 0.0
-        self.bytes_delivered, self.rerates = 0.0, 0
+        self._wseq, self._in_wake, self._epoch = 0, False, 0
+        self.active, self.n_started, self.n_completed = 0, 0, 0
+        self.bytes_requested, self.bytes_delivered, self.rerates = 0.0, 0.0, 0
         self.max_overload, self.wakeups = 0.0, 0  # wakeups: run (each one timer of the network's own)
         self._wake_cb = self._wake  # bound once: _arm runs per wake-up
         self.on_transfer = None  # called with every new transfer (before it starts), when set
@@ -457,7 +452,7 @@ class Network(_Sharing):
             tr.version += 1
             return
         if tr.links:
-            self._detach(tr, now)
+            self._detach(tr, now, False)
         tr.version += 1
         tr.rate = 0.0
         tr.t_end = now
@@ -591,8 +586,9 @@ class Network(_Sharing):
             if t < self._wake_at:
                 self._arm(now, max(0.0, t - now))
 
-    def _detach(self, tr: Transfer, now: float) -> None:
-        """Take a flowing transfer off its links; links it saturated are re-rated."""
+    def _detach(self, tr: Transfer, now: float, settle: bool) -> None:
+        """Take a flowing transfer off its links; links it saturated are re-rated (with ``settle``,
+        one left with no flow is settled at once instead: :func:`_settle`)."""
         self.active -= 1
         high = tr.prio == HIGH
         r = tr.rate
@@ -602,9 +598,8 @@ class Network(_Sharing):
         for l in tr.links:
             l.acc_bytes += l.rate_sum * (now - l.acc_t)
             l.acc_t = now
-            if flow_model and (l.rate_sum >= l.sat_cap or (
-                    l.n_low > 0 and l.high_rate > 0.0 and l.high_rate >= l.sat_cap * share)):
-                dirty.append(l)  # flows held by this link may speed up
+            sat = flow_model and (l.rate_sum >= l.sat_cap or (
+                l.n_low > 0 and l.high_rate > 0.0 and l.high_rate >= l.sat_cap * share))
             l.rate_sum -= r
             if l.rate_sum < 0.0:
                 l.rate_sum = 0.0
@@ -615,13 +610,18 @@ class Network(_Sharing):
             else:
                 l.n_low -= 1
             l.flows.pop(tr, None)
+            if sat:  # flows held by this link may speed up
+                if settle and not l.flows and l not in dirty:
+                    _settle(l)
+                else:
+                    dirty.append(l)
         if dirty:
             self._schedule_rerate()
 
     def _finish(self, tr: Transfer, now: float) -> None:
         if tr.links and tr.size > 0.0:
             tr.delivered_check += tr.rate * (now - tr.last_t)
-            self._detach(tr, now)
+            self._detach(tr, now, True)  # (a wake-up's completions: the re-rating comes next)
         tr.rate = 0.0
         tr.remaining = 0.0
         tr.t_end = now
@@ -632,6 +632,21 @@ class Network(_Sharing):
             if err > 1e-6 * tr.size + 1e-3:
                 raise CapacityViolation(f"transfer {tr.id} ({tr.tag}) delivered {tr.delivered_check:.6g} "
                                         f"bytes, requested {tr.size:.6g}")
+
+
+def _settle(l: Link) -> None:
+    """A saturated link that a completion left with no flow: the re-rating due next would hold
+    nobody on it and only recompute its loads, so that is done now, with the re-rating's own
+    arithmetic (the same bits), and the link is not re-rated.  Only while nothing can start a
+    flow on it before that re-rating: between a wake-up's completions and its re-rating."""
+    bgh = l.high_rate
+    bgl = l.rate_sum - l.high_rate
+    if bgh < 0.0:
+        bgh = 0.0
+    if bgl < 0.0:
+        bgl = 0.0
+    l.rate_sum = bgh + bgl + 0.0
+    l.high_rate = bgh + 0.0
 
 
 def _recap(net, tr: Transfer, r: float) -> bool:
