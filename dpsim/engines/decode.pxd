@@ -17,6 +17,7 @@ cdef class DecodeEngine:
     cdef dict __dict__
     cdef public EventLoop clock  # the compiled event loop, or a subclass (SimpyClock)
     cdef public object deps, cap, ep_stream, group, alloc_q
+    cdef object _finish_cb, _done_cb, _boundary_cb
     cdef public GPU gpu
     cdef public long idx, base, fresh_step, steps, version, btoken, seq, tok, _fin_k, _bnd_k, _fin_seq
     cdef public dict seqs

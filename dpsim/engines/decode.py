@@ -90,6 +90,9 @@ class DecodeEngine:
         self._fin_seq = -1  # -1: no target (empty batch)
         self._fin_deferred = False  # the target is not set as a timer yet
         self._armed: list = []  # [time, place] of each finish timer set and not yet rung
+        # Timer callbacks bound once (reading ``self.method`` allocates a bound method).
+        self._finish_cb, self._done_cb = self._finish_due, self._done_now
+        self._boundary_cb = self._boundary_due
 
     @property
     def name(self) -> str:
@@ -202,7 +205,7 @@ class DecodeEngine:
         self._fin_deferred = False
         self._armed.append(self._fin_t)
         self._armed.append(self._fin_seq)
-        self.clock.timer_at(self._fin_t, self._fin_seq, self._finish_due, self._fin_seq)
+        self.clock.timer_at(self._fin_t, self._fin_seq, self._finish_cb, self._fin_seq)
 
     # ------------------------------------------------------------------ events
     def join(self, req) -> None:
@@ -211,7 +214,7 @@ class DecodeEngine:
         req.stage = _DECODE
         if req.gen <= 1:  # the only token came from prefill: nothing to decode
             req.t_second = now
-            self.clock.timer(0.0, self._done_now, req)
+            self.clock.timer(0.0, self._done_cb, req)
             return
         if not self.seqs:
             self.t_int = now
@@ -230,14 +233,14 @@ class DecodeEngine:
             tb = self.t_int + self._time_for(j + 1)
             self.btoken += 1
             self._bnd_k = j + 1  # the pending boundary event is the one of this token
-            self.clock.timer(max(0.0, tb - now), self._boundary_due, self.btoken)
+            self.clock.timer(max(0.0, tb - now), self._boundary_cb, self.btoken)
 
     def _admit(self, reqs: list, t: float) -> None:
         for req in reqs:
             steps_needed = req.gen - 1  # the first token came from prefill
             if steps_needed <= 0:  # nothing to decode: done without entering the batch
                 req.t_second = t
-                self.clock.timer(0.0, self._done_now, req)
+                self.clock.timer(0.0, self._done_cb, req)
                 continue
             steps = self.steps
             s = _Seq(req, steps + steps_needed, req.prompt + 1, steps)

@@ -23,6 +23,7 @@ cdef class Lifecycle:
     # port stays untyped: a calibration profile may wrap it (dpsim.cluster.profile.StorageWriteCost)
     cdef public EventLoop clock  # the compiled event loop, or a subclass (SimpyClock)
     cdef public object port, progress, on_agent_done, on_change
+    cdef object _dispatch_cb, _issue_cb, _alloc_pe_cb, _to_prefill_cb
     cdef public LoadLedger ledger
     cdef public RequestLog log
     cdef public Policy policy

@@ -68,10 +68,10 @@ class Lifecycle:
                  track_first: bool, costs=None):
         self.clock = clock
         self.port = port
-        self.ledger = ledger
-        self.log = log
-        self.kvb = kvb
-        self.block = block
+        self.ledger, self.log, self.kvb, self.block = ledger, log, kvb, block
+        # Callbacks set per request, bound once (reading ``self.method`` allocates a bound method).
+        self._dispatch_cb, self._issue_cb = self._dispatch, self.issue
+        self._alloc_pe_cb, self._to_prefill_cb = self._alloc_pe_buffer, self._to_prefill
         self.persist = persist
         self.policy = None  # set by the builder (the policy needs the lifecycle's assign)
         self.progress = None  # a tqdm bar, or None
@@ -106,13 +106,12 @@ class Lifecycle:
         """The policy's decision: ``req`` goes to ``pe`` and ``de``, its hit KV read as ``plan``
         (a :class:`~dpsim.scheduling.read_paths.ReadPlan`; the policy clamped ``req.hit``)."""
         req.stage = _SCHEDULED
-        req.pe = pe
-        req.de = de
+        req.pe, req.de = pe, de
         req.new = req.prompt - req.hit
         req.path = plan.label
         req.de_hit = plan.de_tokens
         if self.pre_s > 0.0:  # decision + RPC to the engines, then the buffer allocation call
-            self.clock.timer(self.pre_s, self._dispatch, req)
+            self.clock.timer(self.pre_s, self._dispatch_cb, req)
         else:
             self._dispatch(req)
 
@@ -122,12 +121,12 @@ class Lifecycle:
             # The DE buffer is needed only once prefill streams KV out: taken after the read.
             self._alloc_pe_buffer(req)
         else:  # hit KV lands in the DE buffer: take it first (the whole prompt's KV)
-            self._alloc_de_buffer(req, self._alloc_pe_buffer)
+            self._alloc_de_buffer(req, self._alloc_pe_cb)
 
     def _alloc_de_buffer(self, req, then) -> None:
         b = req.prompt * self.kvb
         g = _de(req).gpu
-        if g.node.buffer.alloc_or_wait(b, Call(self._de_buffer_granted, req, b, then)):
+        if g.node.buffer.alloc_or_wait(b, Call(_DE_BUFFER_GRANTED, self, req, b, then)):
             self._de_buffer_granted(req, b, then)
 
     def _de_buffer_granted(self, req, b: float, then) -> None:
@@ -140,7 +139,7 @@ class Lifecycle:
             b = pe_hit * self.kvb
             req.pe_buf = b
             g = _pe(req).gpu
-            if not g.node.buffer.alloc_or_wait(b, Call(self._allocated, req)):
+            if not g.node.buffer.alloc_or_wait(b, Call(_ALLOCATED, self, req)):
                 return
         self._allocated(req)
 
@@ -172,14 +171,14 @@ class Lifecycle:
         de_t = req.de_hit
         pe_t = req.hit - de_t
         parts = (de_t > 0) + (pe_t > 0)
-        join = Join(parts, Call(self._read_joined, req))
+        join = Join(parts, Call(_READ_JOINED, self, req))
         kvb = self.kvb
         ledger = self.ledger
         for node, tokens in ((_de(req).gpu.node, de_t), (_pe(req).gpu.node, pe_t)):
             if tokens > 0:
                 ledger.read_started(node, tokens)
-                self.port.storage_read(node, tokens * kvb, Call(self._read_part, node, tokens, join),
-                                       req.rid)
+                self.port.storage_read(node, tokens * kvb,
+                                       Call(_READ_PART, self, node, tokens, join), req.rid)
 
     def _read_part(self, node, tokens: int, join: Join) -> None:
         self.ledger.read_finished(node, tokens)
@@ -191,7 +190,7 @@ class Lifecycle:
 
     def _read_done(self, req) -> None:
         if req.de_buf == 0.0:
-            self._alloc_de_buffer(req, self._to_prefill)
+            self._alloc_de_buffer(req, self._to_prefill_cb)
         else:
             self._to_prefill(req)
 
@@ -214,17 +213,18 @@ class Lifecycle:
         blk = self.block
         new_blocks = req.prompt // blk - req.hit // blk
         stored_after = (req.prompt // blk) * blk
-        free_buf = Join(1, Call(self._free_de_buffer, req))
+        free_buf = Join(1, Call(_FREE_DE_BUFFER, self, req))
         req.stage = _DE_ALLOC
         if new_blocks > 0 and self.persist:
             free_buf.add()
             agent.persist_pending += 1
             self.port.storage_write(_de(req).gpu.node, new_blocks * self.port.full_block_bytes,
-                                    Call(self._persisted, agent, stored_after, free_buf), ("persist", req.rid))
+                                    Call(_PERSISTED, self, agent, stored_after, free_buf),
+                                    ("persist", req.rid))
         elif stored_after > agent.stored:
             agent.stored = stored_after
         if self.handoff_s > 0.0:  # the PE tells the DE its KV is complete; the DE acknowledges
-            self.clock.timer(self.handoff_s, Call(self._de_request_hbm, req, free_buf))
+            self.clock.timer(self.handoff_s, Call(_DE_REQUEST_HBM, self, req, free_buf))
         else:
             self._de_request_hbm(req, free_buf)
 
@@ -259,7 +259,7 @@ class Lifecycle:
         if g.hbm_used > g.hbm_peak:
             g.hbm_peak = g.hbm_used
         req.stage = _DE_H2D
-        self.port.de_h2d(g, req.prompt * self.kvb, Call(self._de_h2d_done, req, free_buf), req.rid)
+        self.port.de_h2d(g, req.prompt * self.kvb, Call(_DE_H2D_DONE, self, req, free_buf), req.rid)
 
     def _de_h2d_done(self, req, free_buf: Join) -> None:
         req.t_h2d = self.clock.time()
@@ -300,7 +300,7 @@ class Lifecycle:
             agent.persist_pending += 1
             b = gen_blocks * self.port.full_block_bytes
             # D2H of the generated KV into the DE buffer (once it has room), then to storage.
-            go = Call(self._gen_d2h, agent, g, b, stored, req.rid)
+            go = Call(_GEN_D2H, self, agent, g, b, stored, req.rid)
             if g.node.buffer.alloc_or_wait(b, go):
                 go()
         elif stored > agent.stored:
@@ -309,10 +309,10 @@ class Lifecycle:
         self._finished(req)
 
     def _gen_d2h(self, agent, g, b: float, stored: int, rid: int) -> None:
-        self.port.d2h(g, b, Call(self._gen_to_storage, agent, g.node, b, stored), rid)
+        self.port.d2h(g, b, Call(_GEN_TO_STORAGE, self, agent, g.node, b, stored), rid)
 
     def _gen_to_storage(self, agent, node, b: float, stored: int) -> None:
-        self.port.storage_write(node, b, Call(self._gen_persisted, agent, node, b, stored),
+        self.port.storage_write(node, b, Call(_GEN_PERSISTED, self, agent, node, b, stored),
                                 ("persist_gen", agent.aid))
 
     def _gen_persisted(self, agent, node, b: float, stored: int) -> None:
@@ -331,7 +331,7 @@ class Lifecycle:
         if agent.next_round < agent.n_rounds and not agent.failed:
             think = float(agent._think[agent.next_round])
             if think > 0:
-                self.clock.timer(think, self.issue, agent)
+                self.clock.timer(think, self._issue_cb, agent)
             else:
                 self.issue(agent)
         else:
@@ -359,3 +359,18 @@ class Lifecycle:
         self.log.finished(req)
         self.on_agent_done(agent)
         self.on_change()
+
+
+# The per-request callbacks, as the plain functions behind the methods: ``Call(_READ_PART, self,
+# ...)`` allocates no bound method (reading ``self._read_part`` would, on every use).
+_ALLOCATED = Lifecycle.__dict__["_allocated"]
+_DE_BUFFER_GRANTED = Lifecycle.__dict__["_de_buffer_granted"]
+_DE_H2D_DONE = Lifecycle.__dict__["_de_h2d_done"]
+_DE_REQUEST_HBM = Lifecycle.__dict__["_de_request_hbm"]
+_FREE_DE_BUFFER = Lifecycle.__dict__["_free_de_buffer"]
+_GEN_D2H = Lifecycle.__dict__["_gen_d2h"]
+_GEN_PERSISTED = Lifecycle.__dict__["_gen_persisted"]
+_GEN_TO_STORAGE = Lifecycle.__dict__["_gen_to_storage"]
+_PERSISTED = Lifecycle.__dict__["_persisted"]
+_READ_JOINED = Lifecycle.__dict__["_read_joined"]
+_READ_PART = Lifecycle.__dict__["_read_part"]

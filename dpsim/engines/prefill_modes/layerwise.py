@@ -30,9 +30,10 @@ class LayerwiseBatch(BatchBase):
         T, L = self.T, self.L
         pace = T * (L - 1) / L if L > 1 else 0.0
         port = d.port
+        in_done = self._in_done  # bound once per batch, not once per request
         for req, inb in ins:
             if inb > 0:
-                self.pin += port.pe_input(req, gpu, inb, pace, self._in_done, True)
+                self.pin += port.pe_input(req, gpu, inb, pace, in_done, True)
         self.pout += port.model_traffic(gpu, self.ep, T, self._out_done, self.eng.idx)
         d.clock.timer(T, self._timer)
         d.clock.timer(T / L, self._start_out)
@@ -68,9 +69,10 @@ class LayerwiseBatch(BatchBase):
         pace = self.T * (self.L - 1) / self.L if self.L > 1 else 0.0
         gpu = self.eng.gpu
         port = d.port
+        out_done = self._out_done  # bound once per batch (kept in no field: no reference cycle)
         for req, outb in self.out_list:
             if outb > 0:
-                self.pout += port.pe_output(req, gpu, outb, pace, self._out_done, True)
+                self.pout += port.pe_output(req, gpu, outb, pace, out_done, True)
         self._check()
 
     def _out_done(self, _tr=None) -> None:
