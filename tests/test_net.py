@@ -380,3 +380,22 @@ def test_completion_leaving_a_saturated_link_empty_needs_no_rerating(impl):
     env.run()
     # both start at 1.5; x ends at 2.5 (5 B at 5 B/s); y (15 B left) then runs alone at 10 B/s
     assert done == [1.0, 2.5, pytest.approx(4.0)] and net.rerates == before + 1
+
+
+@both
+def test_sum_bytes_reads_the_link_counters_at_now(impl):
+    """The metrics sampler's sum: each group's bytes up to ``now`` (counter + rate since), the
+    same bits in both builds."""
+    import numpy as np
+    env = simpy.Environment()
+    net = impl.Network(env)
+    a, b, c = net.add_link("a", 10.0), net.add_link("b", 4.0), net.add_link("c", 1.0)
+    net.transfer([a, b], 100.0)
+    net.transfer([c], 0.3)
+    env.run(until=2.5)
+    out = np.full(3, np.nan)
+    impl.links.sum_bytes([[a], [b, c], []], env.now, out)
+    assert out.tolist() == [10.0, 10.3, 0.0]  # a, b at 4 B/s for 2.5 s; c done at 0.3 s; empty
+    py = np.full(3, np.nan)
+    dnet.PYTHON.links.sum_bytes([[a], [b, c], []], env.now, py)
+    assert py.tobytes() == out.tobytes()

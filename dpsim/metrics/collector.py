@@ -7,6 +7,8 @@ import math
 
 import numpy as np
 
+from ..net import sum_bytes
+
 
 class Collector:
     def __init__(self, sim, mcfg: dict):
@@ -57,11 +59,7 @@ class Collector:
         sim = self.sim
         now = sim.clock.now
         row = np.empty(len(self._links))
-        for i, ls in enumerate(self._links):
-            s = 0.0
-            for l in ls:
-                s += l.acc_bytes + l.rate_sum * (now - l.acc_t)
-            row[i] = s
+        sum_bytes(self._links, now, row)
         self.times.append(now)
         self.rows.append(row)
         cl = sim.cluster

@@ -27,7 +27,7 @@ def _load(links, maxmin, loop, network, name):
           "EventLoop": loop.EventLoop, "SimpyClock": loop.SimpyClock, "as_clock": loop.as_clock,
           "Link": links.Link, "Transfer": links.Transfer, "allocate": maxmin.allocate,
           "allocate_scratch": maxmin.allocate_scratch, "fill": maxmin.fill,
-          "fill_scratch": maxmin.fill_scratch, "Network": network.Network}
+          "fill_scratch": maxmin.fill_scratch, "Network": network.Network, "sum_bytes": links.sum_bytes}
     return SimpleNamespace(**ns)
 
 
@@ -87,8 +87,9 @@ EventLoop = _ACTIVE.EventLoop
 SimpyClock = _ACTIVE.SimpyClock
 as_clock = _ACTIVE.as_clock
 Network = _ACTIVE.Network
+sum_bytes = _ACTIVE.sum_bytes
 
 __all__ = ["HIGH", "LOW", "INF", "Link", "Transfer", "allocate", "fill", "EventLoop", "SimpyClock", "as_clock",
            "Network", "LinkBackend",
            "FlowBackend", "FixedRateBackend", "ExternalBackend", "CapacityViolation",
-           "IMPLEMENTATION", "implementation"]
+           "IMPLEMENTATION", "implementation", "sum_bytes"]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import os
 
-# The .py files (what a wheel installs next to the extension; the .pxd typing is covered by the
-# tests that compare both builds) and the hand-written heap.pyx/.pxd (no .py of it is compiled).
-SOURCES = ("links.py", "maxmin.py", "loop.py", "network.py", "heap.py", "heap.pyx", "heap.pxd")
+# The .py files with the .pxd files that type them (an edit to either changes what is compiled;
+# both ship with the package) and the hand-written heap.pyx/.pxd.
+SOURCES = ("links.py", "maxmin.py", "loop.py", "network.py", "heap.py", "heap.pyx", "heap.pxd", "links.pxd",
+           "maxmin.pxd", "loop.pxd", "network.pxd")
 
 
 def source_hash(directory: str) -> str:

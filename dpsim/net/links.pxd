@@ -24,3 +24,7 @@ cdef class Transfer:
 
 @cython.locals(tr=Transfer)
 cpdef Transfer new_transfer(tid, route, double size, long prio, double max_rate, on_done, tag)
+
+
+@cython.locals(i=Py_ssize_t, s=double, l=Link, ls=list)
+cpdef sum_bytes(list groups, double now, double[::1] out)

@@ -99,3 +99,15 @@ def new_transfer(tid: int, route: tuple, size: float, prio: int, max_rate: float
     tr = Transfer.__new__(Transfer)
     tr._init(tid, route, size, prio, max_rate, on_done, tag)
     return tr
+
+
+def sum_bytes(groups: list, now: float, out) -> None:
+    """``out[i]`` = the bytes the links of ``groups[i]`` carried up to ``now``, from their O(1)
+    counters: the metrics sampler's loop (C in the compiled build; ``out`` a float64 array)."""
+    i = 0
+    for ls in groups:
+        s = 0.0
+        for l in ls:
+            s += l.acc_bytes + l.rate_sum * (now - l.acc_t)
+        out[i] = s
+        i += 1
