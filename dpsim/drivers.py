@@ -17,6 +17,7 @@ import numpy as np
 
 class OfflineDriver:
     name = "offline"
+    finishes_on_agent_done = True  # finished() changes only in agent_done: asked after each agent
 
     def __init__(self, sim, ecfg: dict):
         self.sim = sim

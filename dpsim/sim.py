@@ -111,7 +111,7 @@ class Simulation:
         pdeps.batcher = self.policy.form_batch  # the policy's intra-engine rule (bound once)
         life.progress = progress
         life.on_agent_done = self._agent_done
-        life.on_change = self._maybe_all_done
+        life.on_change = None  # (see the driver setter)
         from .metrics.collector import Collector
         self.metrics = Collector(self, cfg["metrics"])
         self._driver = None
@@ -133,10 +133,17 @@ class Simulation:
     def driver(self, drv) -> None:
         self._driver = drv
         self.life.track_first = bool(drv is not None and drv.name == "online")
+        # Whether the run is over is asked after every request, unless it can only change when
+        # an agent finishes (no driver: all agents done; a driver that says so): then after each
+        # agent only -- the same answers at the same instants, without a call per request.
+        per_agent = drv is None or getattr(drv, "finishes_on_agent_done", False)
+        self.life.on_change = None if per_agent else self._maybe_all_done
 
     def _agent_done(self, agent) -> None:
         if self._driver is not None:
             self._driver.agent_done(agent)
+        if self.life.on_change is None:
+            self._maybe_all_done()
 
     def _maybe_all_done(self) -> None:
         if self.ended:

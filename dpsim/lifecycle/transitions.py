@@ -76,7 +76,7 @@ class Lifecycle:
         self.policy = None  # set by the builder (the policy needs the lifecycle's assign)
         self.progress = None  # a tqdm bar, or None
         self.on_agent_done = None  # callable(agent): the driver's hook
-        self.on_change = None  # callable(): a request ended (the simulation checks if all are done)
+        self.on_change = None  # callable(): a request ended (None: no one asks after each request)
         self.track_first = track_first  # keep requests awaiting a first token (online driver)
         self.awaiting_first: deque = deque()  # requests in arrival order (pruned by the online driver)
         self.first_token_times, self.first_token_ttft = array("d"), array("d")  # t_first, TTFT, in time order
@@ -337,7 +337,8 @@ class Lifecycle:
         else:
             agent.t_end = self.clock.time()
             self.on_agent_done(agent)
-        self.on_change()
+        if self.on_change is not None:
+            self.on_change()
 
     # ------------------------------------------------------------------ failure
     def fail(self, req, reason: str) -> None:
@@ -358,7 +359,8 @@ class Lifecycle:
         self.policy.on_request_done(req)  # it leaves the system: policies drop its load
         self.log.finished(req)
         self.on_agent_done(agent)
-        self.on_change()
+        if self.on_change is not None:
+            self.on_change()
 
 
 # The per-request callbacks, as the plain functions behind the methods: ``Call(_READ_PART, self,
