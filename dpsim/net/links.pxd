@@ -13,17 +13,18 @@ cdef class Link:
 
 @cython.freelist(256)  # a few per request, short-lived: reuse the memory
 cdef class Transfer:
-    cdef public object id, route, on_done, tag
+    cdef public long id
+    cdef public object route, on_done, tag
     cdef public tuple links
     cdef public double size, remaining, rate, max_rate, last_t, t_submit, t_start, t_end
     cdef public double delivered_check, fixed_end, _old
     cdef public long prio, version, _mark, _hslot
 
-    cpdef _init(self, tid, route, double size, long prio, double max_rate, on_done, tag)
+    cpdef _init(self, long tid, route, double size, long prio, double max_rate, on_done, tag)
 
 
 @cython.locals(tr=Transfer)
-cpdef Transfer new_transfer(tid, route, double size, long prio, double max_rate, on_done, tag)
+cpdef Transfer new_transfer(long tid, route, double size, long prio, double max_rate, on_done, tag)
 
 
 @cython.locals(i=Py_ssize_t, s=double, l=Link, ls=list)
