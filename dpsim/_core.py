@@ -41,6 +41,7 @@ CORE = (
     "dpsim.scheduling.ledger",
     "dpsim.scheduling.base",
     "dpsim.scheduling.dualpath",
+    "dpsim.scheduling.read_paths.shorter_queue",
     "dpsim.cluster.routes",
     "dpsim.cluster.topology",
 )

@@ -33,7 +33,7 @@ class ReadPlan(NamedTuple):
 
     @staticmethod
     def de(hit: int) -> "ReadPlan":
-        return ReadPlan("de", hit)
+        return _new(ReadPlan, ("de", hit))  # (tuple.__new__: no Python-level __new__ per plan)
 
     @staticmethod
     def split(hit: int, de_tokens: int) -> "ReadPlan":
@@ -41,11 +41,12 @@ class ReadPlan(NamedTuple):
         if de_tokens <= 0:
             return _PE
         if de_tokens >= hit:
-            return ReadPlan("de", hit)
-        return ReadPlan("split", de_tokens)
+            return _new(ReadPlan, ("de", hit))
+        return _new(ReadPlan, ("split", de_tokens))
 
 
 _PE = ReadPlan("pe", 0)
+_new = tuple.__new__
 
 READ_PATHS: dict = {}
 
@@ -56,7 +57,8 @@ def register(name: str):
         if name in READ_PATHS:
             raise ValueError(f"read-path rule {name!r} registered twice")
         READ_PATHS[name] = cls
-        cls.name = name
+        if cls.__dict__.get("name") != name:
+            cls.name = name  # (a compiled rule, an extension type, names itself in its body)
         return cls
     return deco
 
