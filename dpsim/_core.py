@@ -53,14 +53,23 @@ def source_path(name: str, root: str = _ROOT) -> str:
     return os.path.join(root, *name.split(".")) + ".py"
 
 
+#: The compiled network's declarations the core cimports (its C view of the network and clock):
+#: a change there makes a core built before it stale too.
+NET_PXD = ("heap", "links", "loop", "network")
+
+
 def source_hash(root: str = _ROOT) -> str:
-    """SHA-256 over the core's ``.py`` and ``.pxd`` files (what a build was made from)."""
+    """SHA-256 over the core's ``.py`` and ``.pxd`` files and the network ``.pxd`` files it
+    cimports (what a build was made from)."""
     h = hashlib.sha256()
     for name in CORE:
         base = source_path(name, root)[:-3]
         for ext in (".py", ".pxd"):
             with open(base + ext, "rb") as f:
                 h.update(name.encode() + ext.encode() + b"\0" + f.read() + b"\0")
+    for m in NET_PXD:
+        with open(os.path.join(root, "dpsim", "net", m + ".pxd"), "rb") as f:
+            h.update(b"dpsim.net." + m.encode() + b".pxd\0" + f.read() + b"\0")
     return h.hexdigest()
 
 

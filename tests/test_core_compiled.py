@@ -58,23 +58,26 @@ def test_compiled_core_matches_pure_reference(ov):
 
 
 def test_source_hash_covers_every_core_file(tmp_path):
-    """Any edit of a core .py or .pxd changes the hash a build is checked against."""
+    """Any edit of a core .py or .pxd, or of a network .pxd the core cimports, changes the hash
+    a build is checked against."""
     import shutil
+    files = []
     for name in _core.CORE:
         src = Path(_core.source_path(name))
-        for ext in (".py", ".pxd"):
-            dst = tmp_path / src.relative_to(ROOT).with_suffix(ext)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(src.with_suffix(ext), dst)
+        files += [src.with_suffix(ext) for ext in (".py", ".pxd")]
+    files += [ROOT / "dpsim" / "net" / f"{m}.pxd" for m in _core.NET_PXD]
+    for src in files:
+        dst = tmp_path / src.relative_to(ROOT)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, dst)
     h0 = _core.source_hash(str(tmp_path))
     assert h0 == _core.source_hash()
-    for name in _core.CORE:
-        for ext in (".py", ".pxd"):
-            f = (tmp_path / Path(_core.source_path(name, str(tmp_path))).relative_to(tmp_path)).with_suffix(ext)
-            old = f.read_bytes()
-            f.write_bytes(old + b"\n# edited\n")
-            assert _core.source_hash(str(tmp_path)) != h0, f
-            f.write_bytes(old)
+    for src in files:
+        f = tmp_path / src.relative_to(ROOT)
+        old = f.read_bytes()
+        f.write_bytes(old + b"\n# edited\n")
+        assert _core.source_hash(str(tmp_path)) != h0, f
+        f.write_bytes(old)
 
 
 @needs_build

@@ -10,22 +10,24 @@ cimport cython
 
 @cython.final  # never subclassed: its methods are direct C calls
 cdef class TimeHeap:
+    # Exception specs: what cannot raise says noexcept; the rest flag an error with a value no
+    # result takes (except? -1), so callers test PyErr_Occurred() only on that value.
     cdef _Entry* _h
     cdef Py_ssize_t* _pos  # slot -> index in _h (-1: not in the heap)
     cdef Py_ssize_t* _free  # stack of free slots (_nfree of them)
     cdef Py_ssize_t _n, _cap, _pcap, _nfree
     cdef list _pa, _pb
 
-    cpdef Py_ssize_t push(self, double t, long long seq, a, b)
+    cpdef Py_ssize_t push(self, double t, long long seq, a, b) except? -1
     cpdef update(self, Py_ssize_t slot, double t, long long seq, a, b)
     cdef int _grow_pos(self, Py_ssize_t need) except -1
-    cpdef Py_ssize_t size(self)
-    cpdef double top_t(self)
-    cpdef long long top_seq(self)
+    cpdef Py_ssize_t size(self) noexcept
+    cpdef double top_t(self) noexcept
+    cpdef long long top_seq(self) except? -1
     cpdef object top_a(self)
     cpdef object top_b(self)
     cpdef pop(self)
     cpdef list entries(self)
     cpdef drop_stale(self, long start)
-    cdef void _sift_up(self, Py_ssize_t i)
-    cdef void _sift_down(self, Py_ssize_t i)
+    cdef void _sift_up(self, Py_ssize_t i) noexcept
+    cdef void _sift_down(self, Py_ssize_t i) noexcept

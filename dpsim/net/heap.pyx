@@ -16,7 +16,7 @@ from cpython.list cimport PyList_GET_ITEM, PyList_SET_ITEM
 from .links cimport Transfer
 
 
-cdef inline void _set(list l, Py_ssize_t i, object v):
+cdef inline void _set(list l, Py_ssize_t i, object v) noexcept:
     """``l[i] = v`` for an index known to be in range (no bounds check, no boxing)."""
     cdef PyObject* old = PyList_GET_ITEM(l, i)
     Py_INCREF(v)
@@ -72,7 +72,7 @@ cdef class TimeHeap:
         self._pcap = cap
         return 0
 
-    cpdef Py_ssize_t push(self, double t, long long seq, a, b):
+    cpdef Py_ssize_t push(self, double t, long long seq, a, b) except? -1:
         """Add an entry; returns its handle (a slot, valid until the entry leaves the heap)."""
         cdef Py_ssize_t slot
         cdef _Entry* nh
@@ -116,16 +116,16 @@ cdef class TimeHeap:
         else:
             self._sift_down(i)
 
-    cpdef Py_ssize_t size(self):
+    cpdef Py_ssize_t size(self) noexcept:
         return self._n
 
     def __len__(self):
         return self._n
 
-    cpdef double top_t(self):
+    cpdef double top_t(self) noexcept:
         return self._h[0].t if self._n > 0 else INF
 
-    cpdef long long top_seq(self):
+    cpdef long long top_seq(self) except? -1:
         if self._n == 0:
             raise IndexError("top of an empty heap")
         return self._h[0].seq
@@ -155,7 +155,7 @@ cdef class TimeHeap:
             self._h[0] = self._h[self._n]
             self._sift_down(0)
 
-    cdef void _sift_up(self, Py_ssize_t i):
+    cdef void _sift_up(self, Py_ssize_t i) noexcept:
         cdef _Entry x = self._h[i]
         cdef Py_ssize_t p
         while i > 0:
@@ -169,7 +169,7 @@ cdef class TimeHeap:
         self._h[i] = x
         self._pos[x.slot] = i
 
-    cdef void _sift_down(self, Py_ssize_t i):
+    cdef void _sift_down(self, Py_ssize_t i) noexcept:
         cdef _Entry x = self._h[i]
         cdef Py_ssize_t n = self._n
         cdef Py_ssize_t c, k, last

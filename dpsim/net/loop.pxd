@@ -13,18 +13,18 @@ cdef class EventLoop:
     cdef public long _seq
     cdef public bint _stopped
 
-    cpdef double time(self)
+    cpdef double time(self) except? -1.0  # (a subclass may raise: SimpyClock)
 
     @cython.locals(t=double)
     cpdef timer(self, double dt, fn, arg=*)
 
-    cpdef long reserve(self)
+    cpdef long reserve(self) except? -1
 
     cpdef timer_at(self, double t, long seq, fn, arg=*)
 
-    cpdef double peek(self)
+    cpdef double peek(self) except? -1.0
 
-    cpdef long pending(self)
+    cpdef long pending(self) except? -1
 
     @cython.locals(heap=TimeHeap)
     cpdef step(self)

@@ -24,7 +24,7 @@ cdef class _Sharing:
     cdef public long _seq, _wseq, _tid, _epoch, _compact_at
     cdef public long active, n_started, n_completed, rerates, wakeups
 
-    cdef double _now(self)
+    cdef double _now(self) except? -1.0
 
     @cython.locals(now=double, heap=TimeHeap)
     cdef _push(self, double t, Transfer tr)
@@ -41,7 +41,7 @@ cdef class _Sharing:
     @cython.locals(now=double, dur=double, l=Link)
     cpdef complete(self, Transfer tr)
 
-    cdef bint _saturated(self, Link l)
+    cdef bint _saturated(self, Link l) noexcept
 
     @cython.locals(dirty=list, new=list, now=double, ep=long, share=double, sub=list, stack=list,
                    touched=list, f=Transfer, l=Link, l2=Link, best=Link, room=double, a=double,
