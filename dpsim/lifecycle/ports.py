@@ -123,7 +123,7 @@ class KVPort:
         if peer is None or nbytes <= 0:
             return 0
         self.net._submit(self.routes.model(gpu, peer), nbytes, cb, self.model_prio,
-                      nbytes / duration if duration > 0 else INF, 0.0, ("ep", idx))
+                         nbytes / duration if duration > 0 else INF, 0.0, ("ep", idx))
         return 1
 
 

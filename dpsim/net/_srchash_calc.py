@@ -7,8 +7,8 @@ import os
 
 # The .py files with the .pxd files that type them (an edit to either changes what is compiled;
 # both ship with the package) and the hand-written heap.pyx/.pxd.
-SOURCES = ("links.py", "maxmin.py", "loop.py", "network.py", "heap.py", "heap.pyx", "heap.pxd", "links.pxd",
-           "maxmin.pxd", "loop.pxd", "network.pxd")
+SOURCES = ("links.py", "maxmin.py", "loop.py", "network.py", "heap.py", "heap.pyx", "heap.pxd",
+           "links.pxd", "maxmin.pxd", "loop.pxd", "network.pxd")
 
 
 def source_hash(directory: str) -> str:

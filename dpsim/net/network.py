@@ -248,7 +248,8 @@ class _Sharing:
                     grew = True
             if not grew:
                 break
-        # Commit: advance the flows to now at their old rates, then switch rates.
+        # Commit: advance the flows to now at their old rates, then switch rates.  (_settle
+        # repeats this arithmetic for a link left with no flow: keep the two the same.)
         for l in touched:
             l.rate_sum = l._bgh + l._bgl + l._load
             l.high_rate = l._bgh + l._hload
