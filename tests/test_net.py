@@ -49,7 +49,7 @@ def test_maxmin_properties(impl, topo):
     links, flows, share = _build(impl, topo)
     allocate = impl.allocate
     for l in links:
-        l.flows = {f: None for f in flows if l in f.route}
+        l.flows = [f for f in flows if l in f.route]
     allocate(flows, links, share)
     tol = 1e-7
     load = {l: 0.0 for l in links}
@@ -312,7 +312,34 @@ def test_streams_and_stop(impl):
     assert done == [pytest.approx(2.0)]  # 60 B in the first second, 80 B in the second
     assert late_delayed.t_start < 0 and late_delayed.done
     net.stop(st)
-    assert l.rate_sum == pytest.approx(0.0) and not l.flows
+    assert l.rate_sum == pytest.approx(0.0) and l.n_flows == 0 and not l.live_flows()
+
+
+@both
+def test_link_flows_keep_their_start_order(impl):
+    """A link lists its flowing transfers in the order they started: one that ends leaves the
+    list (the others keep their order), a new one goes last, one that never flowed is not
+    there, and none is listed twice.  (The re-rating walks this order: it fixes the bits.)"""
+    env = simpy.Environment()
+    net = impl.Network(env, check=True)
+    a, b = net.add_link("a", 100.0), net.add_link("b", 100.0)
+    s1 = net.stream([a, b], 10.0)
+    s2 = net.stream([a], 10.0)
+    s3 = net.stream([b, a], 10.0)
+    never = net.transfer([a], 5.0, latency=1.0)
+    env.run(until=0.5)
+    assert a.live_flows() == [s1, s2, s3] and b.live_flows() == [s1, s3]
+    net.stop(s2)
+    net.stop(never)
+    assert a.live_flows() == [s1, s3] and a.n_flows == 2
+    s4 = net.stream([a], 10.0)
+    env.run(until=0.6)
+    assert a.live_flows() == [s1, s3, s4] and b.live_flows() == [s1, s3]
+    net.stop(s1)
+    assert a.live_flows() == [s3, s4] and b.live_flows() == [s3] and b.n_flows == 1
+    assert sorted(t.id for t in net.stuck_transfers()) == sorted([s3.id, s4.id])
+    net.stop(s3), net.stop(s4)
+    assert a.n_flows == b.n_flows == 0 and not a.live_flows() and a.rate_sum == 0.0
 
 
 @both

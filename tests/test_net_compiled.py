@@ -86,7 +86,8 @@ def run_script(impl, caps, script, share, check=False):
         "transfers": [(t.id, t.size, t.remaining, t.rate, t.prio, t.max_rate, t.last_t, t.t_submit,
                        t.t_start, t.t_end, t.version, t.delivered_check, t.fixed_end, t.done)
                       for t in trs],
-        "links": [(l.acc_bytes, l.acc_t, l.rate_sum, l.high_rate, l.n_low, len(l.flows),
+        "links": [(l.acc_bytes, l.acc_t, l.rate_sum, l.high_rate, l.n_low,
+                   [t.id for t in l.live_flows()],
                    l.delivered(env.now)) for l in links],
         "stuck": sorted(t.id for t in net.stuck_transfers()),
         "log": log,

@@ -3,12 +3,13 @@ cimport cython
 cdef class Link:
     cdef public object name, kind, node, index
     cdef public double capacity, sat_cap, rate_sum, acc_bytes, acc_t, high_rate
-    cdef public dict flows
-    cdef public long n_low
+    cdef public list flows
+    cdef public long n_low, n_flows
     cdef public long _mark, _cmark, _cnt
     cdef public double _bgh, _bgl, _load, _hload, _avail
 
     cpdef double delivered(self, double now)
+    cpdef list live_flows(self)
 
 
 @cython.freelist(256)  # a few per request, short-lived: reuse the memory

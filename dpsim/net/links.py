@@ -16,8 +16,8 @@ class Link:
     counters are O(1) to sample, so time series need no per-transfer bookkeeping.
     """
 
-    __slots__ = ("name", "kind", "capacity", "sat_cap", "flows", "rate_sum", "acc_bytes", "acc_t",
-                 "high_rate", "n_low", "node", "index", "_mark", "_cmark",
+    __slots__ = ("name", "kind", "capacity", "sat_cap", "flows", "n_flows", "rate_sum", "acc_bytes",
+                 "acc_t", "high_rate", "n_low", "node", "index", "_mark", "_cmark",
                  "_bgh", "_bgl", "_load", "_hload", "_avail", "_cnt")
 
     def __init__(self, name: str, capacity: float, kind: str = "", node: int = -1, index: int = -1):
@@ -27,7 +27,12 @@ class Link:
         self.kind = kind
         self.capacity = float(capacity)
         self.sat_cap = self.capacity * (1.0 - 1e-9)  # at or above: saturated
-        self.flows: dict = {}  # insertion-ordered (deterministic iteration), values unused
+        # The transfers flowing on this link, in the order they started (deterministic
+        # iteration): the first ``n_flows`` entries of ``flows`` (the rest are None).  A list,
+        # not a dict: a few entries each, so leaving is a short identity scan of one contiguous
+        # array (network._drop), with no hashing, table churn or reallocation.
+        self.flows: list = []
+        self.n_flows = 0
         self.rate_sum = 0.0
         self.high_rate = 0.0  # sum of the rates of high-class flows on this link
         self.n_low = 0  # low-class flows on this link
@@ -45,8 +50,12 @@ class Link:
         """Bytes that crossed this link up to ``now``."""
         return self.acc_bytes + self.rate_sum * (now - self.acc_t)
 
+    def live_flows(self) -> list:
+        """The transfers flowing on this link now, in the order they started."""
+        return self.flows[:self.n_flows]
+
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
-        return f"Link({self.name}, {self.capacity:.3g} B/s, {len(self.flows)} flows)"
+        return f"Link({self.name}, {self.capacity:.3g} B/s, {self.n_flows} flows)"
 
 
 class Transfer:

@@ -12,6 +12,13 @@ cdef double INF
 cdef long HIGH, LOW, _START
 
 
+@cython.locals(flows=list, n=Py_ssize_t)
+cdef int _join(Link l, Transfer tr) except -1
+
+@cython.locals(flows=list, n=Py_ssize_t, i=Py_ssize_t, j=Py_ssize_t)
+cdef int _drop(Link l, Transfer tr) except -1
+
+
 cdef class _Sharing:
     cdef public object env, backend, _wake_cb
     cdef public EventLoop _loop
@@ -44,14 +51,14 @@ cdef class _Sharing:
     cdef bint _saturated(self, Link l) noexcept
 
     @cython.locals(dirty=list, new=list, now=double, ep=long, share=double, sub=list, stack=list,
-                   touched=list, f=Transfer, l=Link, l2=Link, best=Link, room=double, a=double,
+                   touched=list, f=Transfer, l=Link, l2=Link, best=Link, room=double, a=double, k=long,
                    o=double, r=double, grew=bint, cap=double, hr=double)
     cdef _rerate(self)
 
     @cython.locals(dt=double, d=double, r=double)
     cdef _switch(self, Transfer f, double now, double old)
 
-    @cython.locals(l=Link, f=Transfer, ep=long, flows=list, links=list, stack=list)
+    @cython.locals(l=Link, f=Transfer, ep=long, flows=list, links=list, stack=list, k=long)
     cdef _verify(self, list touched)
 
     @cython.locals(now=double, l=Link)

@@ -97,7 +97,7 @@ class _Sharing:
         for l in tr.links:
             l.acc_bytes += l.rate_sum * (now - l.acc_t) + tr.size
             l.acc_t = now
-            l.flows.pop(tr, None)
+            _drop(l, tr)
         tr.delivered_check = tr.size
         tr.fixed_end = now
         tr.rate = tr.size / dur if dur > 0 else 0.0
@@ -172,7 +172,8 @@ class _Sharing:
                     touched.append(l)
                     l.acc_bytes += l.rate_sum * (now - l.acc_t)
                     l.acc_t = now
-                for f in l.flows:
+                for k in range(l.n_flows):
+                    f = l.flows[k]
                     if f._mark != ep:
                         f._mark = ep
                         f._old = f.rate
@@ -301,7 +302,8 @@ class _Sharing:
                 stack.append(l)
         while stack:
             l = stack.pop()
-            for f in l.flows:
+            for k in range(l.n_flows):
+                f = l.flows[k]
                 if f._mark != ep:
                     f._mark = ep
                     flows.append(f)
@@ -329,7 +331,7 @@ class _Sharing:
     def stuck_transfers(self) -> list[Transfer]:
         out = []
         for l in self.links:
-            out.extend(l.flows)
+            out.extend(l.flows[:l.n_flows])
         return list({t.id: t for t in out}.values())
 
 
@@ -472,7 +474,7 @@ class Network(_Sharing):
         self.active += 1
         if self._external:
             for l in route:
-                l.flows[tr] = None
+                _join(l, tr)
             self.backend.start(self, tr)
             return
         if not self._flow_model:
@@ -484,7 +486,7 @@ class Network(_Sharing):
                     l.acc_bytes += l.rate_sum * (now - l.acc_t)
                     l.acc_t = now
                     l.rate_sum += rate
-                    l.flows[tr] = None
+                    _join(l, tr)
                 tr.fixed_end = now + d
                 self._push(now + d, tr)
                 return
@@ -512,7 +514,7 @@ class Network(_Sharing):
                 for l in route:
                     l.acc_bytes += l.rate_sum * (now - l.acc_t)
                     l.acc_t = now
-                    l.flows[tr] = None
+                    _join(l, tr)
                     l.rate_sum += r
                     if low:
                         l.n_low += 1
@@ -526,7 +528,7 @@ class Network(_Sharing):
                     self._verify(list(route))
                 return
         for l in route:
-            l.flows[tr] = None
+            _join(l, tr)
             if low:
                 l.n_low += 1
         self._new.append(tr)
@@ -610,9 +612,9 @@ class Network(_Sharing):
                     l.high_rate = 0.0
             else:
                 l.n_low -= 1
-            l.flows.pop(tr, None)
+            _drop(l, tr)
             if sat:  # flows held by this link may speed up
-                if settle and not l.flows and l not in dirty:
+                if settle and l.n_flows == 0 and l not in dirty:
                     _settle(l)
                 else:
                     dirty.append(l)
@@ -633,6 +635,32 @@ class Network(_Sharing):
             if err > 1e-6 * tr.size + 1e-3:
                 raise CapacityViolation(f"transfer {tr.id} ({tr.tag}) delivered {tr.delivered_check:.6g} "
                                         f"bytes, requested {tr.size:.6g}")
+
+
+def _join(l: Link, tr: Transfer) -> None:
+    """``tr`` starts flowing on ``l``: listed last (flows keep the order they started in)."""
+    flows = l.flows
+    n = l.n_flows
+    if n < len(flows):
+        flows[n] = tr
+    else:
+        flows.append(tr)
+    l.n_flows = n + 1
+
+
+def _drop(l: Link, tr: Transfer) -> None:
+    """Take ``tr`` off ``l`` if it is there (one that never started flowing is not): an
+    identity scan of a short contiguous array, the later ones moved up a place.  The list keeps
+    its length (the unused tail holds None), so a link's flows never make it reallocate."""
+    flows = l.flows
+    n = l.n_flows
+    for i in range(n):
+        if flows[i] is tr:
+            for j in range(i + 1, n):
+                flows[j - 1] = flows[j]
+            flows[n - 1] = None
+            l.n_flows = n - 1
+            break
 
 
 def _settle(l: Link) -> None:
