@@ -316,6 +316,24 @@ def test_streams_and_stop(impl):
 
 
 @both
+def test_many_pending_wakeups_run_in_time_order(impl):
+    """Each new wake-up is the earliest pending (the network keeps them as a stack, grown when
+    full): 40 transfers whose first bytes are due in reverse order of submission each arm one,
+    and every transfer still ends at its own latency + size / capacity, in time order."""
+    env = simpy.Environment()
+    net = impl.Network(env, check=True)
+    links = [net.add_link(f"l{i}", 10.0) for i in range(40)]
+    ends = []
+    for i in range(40):
+        lat = 40.0 - i
+        net.transfer([links[i]], 5.0, lambda t, lat=lat: ends.append((env.now, lat)), latency=lat)
+    env.run()
+    assert [lat for _, lat in ends] == sorted(40.0 - i for i in range(40))
+    assert all(t == pytest.approx(lat + 0.5) for t, lat in ends)
+    assert net.wakeups >= 40 and not net.busy()
+
+
+@both
 def test_link_flows_keep_their_start_order(impl):
     """A link lists its flowing transfers in the order they started: one that ends leaves the
     list (the others keep their order), a new one goes last, one that never flowed is not

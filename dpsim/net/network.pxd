@@ -26,9 +26,10 @@ cdef class _Sharing:
     cdef public object check
     cdef public bint _flow_model, _external, _in_wake
     cdef public list links, _dirty, _new, _sub, _stack, _touched
-    cdef public TimeHeap _heap, _wakes
+    cdef public TimeHeap _heap
+    cdef double[::1] _wakes
     cdef public dict _by_name
-    cdef public long _seq, _wseq, _tid, _epoch, _compact_at
+    cdef public long _seq, _n_wakes, _tid, _epoch, _compact_at
     cdef public long active, n_started, n_completed, rerates, wakeups
 
     cdef double _now(self) except? -1.0
@@ -39,7 +40,7 @@ cdef class _Sharing:
     @cython.locals(heap=TimeHeap)
     cdef _compact(self)
 
-    @cython.locals(at=double)
+    @cython.locals(at=double, wakes="double[::1]", n=Py_ssize_t)
     cdef _arm(self, double now, double delay)
 
     @cython.locals(now=double)
@@ -58,8 +59,6 @@ cdef class _Sharing:
     @cython.locals(dt=double, d=double, r=double)
     cdef _switch(self, Transfer f, double now, double old)
 
-    @cython.locals(l=Link, f=Transfer, ep=long, flows=list, links=list, stack=list, k=long)
-    cdef _verify(self, list touched)
 
     @cython.locals(now=double, l=Link)
     cpdef flush(self)
@@ -87,8 +86,8 @@ cdef class Network(_Sharing):
                    rate=double, route=tuple)
     cdef _begin(self, Transfer tr)
 
-    @cython.locals(now=double, tol=double, heap=TimeHeap, wakes=TimeHeap, done=list, tr=Transfer,
-                   t=double, ver=long)
+    @cython.locals(now=double, tol=double, heap=TimeHeap, wakes="double[::1]", done=list, tr=Transfer,
+                   t=double, ver=long, n=Py_ssize_t)
     cpdef _wake(self, _ev=*)
 
     @cython.locals(high=bint, r=double, flow_model=bint, share=double, dirty=list, l=Link, sat=bint)
@@ -105,3 +104,11 @@ cdef bint _recap(_Sharing net, Transfer tr, double r)
 
 @cython.locals(bgh=double, bgl=double)
 cdef _settle(Link l)
+
+
+@cython.locals(l=Link, f=Transfer, ep=long, flows=list, links=list, stack=list, k=long)
+cdef _verify(_Sharing net, list touched)
+
+
+@cython.locals(n=Py_ssize_t)
+cdef _grown(a)

@@ -19,6 +19,7 @@ which one runs.
 from __future__ import annotations
 
 import math
+from array import array
 from .heap import TimeHeap
 from typing import Callable, Iterable
 
@@ -76,12 +77,20 @@ class _Sharing:
     def _arm(self, now: float, delay: float) -> None:
         """Schedule a wake-up ``delay`` after ``now``.  Only when none is pending at or before
         that time: a pending one re-arms for what is due next when it runs, so no wake-up is
-        scheduled twice for the same entry (timers cannot be cancelled)."""
+        scheduled twice for the same entry (timers cannot be cancelled).  So each new one is the
+        earliest pending, and the pending times are a stack (latest first), not a heap: the
+        first ``_n_wakes`` entries of the array ``_wakes`` (doubled when full, never shrunk)."""
         at = now + delay  # the time the loop will run it at
-        if at < self._wake_at:
-            self._wake_at = at
-        self._wseq += 1
-        self._wakes.push(at, self._wseq, None, None)
+        n = self._n_wakes
+        if n == self._wakes.shape[0]:
+            self._wakes = _grown(self._wakes)
+        wakes = self._wakes
+        self._n_wakes = n + 1
+        while n > 0 and wakes[n - 1] < at:  # (only if ``at`` rounded up past a pending one)
+            wakes[n] = wakes[n - 1]
+            n -= 1
+        wakes[n] = at
+        self._wake_at = wakes[self._n_wakes - 1]
         if self._loop is not None:
             self._loop.timer(delay, self._wake_cb, None)
         else:
@@ -259,7 +268,7 @@ class _Sharing:
         del dirty[:], new[:], sub[:]
         if self.check:
             try:
-                self._verify(touched)
+                _verify(self, touched)
             finally:
                 del touched[:]
         else:
@@ -282,44 +291,6 @@ class _Sharing:
             if r > 0.0 and f.remaining != INF:
                 self._push(now + f.remaining / r, f)
 
-    def _verify(self, touched: list) -> None:
-        """Check mode: capacities hold and the incremental rates equal a full max-min
-        recomputation of every component that the re-rating touched."""
-        for l in touched:
-            over = l.rate_sum - l.capacity
-            if over > 1e-9 * l.capacity:
-                raise CapacityViolation(f"link {l.name} carries {l.rate_sum:.6g} B/s > capacity "
-                                        f"{l.capacity:.6g}")
-            if l.rate_sum / l.capacity - 1.0 > self.max_overload:
-                self.max_overload = l.rate_sum / l.capacity - 1.0
-        self._epoch += 1
-        ep = self._epoch
-        flows, links, stack = [], [], []
-        for l in touched:
-            if l._mark != ep:
-                l._mark = ep
-                links.append(l)
-                stack.append(l)
-        while stack:
-            l = stack.pop()
-            for k in range(l.n_flows):
-                f = l.flows[k]
-                if f._mark != ep:
-                    f._mark = ep
-                    flows.append(f)
-                    for l2 in f.links:
-                        if l2._mark != ep:
-                            l2._mark = ep
-                            links.append(l2)
-                            stack.append(l2)
-        keep = [f.rate for f in flows]
-        allocate(flows, links, self.high_share)
-        for f, r in zip(flows, keep):
-            if abs(f.rate - r) > 1e-6 * max(abs(r), abs(f.rate), 1e-300) + 1e-9:
-                raise CapacityViolation(f"incremental re-rating gave transfer {f.id} rate {r:.9g}, "
-                                        f"a full recomputation {f.rate:.9g}")
-            f.rate = r
-
     # ------------------------------------------------------------------ inspection
     def flush(self) -> None:
         """Bring every link's byte counter up to now (for sampling)."""
@@ -327,6 +298,9 @@ class _Sharing:
         for l in self.links:
             l.acc_bytes += l.rate_sum * (now - l.acc_t)
             l.acc_t = now
+
+    def link(self, name: str) -> Link:
+        return self._by_name[name]
 
     def stuck_transfers(self) -> list[Transfer]:
         out = []
@@ -350,14 +324,13 @@ class Network(_Sharing):
         self._by_name: dict[str, Link] = {}
         self._heap = TimeHeap()  # (time, seq) -> (version or _START, transfer)
         self._compact_at = 256  # heap size that triggers dropping superseded entries
-        self._seq = 0
-        self._tid = 0
+        self._seq, self._tid = 0, 0  # the heap entries' sequence; the last transfer id
         self._dirty: list = []  # links that were saturated when a flow left them
         self._new: list = []  # flows that started since the last re-rating
         self._sub, self._stack, self._touched = [], [], []  # the re-rating's scratch lists
-        self._wake_at = INF  # the earliest wake-up scheduled and not yet run
-        self._wakes = TimeHeap()  # heap of the times of every wake-up scheduled and not yet run
-        self._wseq, self._in_wake, self._epoch = 0, False, 0
+        # The time of the earliest wake-up scheduled and not yet run, and of all of them (_arm).
+        self._wake_at, self._wakes = INF, _grown(None)
+        self._n_wakes, self._in_wake, self._epoch = 0, False, 0
         self.active, self.n_started, self.n_completed = 0, 0, 0
         self.bytes_requested, self.bytes_delivered, self.rerates = 0.0, 0.0, 0
         self.max_overload, self.wakeups = 0.0, 0  # wakeups: run (each one timer of the network's own)
@@ -376,9 +349,6 @@ class Network(_Sharing):
         self.links.append(l)
         self._by_name[name] = l
         return l
-
-    def link(self, name: str) -> Link:
-        return self._by_name[name]
 
     def busy(self) -> bool:
         """True while a transfer is flowing or a start, completion or re-rating is pending."""
@@ -525,7 +495,7 @@ class Network(_Sharing):
                 if tr.remaining != INF:
                     self._push(now + tr.remaining / r, tr)
                 if self.check and not self._dirty:  # (a pending re-rating verifies it)
-                    self._verify(list(route))
+                    _verify(self, list(route))
                 return
         for l in route:
             _join(l, tr)
@@ -543,9 +513,11 @@ class Network(_Sharing):
         heap = self._heap
         tol = now + 1e-12 * max(1.0, abs(now))
         wakes = self._wakes
-        while wakes.top_t() <= tol:  # this one (up to rounding), and any it covers
-            wakes.pop()
-        self._wake_at = wakes.top_t()
+        n = self._n_wakes
+        while n > 0 and wakes[n - 1] <= tol:  # this one (up to rounding), and any it covers
+            n -= 1
+        self._n_wakes = n
+        self._wake_at = wakes[n - 1] if n > 0 else INF
         if self._in_wake:  # re-entered from a callback: the running wake-up covers it
             return
         self._in_wake = True
@@ -637,6 +609,54 @@ class Network(_Sharing):
                                         f"bytes, requested {tr.size:.6g}")
 
 
+def _verify(net: _Sharing, touched: list) -> None:
+    """Check mode: capacities hold and the incremental rates equal a full max-min
+    recomputation of every component that the re-rating touched."""
+    for l in touched:
+        over = l.rate_sum - l.capacity
+        if over > 1e-9 * l.capacity:
+            raise CapacityViolation(f"link {l.name} carries {l.rate_sum:.6g} B/s > capacity "
+                                    f"{l.capacity:.6g}")
+        if l.rate_sum / l.capacity - 1.0 > net.max_overload:
+            net.max_overload = l.rate_sum / l.capacity - 1.0
+    net._epoch += 1
+    ep = net._epoch
+    flows, links, stack = [], [], []
+    for l in touched:
+        if l._mark != ep:
+            l._mark = ep
+            links.append(l)
+            stack.append(l)
+    while stack:
+        l = stack.pop()
+        for k in range(l.n_flows):
+            f = l.flows[k]
+            if f._mark != ep:
+                f._mark = ep
+                flows.append(f)
+                for l2 in f.links:
+                    if l2._mark != ep:
+                        l2._mark = ep
+                        links.append(l2)
+                        stack.append(l2)
+    keep = [f.rate for f in flows]
+    allocate(flows, links, net.high_share)
+    for f, r in zip(flows, keep):
+        if abs(f.rate - r) > 1e-6 * max(abs(r), abs(f.rate), 1e-300) + 1e-9:
+            raise CapacityViolation(f"incremental re-rating gave transfer {f.id} rate {r:.9g}, "
+                                    f"a full recomputation {f.rate:.9g}")
+        f.rate = r
+
+
+def _grown(a):
+    """A float64 array twice as long as ``a`` (16 if None) that starts with ``a``'s values."""
+    n = 16 if a is None else 2 * a.shape[0]
+    out = memoryview(array("d", bytes(8 * n)))
+    if a is not None:
+        out[:a.shape[0]] = a
+    return out
+
+
 def _join(l: Link, tr: Transfer) -> None:
     """``tr`` starts flowing on ``l``: listed last (flows keep the order they started in)."""
     flows = l.flows
@@ -712,7 +732,7 @@ def _recap(net, tr: Transfer, r: float) -> bool:
     tr.rate = r
     net._switch(tr, now, old)
     if net.check:
-        net._verify(list(tr.links))
+        _verify(net, list(tr.links))
     return True
 
 
