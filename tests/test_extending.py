@@ -134,9 +134,9 @@ def test_route_transform_adds_storage_latency(slow_storage):
     summ, sim = run(cfg)
     assert sim.cluster.routes.transform is R.TRANSFORMS["toy_slow_storage"]
     lat = sim.cfg["cluster"]["storage_latency_s"]
-    reads = [r for k, r in sim.cluster.routes._cache.items() if k[0] is R.RouteKind.STORAGE_READ]
+    reads = [r for r in sim.cluster.routes.built() if r.kind is R.RouteKind.STORAGE_READ]
     assert reads and all(r.latency == pytest.approx(lat + extra) for r in reads)
-    assert all(r.latency == 0.0 for k, r in sim.cluster.routes._cache.items() if k[0] is R.RouteKind.D2H)
+    assert all(r.latency == 0.0 for r in sim.cluster.routes.built() if r.kind is R.RouteKind.D2H)
     # Every request that read storage waited at least the added latency for it.
     hit = [r for r in sim.requests if r.stage == "done" and r.t_read0 < r.t_read1]
     assert hit and min(r.t_read1 - r.t_read0 for r in hit) >= lat + extra - 1e-9

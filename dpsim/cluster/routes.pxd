@@ -7,9 +7,12 @@ from dpsim.cluster.topology cimport GPU, Node
 @cython.final  # never subclassed: cpdef calls are direct C calls (no override lookup)
 cdef class RouteBook:
     cdef public object cl, transform
-    cdef public dict lat, _cache, _read, _write, _h2d, _d2h, _remote_h2d, _to_remote, _model
+    cdef public dict lat, _read, _write, _h2d, _d2h
+    cdef public list _remote_h2d, _to_remote, _model
+    cdef public long _n
 
     cpdef _make(self, kind, src, dst, links)
+    cpdef _pair(self, list table, long k, r)
     cpdef storage_read(self, Node node)
     cpdef storage_write(self, Node node)
     cpdef h2d(self, GPU gpu)

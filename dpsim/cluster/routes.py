@@ -83,10 +83,10 @@ class RouteBook:
     kind: storage I/O pays the storage latency, CNIC copies the network latency, local D2H and
     model traffic none (as before core v2).
 
-    Lookups go through one small dict per kind keyed by an int (a node's ``nid``, a GPU's
-    ``gid``, or ``src.gid << 32 | dst.gid`` for a pair): a lookup hashes one int, not a tuple
-    with an enum member.  ``_cache`` keeps every route by ``(kind, src.key, dst.key)`` for
-    inspection."""
+    Lookups go through one table per kind: a small dict keyed by a node's ``nid`` or a GPU's
+    ``gid``, and for a pair of GPUs a flat list indexed by ``src.gid * n + dst.gid`` (n GPUs;
+    made on first use): no hashing, no boxed key, one memory access however many pairs the
+    cluster has (a 1,152-GPU run builds ~600,000 pair routes).  :meth:`built` lists them all."""
 
     def __init__(self, cluster, storage_latency: float, net_latency: float,
                  transform: Transform = identity_transform):
@@ -95,19 +95,30 @@ class RouteBook:
         self.lat = {RouteKind.STORAGE_READ: storage_latency, RouteKind.STORAGE_WRITE: storage_latency,
                     RouteKind.H2D: net_latency, RouteKind.REMOTE_H2D: net_latency,
                     RouteKind.GPU_TO_REMOTE: net_latency, RouteKind.D2H: 0.0, RouteKind.MODEL: 0.0}
-        self._cache: dict = {}
+        self._n = len(cluster.gpus)
         self._read: dict = {}
         self._write: dict = {}
         self._h2d: dict = {}
         self._d2h: dict = {}
-        self._remote_h2d: dict = {}
-        self._to_remote: dict = {}
-        self._model: dict = {}
+        self._remote_h2d: list = []  # (pair tables: [None] * n * n once a route is built)
+        self._to_remote: list = []
+        self._model: list = []
 
     def _make(self, kind: RouteKind, src, dst, links) -> Route:
-        r = self.transform(Route(links, kind, src, dst, self.lat[kind]))
-        self._cache[(kind, src.key, dst.key)] = r
+        return self.transform(Route(links, kind, src, dst, self.lat[kind]))
+
+    def _pair(self, table: list, k: int, r: Route) -> Route:
+        """Keep ``r`` at ``k`` in a pair table (sized on first use)."""
+        if not table:
+            table.extend([None] * (self._n * self._n))
+        table[k] = r
         return r
+
+    def built(self) -> list[Route]:
+        """Every route built so far (for inspection)."""
+        out = [r for d in (self._read, self._write, self._h2d, self._d2h) for r in d.values()]
+        return out + [r for t in (self._remote_h2d, self._to_remote, self._model) for r in t
+                      if r is not None]
 
     def storage_read(self, node) -> Route:
         r = self._read.get(node.nid)
@@ -141,26 +152,26 @@ class RouteBook:
     def remote_h2d(self, src_gpu, dst_gpu) -> Route:
         """DRAM buffer of ``src_gpu``'s node -> ``dst_gpu`` (DE read path: DE buffer -> DE CNIC
         -> PE CNIC -> PE GPU)."""
-        k = (src_gpu.gid << 32) | dst_gpu.gid
-        r = self._remote_h2d.get(k)
+        k = src_gpu.gid * self._n + dst_gpu.gid
+        r = self._remote_h2d[k] if self._remote_h2d else None
         if r is None:
             links = (src_gpu.node.dram, src_gpu.cnic_rd, dst_gpu.cnic_wr)
             if dst_gpu.pcie_dn is not None:
                 links += (dst_gpu.pcie_dn,)
-            r = self._make(RouteKind.REMOTE_H2D, src_gpu, dst_gpu, links)
-            self._remote_h2d[k] = r
+            r = self._pair(self._remote_h2d, k,
+                           self._make(RouteKind.REMOTE_H2D, src_gpu, dst_gpu, links))
         return r
 
     def gpu_to_remote(self, src_gpu, dst_gpu) -> Route:
         """``src_gpu`` HBM -> ``dst_gpu``'s node DRAM via ``dst_gpu``'s CNIC (PE -> DE buffer)."""
-        k = (src_gpu.gid << 32) | dst_gpu.gid
-        r = self._to_remote.get(k)
+        k = src_gpu.gid * self._n + dst_gpu.gid
+        r = self._to_remote[k] if self._to_remote else None
         if r is None:
             links = (src_gpu.cnic_rd, dst_gpu.cnic_wr, dst_gpu.node.dram)
             if src_gpu.pcie_up is not None:
                 links = (src_gpu.pcie_up,) + links
-            r = self._make(RouteKind.GPU_TO_REMOTE, src_gpu, dst_gpu, links)
-            self._to_remote[k] = r
+            r = self._pair(self._to_remote, k,
+                           self._make(RouteKind.GPU_TO_REMOTE, src_gpu, dst_gpu, links))
         return r
 
     def d2h(self, gpu) -> Route:
@@ -176,9 +187,9 @@ class RouteBook:
 
     def model(self, src_gpu, dst_gpu) -> Route:
         """EP all-to-all between GPUs of different nodes (high priority, §S5)."""
-        k = (src_gpu.gid << 32) | dst_gpu.gid
-        r = self._model.get(k)
+        k = src_gpu.gid * self._n + dst_gpu.gid
+        r = self._model[k] if self._model else None
         if r is None:
-            r = self._make(RouteKind.MODEL, src_gpu, dst_gpu, (src_gpu.cnic_rd, dst_gpu.cnic_wr))
-            self._model[k] = r
+            r = self._pair(self._model, k, self._make(RouteKind.MODEL, src_gpu, dst_gpu,
+                                                      (src_gpu.cnic_rd, dst_gpu.cnic_wr)))
         return r
