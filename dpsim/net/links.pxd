@@ -5,6 +5,7 @@ cdef class Link:
     cdef public double capacity, sat_cap, rate_sum, acc_bytes, acc_t, high_rate
     cdef public list flows
     cdef public long n_low, n_flows
+    cdef long long[::1] _ids
     cdef public long _mark, _cmark, _cnt
     cdef public double _bgh, _bgl, _load, _hload, _avail
 

@@ -15,8 +15,10 @@ cdef long HIGH, LOW, _START
 @cython.locals(flows=list, n=Py_ssize_t)
 cdef int _join(Link l, Transfer tr) except -1
 
-@cython.locals(flows=list, n=Py_ssize_t, i=Py_ssize_t, j=Py_ssize_t)
+@cython.locals(flows=list, n=Py_ssize_t, i=Py_ssize_t, k=Py_ssize_t, t="long long")
 cdef int _drop(Link l, Transfer tr) except -1
+
+cdef _grown_ids(a, Py_ssize_t n)
 
 
 cdef class _Sharing:

@@ -658,29 +658,45 @@ def _grown(a):
 
 
 def _join(l: Link, tr: Transfer) -> None:
-    """``tr`` starts flowing on ``l``: listed last (flows keep the order they started in)."""
+    """``tr`` starts flowing on ``l``: listed last (flows keep the order they started in), its
+    id beside it in ``l._ids``.  Both double when full, the list allocated to its exact length
+    (so that :func:`_drop`'s delete-and-append never reallocates it)."""
     flows = l.flows
     n = l.n_flows
-    if n < len(flows):
-        flows[n] = tr
-    else:
-        flows.append(tr)
+    if n == len(flows):
+        l.flows = flows = flows + [None] * (n if n > 4 else 4)
+        l._ids = _grown_ids(l._ids, len(flows))
+    flows[n] = tr
+    l._ids[n] = tr.id
     l.n_flows = n + 1
 
 
 def _drop(l: Link, tr: Transfer) -> None:
-    """Take ``tr`` off ``l`` if it is there (one that never started flowing is not): an
-    identity scan of a short contiguous array, the later ones moved up a place.  The list keeps
-    its length (the unused tail holds None), so a link's flows never make it reallocate."""
-    flows = l.flows
+    """Take ``tr`` off ``l`` if it is there (one that never started flowing is not).  Found by
+    its id in ``l._ids`` (a scan of C longs: no other transfer is touched, which at scale would
+    be a cache miss each), the later ones moved up a place (a pointer move, again touching
+    none), so the rest keep their order."""
     n = l.n_flows
+    t = tr.id
     for i in range(n):
-        if flows[i] is tr:
-            for j in range(i + 1, n):
-                flows[j - 1] = flows[j]
-            flows[n - 1] = None
+        if l._ids[i] == t:
+            if i < n - 1:
+                flows = l.flows
+                del flows[i]
+                flows.append(None)
+                for k in range(i + 1, n):
+                    l._ids[k - 1] = l._ids[k]
+            else:
+                l.flows[i] = None
             l.n_flows = n - 1
             break
+
+
+def _grown_ids(a, n: int):
+    """An int64 array of ``n`` entries that starts with ``a``'s."""
+    out = memoryview(array("q", bytes(8 * n)))
+    out[:a.shape[0]] = a
+    return out
 
 
 def _settle(l: Link) -> None:
