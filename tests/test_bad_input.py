@@ -207,8 +207,15 @@ def test_signal_stops_cleanly_with_partial_results(tmp_path, sig, code):
     # Unbuffered, and a workload far longer than the time to the first progress line: on a fast
     # quiet machine a 512-agent run could finish before a block-buffered line reached us.
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    p = subprocess.Popen([sys.executable, "-m", "dpsim.cli", "experiment=offline", "workload.agents=4096",
-                          "output.progress_log_s=0.001", f"hydra.run.dir={out}"],
+    # The child's Ctrl-C handler is set explicitly: a process that starts with SIGINT ignored
+    # keeps it ignored (Python installs KeyboardInterrupt only over the default), and a test run
+    # earlier in the same pytest-xdist worker can leave SIGINT ignored for its children (seen in
+    # CI: the child then ran to completion).  What is tested is dpsim's handling of the signal.
+    args = ["experiment=offline", "workload.agents=4096", "output.progress_log_s=0.001",
+            f"hydra.run.dir={out}"]
+    boot = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            f"sys.argv = ['dpsim'] + {args!r}; runpy.run_module('dpsim.cli', run_name='__main__')")
+    p = subprocess.Popen([sys.executable, "-c", boot],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     # One pipe for both streams: with two, a child whose stderr pipe filled up while we waited on
     # stdout would block before its first progress line (seen under load with pytest-xdist).
