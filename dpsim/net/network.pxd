@@ -18,7 +18,6 @@ cdef int _join(Link l, Transfer tr) except -1
 @cython.locals(flows=list, n=Py_ssize_t, i=Py_ssize_t, k=Py_ssize_t, t="long long")
 cdef int _drop(Link l, Transfer tr) except -1
 
-cdef _grown_ids(a, Py_ssize_t n)
 
 
 cdef class _Sharing:
@@ -113,4 +112,4 @@ cdef _verify(_Sharing net, list touched)
 
 
 @cython.locals(n=Py_ssize_t)
-cdef _grown(a)
+cdef _grown(a, str typecode, Py_ssize_t n)

@@ -83,7 +83,7 @@ class _Sharing:
         at = now + delay  # the time the loop will run it at
         n = self._n_wakes
         if n == self._wakes.shape[0]:
-            self._wakes = _grown(self._wakes)
+            self._wakes = _grown(self._wakes, "d", 2 * n)
         wakes = self._wakes
         self._n_wakes = n + 1
         while n > 0 and wakes[n - 1] < at:  # (only if ``at`` rounded up past a pending one)
@@ -305,7 +305,7 @@ class _Sharing:
     def stuck_transfers(self) -> list[Transfer]:
         out = []
         for l in self.links:
-            out.extend(l.flows[:l.n_flows])
+            out.extend(l.live_flows())
         return list({t.id: t for t in out}.values())
 
 
@@ -329,7 +329,7 @@ class Network(_Sharing):
         self._new: list = []  # flows that started since the last re-rating
         self._sub, self._stack, self._touched = [], [], []  # the re-rating's scratch lists
         # The time of the earliest wake-up scheduled and not yet run, and of all of them (_arm).
-        self._wake_at, self._wakes = INF, _grown(None)
+        self._wake_at, self._wakes = INF, _grown(None, "d", 16)
         self._n_wakes, self._in_wake, self._epoch = 0, False, 0
         self.active, self.n_started, self.n_completed = 0, 0, 0
         self.bytes_requested, self.bytes_delivered, self.rerates = 0.0, 0.0, 0
@@ -648,10 +648,10 @@ def _verify(net: _Sharing, touched: list) -> None:
         f.rate = r
 
 
-def _grown(a):
-    """A float64 array twice as long as ``a`` (16 if None) that starts with ``a``'s values."""
-    n = 16 if a is None else 2 * a.shape[0]
-    out = memoryview(array("d", bytes(8 * n)))
+def _grown(a, typecode: str, n: int):
+    """An array of ``n`` C numbers (``typecode``: ``"d"`` float64, ``"q"`` int64), zeros after
+    ``a``'s values (``a`` None: all zeros)."""
+    out = memoryview(array(typecode, bytes(8 * n)))
     if a is not None:
         out[:a.shape[0]] = a
     return out
@@ -665,7 +665,7 @@ def _join(l: Link, tr: Transfer) -> None:
     n = l.n_flows
     if n == len(flows):
         l.flows = flows = flows + [None] * (n if n > 4 else 4)
-        l._ids = _grown_ids(l._ids, len(flows))
+        l._ids = _grown(l._ids, "q", len(flows))
     flows[n] = tr
     l._ids[n] = tr.id
     l.n_flows = n + 1
@@ -690,13 +690,6 @@ def _drop(l: Link, tr: Transfer) -> None:
                 l.flows[i] = None
             l.n_flows = n - 1
             break
-
-
-def _grown_ids(a, n: int):
-    """An int64 array of ``n`` entries that starts with ``a``'s."""
-    out = memoryview(array("q", bytes(8 * n)))
-    out[:a.shape[0]] = a
-    return out
 
 
 def _settle(l: Link) -> None:
