@@ -114,6 +114,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from .lstsq import lstsq
 from .models import ModelShape, cfg_get, to_plain
 
 __all__ = [
@@ -731,23 +732,23 @@ def _decode_fit(self, lin_d, head, datt, didx, ttopk, shape, tshape) -> dict:
     ``b0 + b1*n + b2*n*keys`` (keys = min(ctx, topk) for DSA, ctx otherwise); indexer
     ``g0 + g1*n + g2*n*ctx``.  Also records the worst relative error of the affine step time
     against the table step time (level 1) in ``self.decode_fit_max_err``."""
-    import numpy as np
-
     B, C = self.DECODE_FIT_BATCH, self.DECODE_FIT_CTX
 
     def nnls_rel(X, y):
-        X = np.asarray(X, float)
-        y = np.asarray(y, float)
-        w = 1.0 / y
-        Xw, yw = X * w[:, None], y * w
-        act = list(range(X.shape[1]))
+        # Plain-Python least squares (dpsim.engines.lstsq), not numpy's: LAPACK/BLAS kernels
+        # chosen by processor made these coefficients, so every result, machine-dependent.
+        w = [1.0 / float(v) for v in y]
+        Xw = [[float(v) * wi for v in row] for row, wi in zip(X, w)]
+        yw = [float(v) * wi for v, wi in zip(y, w)]
+        act = list(range(len(X[0])))
         while True:
-            c, *_ = np.linalg.lstsq(Xw[:, act], yw, rcond=None)
-            if (c >= 0).all() or len(act) == 1:
-                full = np.zeros(X.shape[1])
-                full[act] = np.maximum(c, 0.0)
-                return [float(v) for v in full]
-            act.pop(int(np.argmin(c)))
+            c = lstsq([[row[j] for j in act] for row in Xw], yw)
+            if min(c) >= 0.0 or len(act) == 1:
+                full = [0.0] * len(X[0])
+                for j, v in zip(act, c):
+                    full[j] = v if v > 0.0 else 0.0
+                return full
+            act.pop(c.index(min(c)))
 
     a = nnls_rel([[1.0, n] for n in B], [lin_d(n) + head(n) for n in B])
     dense_own = shape.topk is None and ttopk is not None  # e.g. V3 priced from DSA tables
