@@ -14,3 +14,6 @@ cdef class Join:
 cdef class Call:
     cdef public object fn
     cdef public tuple args
+
+
+cpdef Call call(fn, tuple args)

@@ -26,6 +26,16 @@ class Call:
         return self.fn(*self.args)
 
 
+def call(fn, args: tuple) -> Call:
+    """``Call(fn, *args)`` from a ready tuple of arguments: how the lifecycle makes one per
+    request stage.  The same object; in the compiled core a C call that sets the two fields,
+    where ``Call(...)`` packs its arguments into a tuple, parses them and slices off ``args``."""
+    c = Call.__new__(Call)
+    c.fn = fn
+    c.args = args
+    return c
+
+
 class Join:
     __slots__ = ("left", "then")
 

@@ -2,7 +2,7 @@
 # Callbacks with bound arguments are ``Call`` objects (join.pxd), not closures, so every
 # transition is a cpdef method.
 cimport cython
-from dpsim.lifecycle.join cimport Call, Join
+from dpsim.lifecycle.join cimport Call, Join, call
 from dpsim.lifecycle.request cimport Agent, Request
 from dpsim.cluster.topology cimport GPU
 from dpsim.lifecycle.log cimport RequestLog

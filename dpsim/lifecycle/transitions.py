@@ -36,7 +36,7 @@ from array import array
 from collections import deque
 
 from .costs import LifecycleCosts
-from .join import Call, Join
+from .join import Join, call
 from .request import Request
 from .stage import Stage
 
@@ -126,7 +126,7 @@ class Lifecycle:
     def _alloc_de_buffer(self, req, then) -> None:
         b = req.prompt * self.kvb
         g = _de(req).gpu
-        if g.node.buffer.alloc_or_wait(b, Call(_DE_BUFFER_GRANTED, self, req, b, then)):
+        if g.node.buffer.alloc_or_wait(b, call(_DE_BUFFER_GRANTED, (self, req, b, then))):
             self._de_buffer_granted(req, b, then)
 
     def _de_buffer_granted(self, req, b: float, then) -> None:
@@ -139,7 +139,7 @@ class Lifecycle:
             b = pe_hit * self.kvb
             req.pe_buf = b
             g = _pe(req).gpu
-            if not g.node.buffer.alloc_or_wait(b, Call(_ALLOCATED, self, req)):
+            if not g.node.buffer.alloc_or_wait(b, call(_ALLOCATED, (self, req))):
                 return
         self._allocated(req)
 
@@ -171,14 +171,14 @@ class Lifecycle:
         de_t = req.de_hit
         pe_t = req.hit - de_t
         parts = (de_t > 0) + (pe_t > 0)
-        join = Join(parts, Call(_READ_JOINED, self, req))
+        join = Join(parts, call(_READ_JOINED, (self, req)))
         kvb = self.kvb
         ledger = self.ledger
         for node, tokens in ((_de(req).gpu.node, de_t), (_pe(req).gpu.node, pe_t)):
             if tokens > 0:
                 ledger.read_started(node, tokens)
                 self.port.storage_read(node, tokens * kvb,
-                                       Call(_READ_PART, self, node, tokens, join), req.rid)
+                                       call(_READ_PART, (self, node, tokens, join)), req.rid)
 
     def _read_part(self, node, tokens: int, join: Join) -> None:
         self.ledger.read_finished(node, tokens)
@@ -213,18 +213,18 @@ class Lifecycle:
         blk = self.block
         new_blocks = req.prompt // blk - req.hit // blk
         stored_after = (req.prompt // blk) * blk
-        free_buf = Join(1, Call(_FREE_DE_BUFFER, self, req))
+        free_buf = Join(1, call(_FREE_DE_BUFFER, (self, req)))
         req.stage = _DE_ALLOC
         if new_blocks > 0 and self.persist:
             free_buf.add()
             agent.persist_pending += 1
             self.port.storage_write(_de(req).gpu.node, new_blocks * self.port.full_block_bytes,
-                                    Call(_PERSISTED, self, agent, stored_after, free_buf),
+                                    call(_PERSISTED, (self, agent, stored_after, free_buf)),
                                     ("persist", req.rid))
         elif stored_after > agent.stored:
             agent.stored = stored_after
         if self.handoff_s > 0.0:  # the PE tells the DE its KV is complete; the DE acknowledges
-            self.clock.timer(self.handoff_s, Call(_DE_REQUEST_HBM, self, req, free_buf))
+            self.clock.timer(self.handoff_s, call(_DE_REQUEST_HBM, (self, req, free_buf)))
         else:
             self._de_request_hbm(req, free_buf)
 
@@ -259,7 +259,7 @@ class Lifecycle:
         if g.hbm_used > g.hbm_peak:
             g.hbm_peak = g.hbm_used
         req.stage = _DE_H2D
-        self.port.de_h2d(g, req.prompt * self.kvb, Call(_DE_H2D_DONE, self, req, free_buf), req.rid)
+        self.port.de_h2d(g, req.prompt * self.kvb, call(_DE_H2D_DONE, (self, req, free_buf)), req.rid)
 
     def _de_h2d_done(self, req, free_buf: Join) -> None:
         req.t_h2d = self.clock.time()
@@ -300,7 +300,7 @@ class Lifecycle:
             agent.persist_pending += 1
             b = gen_blocks * self.port.full_block_bytes
             # D2H of the generated KV into the DE buffer (once it has room), then to storage.
-            go = Call(_GEN_D2H, self, agent, g, b, stored, req.rid)
+            go = call(_GEN_D2H, (self, agent, g, b, stored, req.rid))
             if g.node.buffer.alloc_or_wait(b, go):
                 go()
         elif stored > agent.stored:
@@ -309,10 +309,10 @@ class Lifecycle:
         self._finished(req)
 
     def _gen_d2h(self, agent, g, b: float, stored: int, rid: int) -> None:
-        self.port.d2h(g, b, Call(_GEN_TO_STORAGE, self, agent, g.node, b, stored), rid)
+        self.port.d2h(g, b, call(_GEN_TO_STORAGE, (self, agent, g.node, b, stored)), rid)
 
     def _gen_to_storage(self, agent, node, b: float, stored: int) -> None:
-        self.port.storage_write(node, b, Call(_GEN_PERSISTED, self, agent, node, b, stored),
+        self.port.storage_write(node, b, call(_GEN_PERSISTED, (self, agent, node, b, stored)),
                                 ("persist_gen", agent.aid))
 
     def _gen_persisted(self, agent, node, b: float, stored: int) -> None:
@@ -363,8 +363,8 @@ class Lifecycle:
             self.on_change()
 
 
-# The per-request callbacks, as the plain functions behind the methods: ``Call(_READ_PART, self,
-# ...)`` allocates no bound method (reading ``self._read_part`` would, on every use).
+# The per-request callbacks, as the plain functions behind the methods: ``call(_READ_PART, (self,
+# ...))`` allocates no bound method (reading ``self._read_part`` would, on every use).
 _ALLOCATED = Lifecycle.__dict__["_allocated"]
 _DE_BUFFER_GRANTED = Lifecycle.__dict__["_de_buffer_granted"]
 _DE_H2D_DONE = Lifecycle.__dict__["_de_h2d_done"]

@@ -5,6 +5,7 @@ cimport cython
 from .links cimport Link, Transfer, new_transfer
 from .heap cimport TimeHeap
 from .loop cimport EventLoop
+from .maxmin cimport allocate_scratch
 
 # Module constants as C values in the compiled build (the names stay Python globals of the pure
 # modules; dpsim.net exports them from links.py).
