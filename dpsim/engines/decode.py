@@ -282,7 +282,8 @@ class DecodeEngine:
         armed = self._armed
         for i in range(0, len(armed), 2):
             if armed[i + 1] == seq:
-                del armed[i:i + 2]
+                armed.pop(i)  # (two pops: a C memmove each in the compiled core, where a slice
+                armed.pop(i)  # deletion builds a slice object and goes through the generic path)
                 break
         if seq == self._fin_seq:  # the live target
             self._fin_seq = -1

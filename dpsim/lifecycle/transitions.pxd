@@ -3,7 +3,7 @@
 # transition is a cpdef method.
 cimport cython
 from dpsim.lifecycle.join cimport Call, Join, call
-from dpsim.lifecycle.request cimport Agent, Request
+from dpsim.lifecycle.request cimport Agent, Request, new_request
 from dpsim.cluster.topology cimport GPU
 from dpsim.lifecycle.log cimport RequestLog
 from dpsim.scheduling.base cimport Policy

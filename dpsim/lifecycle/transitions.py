@@ -37,7 +37,7 @@ from collections import deque
 
 from .costs import LifecycleCosts
 from .join import Join, call
-from .request import Request
+from .request import new_request
 from .stage import Stage
 
 # Stage members as module constants: read on every transition, and a module global is
@@ -93,8 +93,8 @@ class Lifecycle:
         i = agent.next_round
         agent.next_round += 1
         self.n_rid += 1
-        req = Request(self.n_rid, agent, i, int(agent._prompt[i]), int(agent._hit[i]), int(agent._gen[i]),
-                      self.clock.time())
+        req = new_request(self.n_rid, agent, i, int(agent._prompt[i]), int(agent._hit[i]), int(agent._gen[i]),
+                          self.clock.time())
         self.log.issued(req)
         if self.track_first:
             self.awaiting_first.append(req)
