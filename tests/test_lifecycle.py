@@ -257,3 +257,22 @@ def test_narrow_or_strided_trajectory_columns_replay_the_same():
         tables.append(request_table(sim))
     assert len(tables[0]) == sum(t.n_rounds for t in base)
     pd.testing.assert_frame_equal(tables[0], tables[1])
+
+
+def test_call_and_new_request_make_what_the_constructors_make():
+    """The lifecycle's fast constructors (join.call, request.new_request; C calls in the compiled
+    core) give the same objects as Call(fn, *args) and Request(...)."""
+    from dpsim.lifecycle.join import Call, call
+    from dpsim.lifecycle.request import Request, new_request
+
+    got = []
+    c = call(lambda *a: got.append(a) or len(a), (1, "x", 2.5))
+    assert isinstance(c, Call) and c.args == Call(print, 1, "x", 2.5).args
+    assert c("ignored") == 3 and got == [(1, "x", 2.5)]
+    a = Request(7, None, 3, 4096, 1024, 200, 1.5)
+    b = new_request(7, None, 3, 4096, 1024, 200, 1.5)
+    fields = [f for f in Request.__slots__ if f not in ("stage",)]
+    for f in fields:
+        va, vb = getattr(a, f), getattr(b, f)
+        assert va == vb or (isinstance(va, float) and math.isnan(va) and math.isnan(vb)), f
+    assert a.stage is b.stage and b.new == 4096 - 1024
