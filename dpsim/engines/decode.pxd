@@ -2,6 +2,7 @@ cimport cython
 from dpsim.lifecycle.request cimport Request
 from dpsim.cluster.topology cimport GPU
 from dpsim.net._c.loop cimport EventLoop
+from dpsim.net._c.heap cimport TimeHeap
 
 cdef double INF
 
@@ -21,7 +22,8 @@ cdef class DecodeEngine:
     cdef public GPU gpu
     cdef public long idx, base, fresh_step, steps, version, btoken, seq, tok, _fin_k, _bnd_k, _fin_seq
     cdef public dict seqs
-    cdef public list fresh, heap, joiners, size_log, _armed
+    cdef public list fresh, joiners, size_log, _armed
+    cdef public TimeHeap heap
     cdef public double t_int, a, c, busy_time, t0, ts, tt, ep_tok, slowdown, _fin_t
     cdef public bint boundary_pending, _fin_deferred
 
@@ -36,7 +38,7 @@ cdef class DecodeEngine:
     @cython.locals(a=double, c=double, b=double, k=long)
     cpdef long _steps_by(self, double dt)
 
-    @cython.locals(k=long, dt=double, n=long, now=double, t=double)
+    @cython.locals(k=long, dt=double, n=long, now=double, t=double, nxt=_Seq)
     cpdef _reschedule(self)
 
     @cython.locals(armed=list, i=long)
@@ -50,7 +52,7 @@ cdef class DecodeEngine:
     @cython.locals(steps_needed=long, s=_Seq, steps=long, a=double, req=Request)
     cpdef _admit(self, list reqs, double t)
 
-    @cython.locals(done=list, heap=list, s=_Seq)
+    @cython.locals(done=list, heap=TimeHeap, s=_Seq)
     cpdef _advance(self, long k, double now)
 
     cpdef _done_now(self, req)

@@ -9,12 +9,12 @@ iteration in progress) or finishes -- never one per token or per step.
 """
 from __future__ import annotations
 
-from heapq import heappop, heappush
 from collections import deque
 import math
 from dataclasses import dataclass
 from typing import Callable
 
+from .. import net as _net
 from ..lifecycle.stage import Stage
 
 # Stage members as module constants: read on every transition, and a module global is
@@ -59,7 +59,9 @@ class DecodeEngine:
         self.base = 0
         self.fresh: list = []  # the seqs whose first iteration starts at step ``fresh_step``
         self.fresh_step = -1
-        self.heap: list = []  # (end_step, rid)
+        # Finishes to come: a C min-heap keyed (end_step, rid), each sequence its payload (the
+        # network's TimeHeap: no tuple per admission, no Python comparison per sift).
+        self.heap = _net.implementation().TimeHeap()
         self.steps = 0  # iterations completed so far (integer)
         self.t_int = 0.0  # start of the current interval (an iteration boundary)
         self.a = 0.0  # first-iteration time of the interval
@@ -178,7 +180,8 @@ class DecodeEngine:
         self.a, self.c = self._iter_params()
         if self.ep_tok > 0.0:
             self._model_traffic()
-        k = self.heap[0][0] - self.steps
+        nxt = self.heap.top_a()  # the sequence that finishes first
+        k = nxt.end_step - self.steps
         dt = self._time_for(k)
         self._fin_k = k  # the pending finish event is the one of this version
         # The finish at now + dt, in the place in line a timer set now gets (EventLoop.timer's
@@ -250,7 +253,7 @@ class DecodeEngine:
                 self.fresh = []
                 self.fresh_step = steps
             self.fresh.append(s)
-            heappush(self.heap, (s.end_step, req.rid))
+            self.heap.push(s.end_step, req.rid, s, None)
         if self.fresh_step != self.steps:
             return
         a, _c = self._iter_params()
@@ -263,9 +266,10 @@ class DecodeEngine:
         self.t_int = now
         done = []
         heap = self.heap
-        while heap and heap[0][0] <= self.steps:
-            _e, rid = heappop(heap)
-            s = self.seqs.pop(rid)
+        while heap.size() > 0 and heap.top_t() <= self.steps:
+            s = heap.top_a()
+            heap.pop()
+            del self.seqs[s.req.rid]
             self.base -= s.ctx0 - s.step0
             done.append(s)
         cb = self.deps.done

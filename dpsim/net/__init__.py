@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from types import SimpleNamespace
 
-from . import links as _py_links, loop as _py_loop, maxmin as _py_maxmin, network as _py_network
+from . import heap as _py_heap, links as _py_links, loop as _py_loop, maxmin as _py_maxmin, network as _py_network
 from .backends import (CapacityViolation, ExternalBackend, FixedRateBackend, FlowBackend,
                        LinkBackend)
 from .links import HIGH, INF, LOW
@@ -22,16 +22,17 @@ from .links import HIGH, INF, LOW
 _NAMES = ("Link", "Transfer", "allocate", "allocate_scratch", "fill", "fill_scratch", "EventLoop", "Network")
 
 
-def _load(links, maxmin, loop, network, name):
+def _load(links, maxmin, loop, network, heap, name):
     ns = {"IMPLEMENTATION": name, "links": links, "maxmin": maxmin, "loop": loop, "network": network,
           "EventLoop": loop.EventLoop, "SimpyClock": loop.SimpyClock, "as_clock": loop.as_clock,
           "Link": links.Link, "Transfer": links.Transfer, "allocate": maxmin.allocate,
           "allocate_scratch": maxmin.allocate_scratch, "fill": maxmin.fill,
-          "fill_scratch": maxmin.fill_scratch, "Network": network.Network, "sum_bytes": links.sum_bytes}
+          "fill_scratch": maxmin.fill_scratch, "Network": network.Network, "sum_bytes": links.sum_bytes,
+          "TimeHeap": heap.TimeHeap}
     return SimpleNamespace(**ns)
 
 
-PYTHON = _load(_py_links, _py_maxmin, _py_loop, _py_network, "python")
+PYTHON = _load(_py_links, _py_maxmin, _py_loop, _py_network, _py_heap, "python")
 
 COMPILED = None
 COMPILED_ERROR = None
@@ -55,7 +56,7 @@ else:
         __doc__ = _c_network.Network.__doc__
         __module__ = "dpsim.net"
 
-    COMPILED = _load(_c_links, _c_maxmin, _c_loop, _c_network, "compiled")
+    COMPILED = _load(_c_links, _c_maxmin, _c_loop, _c_network, _c_heap, "compiled")
     COMPILED.Network = Network
     del Network
 
