@@ -20,7 +20,6 @@ cdef int _join(Link l, Transfer tr) except -1
 cdef int _drop(Link l, Transfer tr) except -1
 
 
-
 cdef class _Sharing:
     cdef public object env, backend, _wake_cb
     cdef public EventLoop _loop
