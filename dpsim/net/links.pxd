@@ -1,13 +1,16 @@
 cimport cython
 # Augmenting declarations: compile links.py into extension types (see setup.py).
 cdef class Link:
-    cdef public object name, kind, node, index
-    cdef public double capacity, sat_cap, rate_sum, acc_bytes, acc_t, high_rate
+    # Field order is memory layout: what the re-rating and a flow's join/leave read comes first,
+    # together (two cache lines), the names and the 208-byte id view after (a cluster of
+    # thousands of links does not fit in cache; each line a re-rating touches is a miss).
+    cdef public long _mark, _cmark, n_flows, n_low
+    cdef public double rate_sum, sat_cap, high_rate, acc_bytes, acc_t, capacity
     cdef public list flows
-    cdef public long n_low, n_flows
+    cdef public long _cnt
+    cdef public double _avail, _bgh, _bgl, _load, _hload
     cdef long long[::1] _ids
-    cdef public long _mark, _cmark, _cnt
-    cdef public double _bgh, _bgl, _load, _hload, _avail
+    cdef public object name, kind, node, index
 
     cpdef double delivered(self, double now)
     cpdef list live_flows(self)
@@ -15,12 +18,14 @@ cdef class Link:
 
 @cython.freelist(256)  # a few per request, short-lived: reuse the memory
 cdef class Transfer:
+    # Field order is memory layout: what the re-rating reads of each flow first (one or two
+    # cache lines), the bookkeeping read once per transfer after.
+    cdef public tuple links
+    cdef public long _mark, prio, version, _hslot
+    cdef public double rate, _old, max_rate, t_end, remaining, last_t
+    cdef public double size, t_submit, t_start, delivered_check, fixed_end
     cdef public long id
     cdef public object route, on_done, tag
-    cdef public tuple links
-    cdef public double size, remaining, rate, max_rate, last_t, t_submit, t_start, t_end
-    cdef public double delivered_check, fixed_end, _old
-    cdef public long prio, version, _mark, _hslot
 
     cpdef _init(self, long tid, route, double size, long prio, double max_rate, on_done, tag)
 
