@@ -64,12 +64,16 @@ def test_request_log_rows_in_rid_order_with_live_ones_unfinished():
     assert len(log) == 3 and list(log.live) == [2]
 
 
-def test_routes_are_built_once_and_carry_their_kind():
+def test_routes_carry_their_kind_and_endpoint_routes_are_kept():
     sim = build(make_cfg("workload.agents=2"))
     R = sim.cluster.routes
     pe, de = sim.pes[0].gpu, sim.des[0].gpu
-    assert R.h2d(pe) is R.h2d(pe)
-    assert R.remote_h2d(de, pe) is not R.remote_h2d(pe, de)
+    assert R.h2d(pe) is R.h2d(pe) and R.storage_read(de.node) is R.storage_read(de.node)
+    # Pair routes are made per call (not kept in an n^2 table): equal links, kind and latency.
+    a, b = R.remote_h2d(de, pe), R.remote_h2d(de, pe)
+    assert a is not b and a.links == b.links and (a.kind, a.src, a.dst, a.latency) == (b.kind, b.src, b.dst, b.latency)
+    assert R.remote_h2d(pe, de).links != a.links
+    assert a.links == (de.node.dram, de.cnic_rd, pe.cnic_wr) + ((pe.pcie_dn,) if pe.pcie_dn is not None else ())
     r = R.gpu_to_remote(pe, de)
     assert r.kind == RouteKind.GPU_TO_REMOTE and r.src is pe and r.dst is de
     assert r[-1] is de.node.dram and r.latency == sim.cfg["cluster"]["net_latency_s"]

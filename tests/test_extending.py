@@ -110,6 +110,8 @@ def test_every_route_kind_is_mapped_everywhere():
     made = [book.storage_read(pe.node), book.storage_write(pe.node), book.h2d(pe), book.d2h(pe),
             book.remote_h2d(de, pe), book.gpu_to_remote(pe, de), book.model(pe, de)]
     assert {r.kind for r in made} == set(R.RouteKind)
+    # ... with its kind's latency from the one table (pair routes pass theirs to _fresh).
+    assert all(r.latency == book.lat[r.kind] for r in made)
 
 
 @pytest.fixture
@@ -118,7 +120,7 @@ def slow_storage():
     every storage read.  Removed again when the test ends."""
     def transform(route):
         if route.kind is R.RouteKind.STORAGE_READ:
-            return R.Route(tuple(route), route.kind, route.src, route.dst, route.latency + 0.5)
+            return R.Route(route.links, route.kind, route.src, route.dst, route.latency + 0.5)
         return route
 
     assert "toy_slow_storage" not in R.TRANSFORMS

@@ -207,7 +207,7 @@ def test_compiled_network_can_be_monkeypatched(monkeypatch):
 
 
 class _Route(tuple):
-    """A tuple subclass with attributes, like dpsim.cluster.routes.Route."""
+    """A tuple subclass with attributes (dpsim.cluster.routes.Route was one until session 14)."""
 
     def __new__(cls, links, kind):
         r = super().__new__(cls, links)
@@ -229,6 +229,23 @@ def test_route_kept_as_given(impl):
     assert t3.route == (b,)
     env.run()
     assert tr.done and t2.done and t3.done and net.n_completed == 3
+
+
+@both
+def test_route_object_with_links_kept_as_given(impl):
+    """A route object that is not a tuple but carries ``links`` (a tuple), like
+    dpsim.cluster.routes.Route: the transfer keeps it and flows over its links."""
+    from dpsim.cluster.routes import Route, RouteKind
+    env = simpy.Environment()
+    net = impl.Network(env)
+    a, b = net.add_link("a", 10.0), net.add_link("b", 5.0)
+    r = Route([a, b], RouteKind.H2D, None, None, 0.25)
+    assert r.links == (a, b) and len(r) == 2 and r[-1] is b and list(r) == [a, b]
+    tr = net.transfer(r, 10.0, latency=r.latency)
+    assert tr.route is r and tr.links is r.links
+    env.run()
+    assert tr.done and tr.t_end == 0.25 + 10.0 / 5.0  # b is the bottleneck
+    assert a.acc_bytes == b.acc_bytes == 10.0
 
 
 @both

@@ -1,25 +1,34 @@
 cimport cython
 # Augmenting declarations: RouteBook as an extension type with typed per-kind caches (see
-# dpsim/_core.py, setup.py).  Route stays a Python tuple subclass (it carries attributes).
+# dpsim/_core.py, setup.py).
 from dpsim.cluster.topology cimport GPU, Node
+
+
+@cython.final
+@cython.freelist(256)  # one per pair transfer, short-lived: reuse the memory
+cdef class Route:
+    cdef public tuple links
+    cdef public object kind, src, dst
+    cdef public double latency
+
+
+@cython.locals(r=Route)
+cpdef Route new_route(tuple links, kind, src, dst, double latency)
 
 
 @cython.final  # never subclassed: cpdef calls are direct C calls (no override lookup)
 cdef class RouteBook:
-    cdef public object cl, transform
+    cdef public object cl, transform, _tf
     cdef public dict lat, _read, _write, _h2d, _d2h
-    cdef public list _remote_h2d, _to_remote, _model
-    cdef public long _n
+    cdef public double net_lat
 
-    cpdef _make(self, kind, src, dst, links)
-    cpdef _pair(self, list table, long k, r)
+    cpdef _make(self, kind, src, dst, tuple links)
+    @cython.locals(r=Route)
+    cpdef _fresh(self, kind, src, dst, tuple links, double latency)
     cpdef storage_read(self, Node node)
     cpdef storage_write(self, Node node)
     cpdef h2d(self, GPU gpu)
     cpdef d2h(self, GPU gpu)
-    @cython.locals(k=long)
     cpdef remote_h2d(self, GPU src_gpu, GPU dst_gpu)
-    @cython.locals(k=long)
     cpdef gpu_to_remote(self, GPU src_gpu, GPU dst_gpu)
-    @cython.locals(k=long)
     cpdef model(self, GPU src_gpu, GPU dst_gpu)

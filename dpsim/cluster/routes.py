@@ -6,10 +6,11 @@ buffer.  The network only needs the stations; everyone else (the hardware-in-the
 link profiles, metrics) reads the *kind* and the endpoints, through :data:`RouteKind`, instead
 of guessing from link names.
 
-The cluster builds every route once (:class:`RouteBook`, cached per endpoints), so starting a
-transfer allocates no route.  A *transform* chosen by config rewrites routes when they are
-built: the Oracle system (§S9) is :func:`oracle_transform` -- every KV move costs nothing -- not
-a branch in the mechanism.
+The cluster builds routes in one place (:class:`RouteBook`): a node's or a GPU's own routes
+once each, kept; a route between two GPUs (there are n^2 pairs) afresh for each transfer -- a
+small object, cheaper than finding a kept one in a table too large for the processor's caches.
+A *transform* chosen by config rewrites routes when they are built: the Oracle system (§S9) is
+:func:`oracle_transform` -- every KV move costs nothing -- not a branch in the mechanism.
 """
 from __future__ import annotations
 
@@ -33,23 +34,47 @@ class RouteKind(StrEnum):
 KV_KINDS = frozenset(k for k in RouteKind if k is not RouteKind.MODEL)
 
 
-class Route(tuple):
-    """A tuple of links (what the network shares bandwidth over) with its ``kind``, its
-    endpoints ``src``/``dst`` (a Node or GPU each) and the ``latency`` before its first byte."""
+class Route:
+    """The links a transfer crosses (``links``, a tuple: all the network reads), with its
+    ``kind``, its endpoints ``src``/``dst`` (a Node or GPU each) and the ``latency`` before its
+    first byte.  It reads as the tuple of its links (``len``, iteration, indexing).  Small and
+    flat: pair routes are made per transfer (see :class:`RouteBook`)."""
 
-    def __new__(cls, links, kind: RouteKind, src, dst, latency: float = 0.0):
-        r = super().__new__(cls, links)
-        r.kind = kind
-        r.src = src
-        r.dst = dst
-        r.latency = float(latency)
-        return r
+    __slots__ = ("links", "kind", "src", "dst", "latency")
 
-    def __reduce__(self):  # picklable despite the attributes
-        return (Route, (tuple(self), self.kind, self.src, self.dst, self.latency))
+    def __init__(self, links, kind, src, dst, latency: float = 0.0):
+        self.links = links if type(links) is tuple else tuple(links)
+        self.kind = kind
+        self.src = src
+        self.dst = dst
+        self.latency = float(latency)
+
+    def __len__(self) -> int:
+        return len(self.links)
+
+    def __iter__(self):
+        return iter(self.links)
+
+    def __getitem__(self, i):
+        return self.links[i]
+
+    def __reduce__(self):  # picklable
+        return (Route, (self.links, self.kind, self.src, self.dst, self.latency))
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
-        return f"Route({self.kind}, {[l.name for l in self]})"
+        return f"Route({self.kind}, {[getattr(l, 'name', l) for l in self.links]})"
+
+
+def new_route(links: tuple, kind, src, dst, latency: float) -> Route:
+    """``Route(...)`` as the route book makes one per pair transfer: in the compiled build a C
+    call with C arguments (``links`` must be a tuple)."""
+    r = Route.__new__(Route)
+    r.links = links
+    r.kind = kind
+    r.src = src
+    r.dst = dst
+    r.latency = latency
+    return r
 
 
 Transform = Callable[[Route], Route]
@@ -76,51 +101,51 @@ TRANSFORMS: dict[str, Transform] = {"none": identity_transform, "oracle": oracle
 FREE_BUFFERS: set[str] = {"oracle"}
 
 
+#: The kinds as module constants (read per transfer by the pair routes).
+_REMOTE_H2D, _GPU_TO_REMOTE, _MODEL = RouteKind.REMOTE_H2D, RouteKind.GPU_TO_REMOTE, RouteKind.MODEL
+
+
 class RouteBook:
-    """Every route of a cluster, built on first use and cached per (kind, src, dst).
+    """Every route of a cluster: a node's and a GPU's own routes (storage, H2D, D2H) built on
+    first use and kept, per (kind, endpoint); a route between two GPUs built per call.
 
     Latencies (``cluster.storage_latency_s``, ``cluster.net_latency_s``) belong to the route
     kind: storage I/O pays the storage latency, CNIC copies the network latency, local D2H and
     model traffic none (as before core v2).
 
-    Lookups go through one table per kind: a small dict keyed by a node's ``nid`` or a GPU's
-    ``gid``, and for a pair of GPUs a flat list indexed by ``src.gid * n + dst.gid`` (n GPUs;
-    made on first use): no hashing, no boxed key, one memory access however many pairs the
-    cluster has (a 1,152-GPU run builds ~600,000 pair routes).  :meth:`built` lists them all."""
+    Kept routes sit in one small dict per kind keyed by a node's ``nid`` or a GPU's ``gid``.  Pair
+    routes are not kept: a 1,152-GPU run has 1.3 million GPU pairs, and a table of their routes
+    (~600,000 built, ~200 MB) is read at random, one cache miss after another; a new 4-link
+    route per transfer costs less and holds nothing.  :meth:`built` lists the kept ones."""
 
     def __init__(self, cluster, storage_latency: float, net_latency: float,
                  transform: Transform = identity_transform):
         self.cl = cluster
         self.transform = transform
+        self._tf = None if transform is identity_transform else transform
         self.lat = {RouteKind.STORAGE_READ: storage_latency, RouteKind.STORAGE_WRITE: storage_latency,
                     RouteKind.H2D: net_latency, RouteKind.REMOTE_H2D: net_latency,
                     RouteKind.GPU_TO_REMOTE: net_latency, RouteKind.D2H: 0.0, RouteKind.MODEL: 0.0}
-        self._n = len(cluster.gpus)
+        self.net_lat = float(net_latency)
         self._read: dict = {}
         self._write: dict = {}
         self._h2d: dict = {}
         self._d2h: dict = {}
-        self._remote_h2d: list = []  # (pair tables: [None] * n * n once a route is built)
-        self._to_remote: list = []
-        self._model: list = []
 
-    def _make(self, kind: RouteKind, src, dst, links) -> Route:
-        return self.transform(Route(links, kind, src, dst, self.lat[kind]))
+    def _make(self, kind: RouteKind, src, dst, links: tuple):
+        r = new_route(links, kind, src, dst, float(self.lat[kind]))
+        return r if self._tf is None else self._tf(r)
 
-    def _pair(self, table: list, k: int, r: Route) -> Route:
-        """Keep ``r`` at ``k`` in a pair table (sized on first use)."""
-        if not table:
-            table.extend([None] * (self._n * self._n))
-        table[k] = r
-        return r
+    def _fresh(self, kind: RouteKind, src, dst, links: tuple, latency: float):
+        """A pair route (not kept): the transform applies as to every route."""
+        r = new_route(links, kind, src, dst, latency)
+        return r if self._tf is None else self._tf(r)
 
-    def built(self) -> list[Route]:
-        """Every route built so far (for inspection)."""
-        out = [r for d in (self._read, self._write, self._h2d, self._d2h) for r in d.values()]
-        return out + [r for t in (self._remote_h2d, self._to_remote, self._model) for r in t
-                      if r is not None]
+    def built(self) -> list:
+        """Every kept route built so far (a node's or a GPU's own; pair routes are not kept)."""
+        return [r for d in (self._read, self._write, self._h2d, self._d2h) for r in d.values()]
 
-    def storage_read(self, node) -> Route:
+    def storage_read(self, node):
         r = self._read.get(node.nid)
         if r is None:
             links = (node.snic_rx, node.dram)
@@ -129,7 +154,7 @@ class RouteBook:
             self._read[node.nid] = r
         return r
 
-    def storage_write(self, node) -> Route:
+    def storage_write(self, node):
         r = self._write.get(node.nid)
         if r is None:
             links = (node.dram, node.snic_tx)
@@ -138,7 +163,7 @@ class RouteBook:
             self._write[node.nid] = r
         return r
 
-    def h2d(self, gpu) -> Route:
+    def h2d(self, gpu):
         """Host DRAM of the GPU's node -> the GPU: a loop-back RDMA write through its CNIC."""
         r = self._h2d.get(gpu.gid)
         if r is None:
@@ -149,32 +174,24 @@ class RouteBook:
             self._h2d[gpu.gid] = r
         return r
 
-    def remote_h2d(self, src_gpu, dst_gpu) -> Route:
+    def remote_h2d(self, src_gpu, dst_gpu):
         """DRAM buffer of ``src_gpu``'s node -> ``dst_gpu`` (DE read path: DE buffer -> DE CNIC
         -> PE CNIC -> PE GPU)."""
-        k = src_gpu.gid * self._n + dst_gpu.gid
-        r = self._remote_h2d[k] if self._remote_h2d else None
-        if r is None:
+        if dst_gpu.pcie_dn is not None:
+            links = (src_gpu.node.dram, src_gpu.cnic_rd, dst_gpu.cnic_wr, dst_gpu.pcie_dn)
+        else:
             links = (src_gpu.node.dram, src_gpu.cnic_rd, dst_gpu.cnic_wr)
-            if dst_gpu.pcie_dn is not None:
-                links += (dst_gpu.pcie_dn,)
-            r = self._pair(self._remote_h2d, k,
-                           self._make(RouteKind.REMOTE_H2D, src_gpu, dst_gpu, links))
-        return r
+        return self._fresh(_REMOTE_H2D, src_gpu, dst_gpu, links, self.net_lat)
 
-    def gpu_to_remote(self, src_gpu, dst_gpu) -> Route:
+    def gpu_to_remote(self, src_gpu, dst_gpu):
         """``src_gpu`` HBM -> ``dst_gpu``'s node DRAM via ``dst_gpu``'s CNIC (PE -> DE buffer)."""
-        k = src_gpu.gid * self._n + dst_gpu.gid
-        r = self._to_remote[k] if self._to_remote else None
-        if r is None:
+        if src_gpu.pcie_up is not None:
+            links = (src_gpu.pcie_up, src_gpu.cnic_rd, dst_gpu.cnic_wr, dst_gpu.node.dram)
+        else:
             links = (src_gpu.cnic_rd, dst_gpu.cnic_wr, dst_gpu.node.dram)
-            if src_gpu.pcie_up is not None:
-                links = (src_gpu.pcie_up,) + links
-            r = self._pair(self._to_remote, k,
-                           self._make(RouteKind.GPU_TO_REMOTE, src_gpu, dst_gpu, links))
-        return r
+        return self._fresh(_GPU_TO_REMOTE, src_gpu, dst_gpu, links, self.net_lat)
 
-    def d2h(self, gpu) -> Route:
+    def d2h(self, gpu):
         """GPU -> its node's DRAM through its own CNIC (loop-back)."""
         r = self._d2h.get(gpu.gid)
         if r is None:
@@ -185,11 +202,6 @@ class RouteBook:
             self._d2h[gpu.gid] = r
         return r
 
-    def model(self, src_gpu, dst_gpu) -> Route:
+    def model(self, src_gpu, dst_gpu):
         """EP all-to-all between GPUs of different nodes (high priority, §S5)."""
-        k = src_gpu.gid * self._n + dst_gpu.gid
-        r = self._model[k] if self._model else None
-        if r is None:
-            r = self._pair(self._model, k, self._make(RouteKind.MODEL, src_gpu, dst_gpu,
-                                                      (src_gpu.cnic_rd, dst_gpu.cnic_wr)))
-        return r
+        return self._fresh(_MODEL, src_gpu, dst_gpu, (src_gpu.cnic_rd, dst_gpu.cnic_wr), 0.0)

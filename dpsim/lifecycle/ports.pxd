@@ -1,7 +1,7 @@
 # Augmenting declarations: KVPort as an extension type (see dpsim/_core.py, setup.py).
 cimport cython
 from dpsim.lifecycle.request cimport Request
-from dpsim.cluster.routes cimport RouteBook
+from dpsim.cluster.routes cimport Route, RouteBook
 from dpsim.net._c.network cimport Network
 
 cdef double INF
@@ -15,8 +15,8 @@ cdef class KVPort:
     cdef public double full_block_bytes, cap_layer, cap_full, cap_storage
     cdef public long model_prio, read_qd
 
-    cpdef _send(self, route, double nbytes, cb, double cap, tag)
-    @cython.locals(lat=double, qd=long, blocks=long)
+    cpdef _send(self, Route route, double nbytes, cb, double cap, tag)
+    @cython.locals(route=Route, lat=double, qd=long, blocks=long)
     cpdef storage_read(self, node, double nbytes, cb, long rid)
     cpdef storage_write(self, node, double nbytes, cb, tag)
     cpdef de_h2d(self, gpu, double nbytes, cb, long rid)

@@ -33,7 +33,7 @@ class FixedRateBackend(LinkBackend):
     name = "fixed"
 
     def duration(self, net, tr):
-        bw = min([l.capacity for l in tr.route] + [tr.max_rate])
+        bw = min([l.capacity for l in tr.links] + [tr.max_rate])
         return tr.size / bw if bw > 0 else 0.0
 
 

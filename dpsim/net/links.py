@@ -75,9 +75,14 @@ class Transfer:
     def _init(self, tid, route, size, prio, max_rate, on_done, tag) -> None:
         self.id = tid
         self.route = route
-        # The links as an exact tuple (a Route is a tuple subclass): the network's hot loops
-        # walk ``links``, which the compiled build iterates by index, allocating no iterator.
-        self.links = route if type(route) is tuple else tuple(route)
+        # The links as an exact tuple: the network's hot loops walk ``links``, which the
+        # compiled build iterates by index, allocating no iterator.
+        if type(route) is tuple:
+            self.links = route
+        elif isinstance(route, tuple):  # a tuple subclass with attributes
+            self.links = tuple(route)
+        else:  # a route object (dpsim.cluster.routes.Route) carries its links as a tuple
+            self.links = route.links
         self.size = float(size)
         self.remaining = float(size)
         self.rate = 0.0

@@ -359,8 +359,9 @@ class Network(_Sharing):
                  prio: int = LOW, max_rate: float = INF, latency: float = 0.0, tag=None) -> Transfer:
         """Start moving ``size`` bytes over ``route``; ``on_done(transfer)`` fires when the last
         byte arrives.  ``latency`` delays the first byte; ``max_rate`` caps the transfer (e.g. a
-        submission-bound stream of small blocks).  A tuple ``route`` (or a tuple subclass with
-        attributes, e.g. a ``Route``) is kept as given; other iterables become a tuple."""
+        submission-bound stream of small blocks).  A tuple of links (or a tuple subclass), or a
+        route object whose ``links`` is one (:class:`dpsim.cluster.routes.Route`), is kept as
+        given; other iterables become a tuple."""
         return self._submit(route, size, on_done, prio, max_rate, latency, tag)
 
     def _submit(self, route, size: float, on_done, prio: int, max_rate: float, latency: float, tag):
@@ -372,8 +373,8 @@ class Network(_Sharing):
         if not max_rate > 0:
             raise ValueError(f"transfer max_rate must be > 0 (got {max_rate!r})")
         self._tid += 1
-        if not isinstance(route, tuple):
-            route = tuple(route)
+        if not isinstance(route, tuple) and type(getattr(route, "links", None)) is not tuple:
+            route = tuple(route)  # (a Route carries its links as a tuple; anything else becomes one)
         tr = new_transfer(self._tid, route, size, prio, max_rate, on_done, tag)
         if self.on_transfer is not None:
             self.on_transfer(tr)
