@@ -211,13 +211,13 @@ def test_decode_ep_all_to_all_rides_the_cnics():
     sim = build(make_cfg(*ov, "experiment.max_sim_s=40"))
     assert all(d.ep_tok > 0 for d in sim.des)
     sim.run()
-    live = [d for d in sim.des if d.seqs]
+    live = [d for d in sim.des if d.n_seqs]
     assert live, "no decode batch running at the cut-off: pick a later experiment.max_sim_s"
     for d in live:
         st = d.ep_stream
         assert st is not None and st.route.kind == "model" and st.prio == HIGH
         # it wants (sequences in the batch) x (EP bytes per token) per iteration
-        assert st.max_rate == pytest.approx(len(d.seqs) * d.ep_tok / (d.a / d.slowdown), rel=1e-9)
+        assert st.max_rate == pytest.approx(d.n_seqs * d.ep_tok / (d.a / d.slowdown), rel=1e-9)
     assert all(d.ep_tok == 0 for d in build(make_cfg(*ov, "system.model_traffic=false")).des)
 
 

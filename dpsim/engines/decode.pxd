@@ -21,7 +21,7 @@ cdef class DecodeEngine:
     cdef object _finish_cb, _done_cb, _boundary_cb
     cdef public GPU gpu
     cdef public long idx, base, fresh_step, steps, version, btoken, seq, tok, _fin_k, _bnd_k, _fin_seq
-    cdef public dict seqs
+    cdef public long n_seqs
     cdef public list fresh, joiners, size_log, _armed
     cdef public TimeHeap heap
     cdef public double t_int, a, c, busy_time, t0, ts, tt, ep_tok, slowdown, _fin_t

@@ -52,7 +52,9 @@ class DecodeEngine:
         self.clock = deps.clock
         self.gpu = gpu
         self.idx = idx
-        self.seqs: dict = {}  # rid -> _Seq
+        # Sequences in the batch: a count (each _Seq is the payload of its entry in ``heap``,
+        # the finishes to come; no rid -> _Seq dict to insert into and delete from per request).
+        self.n_seqs = 0
         # Sum over seqs of (ctx0 - step0): the batch's attended context after ``steps``
         # iterations is base + n * steps (no cap), kept as sequences join and leave (integers:
         # exact), so an iteration's cost is O(1) in the batch size.
@@ -106,7 +108,7 @@ class DecodeEngine:
 
     # ------------------------------------------------------------------ analytics
     def _iter_params(self):
-        n = len(self.seqs)
+        n = self.n_seqs
         if n == 0:
             return 0.0, 0.0
         cap = self.cap
@@ -117,7 +119,7 @@ class DecodeEngine:
         else:
             S = 0
             n_grow = 0
-            for s in self.seqs.values():
+            for _t, _k, s, _b in self.heap.entries():  # (integer sums: any order is exact)
                 c = s.ctx0 + steps - s.step0
                 if c < cap:
                     S += c
@@ -136,7 +138,7 @@ class DecodeEngine:
         if st is not None and st.rate > 0.0 and st.max_rate > st.rate:
             slow = st.max_rate / st.rate
         self.slowdown = slow
-        demand = len(self.seqs) * self.ep_tok / self.a
+        demand = self.n_seqs * self.ep_tok / self.a
         if st is None:
             self.ep_stream = port.decode_stream(self.gpu, demand, self.name)
         else:
@@ -167,10 +169,10 @@ class DecodeEngine:
         self.version += 1
         if self.deps.timeline:
             log = self.size_log
-            n = len(self.seqs)
+            n = self.n_seqs
             if not log or log[-1][1] != n:
                 log.append((self.clock.time(), n))
-        if not self.seqs:
+        if self.n_seqs == 0:
             self._fin_seq = -1  # no finish pending (timers already set ring idle)
             self._fin_deferred = False
             if self.ep_stream is not None:
@@ -219,7 +221,7 @@ class DecodeEngine:
             req.t_second = now
             self.clock.timer(0.0, self._done_cb, req)
             return
-        if not self.seqs:
+        if self.n_seqs == 0:
             self.t_int = now
             self._admit([req], now)
             self._reschedule()
@@ -247,7 +249,7 @@ class DecodeEngine:
                 continue
             steps = self.steps
             s = _Seq(req, steps + steps_needed, req.prompt + 1, steps)
-            self.seqs[req.rid] = s
+            self.n_seqs += 1
             self.base += s.ctx0 - steps
             if self.fresh_step != steps:
                 self.fresh = []
@@ -269,7 +271,7 @@ class DecodeEngine:
         while heap.size() > 0 and heap.top_t() <= self.steps:
             s = heap.top_a()
             heap.pop()
-            del self.seqs[s.req.rid]
+            self.n_seqs -= 1
             self.base -= s.ctx0 - s.step0
             done.append(s)
         cb = self.deps.done
@@ -300,7 +302,7 @@ class DecodeEngine:
             return
         now = self.clock.time()
         self.boundary_pending = False
-        if self.seqs:
+        if self.n_seqs > 0:
             self._advance(k, now)
         else:
             self.t_int = now
