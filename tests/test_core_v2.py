@@ -64,6 +64,26 @@ def test_request_log_rows_in_rid_order_with_live_ones_unfinished():
     assert len(log) == 3 and list(log.live) == [2]
 
 
+def test_request_log_refuses_a_request_finished_twice_or_issued_twice():
+    log = RequestLog()
+    ag = Agent(0, _Traj())
+    a, b = (Request(i, ag, i, 100, 10, 5, 0.0) for i in (1, 2))
+    log.issued(a)
+    with pytest.raises(ValueError, match="request 1 issued twice"):
+        log.issued(a)
+    with pytest.raises(ValueError, match="request 2 finished but not in flight"):
+        log.finished(b)
+    a.stage = Stage.DONE
+    log.finished(a)
+    with pytest.raises(ValueError, match="request 1 finished but not in flight"):
+        log.finished(a)
+    # A freed place is reused; the live view stays in rid order whatever the places.
+    log.issued(b)
+    c = Request(3, ag, 3, 100, 10, 5, 0.0)
+    log.issued(c)
+    assert list(log.live) == [2, 3] and len(log) == 3
+
+
 def test_routes_carry_their_kind_and_endpoint_routes_are_kept():
     sim = build(make_cfg("workload.agents=2"))
     R = sim.cluster.routes

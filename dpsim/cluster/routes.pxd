@@ -19,7 +19,8 @@ cpdef Route new_route(tuple links, kind, src, dst, double latency)
 @cython.final  # never subclassed: cpdef calls are direct C calls (no override lookup)
 cdef class RouteBook:
     cdef public object cl, transform, _tf
-    cdef public dict lat, _read, _write, _h2d, _d2h
+    cdef public dict lat
+    cdef public list _read, _write, _h2d, _d2h
     cdef public double net_lat
 
     cpdef _make(self, kind, src, dst, tuple links)

@@ -113,7 +113,8 @@ class RouteBook:
     kind: storage I/O pays the storage latency, CNIC copies the network latency, local D2H and
     model traffic none (as before core v2).
 
-    Kept routes sit in one small dict per kind keyed by a node's ``nid`` or a GPU's ``gid``.  Pair
+    Kept routes sit in one list per kind indexed by a node's ``nid`` or a GPU's ``gid`` (no
+    hashing, no boxed key).  Pair
     routes are not kept: a 1,152-GPU run has 1.3 million GPU pairs, and a table of their routes
     (~600,000 built, ~200 MB) is read at random, one cache miss after another; a new 4-link
     route per transfer costs less and holds nothing.  :meth:`built` lists the kept ones."""
@@ -127,10 +128,11 @@ class RouteBook:
                     RouteKind.H2D: net_latency, RouteKind.REMOTE_H2D: net_latency,
                     RouteKind.GPU_TO_REMOTE: net_latency, RouteKind.D2H: 0.0, RouteKind.MODEL: 0.0}
         self.net_lat = float(net_latency)
-        self._read: dict = {}
-        self._write: dict = {}
-        self._h2d: dict = {}
-        self._d2h: dict = {}
+        n_nodes, n_gpus = len(cluster.nodes), len(cluster.gpus)
+        self._read: list = [None] * n_nodes
+        self._write: list = [None] * n_nodes
+        self._h2d: list = [None] * n_gpus
+        self._d2h: list = [None] * n_gpus
 
     def _make(self, kind: RouteKind, src, dst, links: tuple):
         r = new_route(links, kind, src, dst, float(self.lat[kind]))
@@ -143,10 +145,10 @@ class RouteBook:
 
     def built(self) -> list:
         """Every kept route built so far (a node's or a GPU's own; pair routes are not kept)."""
-        return [r for d in (self._read, self._write, self._h2d, self._d2h) for r in d.values()]
+        return [r for t in (self._read, self._write, self._h2d, self._d2h) for r in t if r is not None]
 
     def storage_read(self, node):
-        r = self._read.get(node.nid)
+        r = self._read[node.nid]
         if r is None:
             links = (node.snic_rx, node.dram)
             st = self.cl.storage
@@ -155,7 +157,7 @@ class RouteBook:
         return r
 
     def storage_write(self, node):
-        r = self._write.get(node.nid)
+        r = self._write[node.nid]
         if r is None:
             links = (node.dram, node.snic_tx)
             st = self.cl.storage
@@ -165,7 +167,7 @@ class RouteBook:
 
     def h2d(self, gpu):
         """Host DRAM of the GPU's node -> the GPU: a loop-back RDMA write through its CNIC."""
-        r = self._h2d.get(gpu.gid)
+        r = self._h2d[gpu.gid]
         if r is None:
             links = (gpu.node.dram, gpu.cnic_rd, gpu.cnic_wr)
             if gpu.pcie_dn is not None:
@@ -193,7 +195,7 @@ class RouteBook:
 
     def d2h(self, gpu):
         """GPU -> its node's DRAM through its own CNIC (loop-back)."""
-        r = self._d2h.get(gpu.gid)
+        r = self._d2h[gpu.gid]
         if r is None:
             links = (gpu.cnic_rd, gpu.cnic_wr, gpu.node.dram)
             if gpu.pcie_up is not None:

@@ -6,7 +6,9 @@ from dpsim.lifecycle.request cimport Request
 
 @cython.final  # never subclassed: cpdef calls are direct C calls (no override lookup)
 cdef class RequestLog:
-    cdef public dict live, fail_reason
+    cdef public dict fail_reason
+    cdef public list _live, _free
+    cdef public Py_ssize_t _nlive
     cdef public list _pages
     cdef public tuple _page
     cdef long long[::1] _iv
@@ -14,6 +16,7 @@ cdef class RequestLog:
     cdef signed char[::1] _pv, _sv
     cdef public Py_ssize_t _n, _k
 
+    @cython.locals(free=list)
     cpdef issued(self, Request req)
     cpdef finished(self, Request req)
     cpdef _new_page(self)

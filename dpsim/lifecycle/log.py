@@ -35,9 +35,19 @@ _NI, _NT = len(INT_COLS), len(TIME_COLS)
 assert (_NI, _NT) == (11, 10), "RequestLog._write writes 11 ints and 10 times per row"
 
 
+def _rid(r) -> int:
+    return r.rid
+
+
 class RequestLog:
     def __init__(self) -> None:
-        self.live: dict = {}  # rid -> Request still in flight
+        # The requests in flight, each in a slot (``req._lslot``) of ``_live`` (None: free), the
+        # free slots a stack of int objects made once each: issuing and finishing a request
+        # hashes nothing and boxes nothing (a rid-keyed dict did both, on a table too large to
+        # stay in cache at scale).  :attr:`live` is the rid -> Request view.
+        self._live: list = []
+        self._free: list = []
+        self._nlive = 0
         self.fail_reason: dict = {}  # rid -> reason (failed requests only)
         self._pages: list = []  # full pages: (ints, times, path, status) arrays
         self._n = 0  # rows written
@@ -57,14 +67,35 @@ class RequestLog:
         self._k = 0
 
     def __len__(self) -> int:
-        return self._n + len(self.live)
+        return self._n + self._nlive
+
+    @property
+    def live(self) -> dict:
+        """rid -> Request still in flight, in rid order."""
+        return {r.rid: r for r in sorted([r for r in self._live if r is not None], key=_rid)}
 
     def issued(self, req) -> None:
-        self.live[req.rid] = req
+        if req._lslot is not None:
+            raise ValueError(f"request {req.rid} issued twice (it is already in flight)")
+        free = self._free
+        if free:
+            s = free.pop()
+            self._live[s] = req
+        else:
+            s = len(self._live)
+            self._live.append(req)
+        req._lslot = s
+        self._nlive += 1
 
     def finished(self, req) -> None:
         """Write ``req`` (done or failed) as a row and forget the object."""
-        del self.live[req.rid]
+        s = req._lslot
+        if s is None:
+            raise ValueError(f"request {req.rid} finished but not in flight (never issued, or finished twice)")
+        self._live[s] = None
+        self._free.append(s)
+        req._lslot = None
+        self._nlive -= 1
         self._write(req)
 
     def _write(self, r) -> None:
@@ -124,9 +155,10 @@ class RequestLog:
         im, tm, path, status = self._arrays()
         i = {c: im[:, k] for k, c in enumerate(INT_COLS)}
         t = {c: tm[:, k] for k, (c, _a) in enumerate(TIME_COLS)}
-        if self.live:
+        live = self.live
+        if live:
             tmp = RequestLog()
-            for r in self.live.values():
+            for r in live.values():
                 tmp._write(r)
             extra = tmp.columns()
             i = {c: np.concatenate([i[c], extra[c]]) for c in INT_COLS}

@@ -12,6 +12,7 @@ cdef class KVPort:
     cdef public Network net  # the compiled network (dpsim._core runs this build only with it)
     cdef public RouteBook routes
     cdef public dict ep_peer
+    cdef public list _peer
     cdef public double full_block_bytes, cap_layer, cap_full, cap_storage
     cdef public long model_prio, read_qd
 
@@ -29,3 +30,4 @@ cdef class KVPort:
     cpdef long pe_output(self, Request req, gpu, double nbytes, double pace, cb, bint layer_blocks)
 
     cpdef long model_traffic(self, gpu, double nbytes, double duration, cb, long idx)
+    cdef _peer_of(self, long gid)

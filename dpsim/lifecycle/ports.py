@@ -30,6 +30,10 @@ class KVPort:
         self.cap_storage = (fb / submission["storage_block_s"]) if submission["storage_block_s"] > 0 else INF
         self.model_prio = model_prio
         self.ep_peer = ep_peer  # gid -> the GPU its EP all-to-all goes to (absent: none)
+        # The same as a list indexed by gid (None: no peer), read per forward without a boxed key.
+        self._peer: list = [None] * ((max(ep_peer) + 1) if ep_peer else 0)
+        for gid, peer in ep_peer.items():
+            self._peer[gid] = peer
         # At most this many Full Block reads outstanding per read (cluster.storage_queue_depth;
         # 0: unlimited): a read of n blocks pays ceil(n / depth) rounds of the route's latency.
         self.read_qd = int(read_queue_depth)
@@ -62,7 +66,7 @@ class KVPort:
 
     def decode_stream(self, gpu, rate: float, name: str):
         """The decode batch's EP all-to-all as an open-ended stream (``None``: no EP peer)."""
-        peer = self.ep_peer.get(gpu.gid)
+        peer = self._peer_of(gpu.gid)
         if peer is None:
             return None
         return self.net.stream(self.routes.model(gpu, peer), rate, prio=self.model_prio, tag=("ep", name))
@@ -75,6 +79,10 @@ class KVPort:
 
     def has_ep_peer(self, gpu) -> bool:
         return gpu.gid in self.ep_peer
+
+    def _peer_of(self, gid: int):
+        """The GPU that ``gid``'s EP all-to-all goes to, or None."""
+        return self._peer[gid] if 0 <= gid < len(self._peer) else None
 
     # ------------------------------------------------------------------ prefill side
     def pe_input(self, req, gpu, nbytes: float, pace: float, cb, layer_blocks: bool) -> int:
@@ -119,7 +127,7 @@ class KVPort:
 
     def model_traffic(self, gpu, nbytes: float, duration: float, cb, idx: int) -> int:
         """A prefill forward's EP all-to-all bytes leaving the node, paced over the forward."""
-        peer = self.ep_peer.get(gpu.gid)
+        peer = self._peer_of(gpu.gid)
         if peer is None or nbytes <= 0:
             return 0
         self.net._submit(self.routes.model(gpu, peer), nbytes, cb, self.model_prio,

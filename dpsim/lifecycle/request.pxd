@@ -11,7 +11,7 @@ cdef class Request:
     cdef public long pe_charged, de_charged
     cdef public double arrival, t_sched, t_alloc, t_read0, t_read1, t_pf0, t_first, t_h2d
     cdef public double t_second, t_end, pe_buf, de_buf
-    cdef public object agent, pe, de, path, stage, fail
+    cdef public object agent, pe, de, path, stage, fail, _lslot
 
     cdef _init(self, long rid, agent, long rnd, long prompt, long hit, long gen, double arrival)
 

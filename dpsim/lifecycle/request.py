@@ -28,7 +28,7 @@ class Request:
         "rid", "agent", "round", "prompt", "hit", "gen", "new", "arrival",
         "t_sched", "t_alloc", "t_read0", "t_read1", "t_pf0", "t_first", "t_h2d", "t_second",
         "t_end", "pe", "de", "path", "de_hit", "computed", "stage", "fail", "pe_buf",
-        "de_buf", "n_chunks", "pe_charged", "de_charged",
+        "de_buf", "n_chunks", "pe_charged", "de_charged", "_lslot",
     )
 
     def __init__(self, rid: int, agent, rnd: int, prompt: int, hit: int, gen: int, arrival: float):
@@ -64,6 +64,7 @@ class Request:
         self.n_chunks = 0
         self.pe_charged = 0  # tokens this request adds to its PE's tok_e (LoadLedger)
         self.de_charged = 0  # tokens it adds to its DE's tok_e
+        self._lslot = None  # its place among the request log's live requests (while in flight)
 
     @property
     def pe_hit(self) -> int:
