@@ -158,7 +158,7 @@ def test_finish_timers_do_not_pile_up_with_joins():
     sim.timer(0.35, lambda _e: pending.append(sim.clock.pending()))  # all joined, none finished
     sim.env.run()
     assert pending == [1]  # the finish (one timer per join, 60, before)
-    assert len(de._armed) == 0 and de._fin_seq == -1
+    assert de._n_armed == 0 and de._fin_seq == -1
     got = [(r.t_second, r.t_end) for r in reqs]
     ref = reference([(0.005 * i, 1000, 400) for i in range(60)], (t0, ts, tt), None)
     for (gs, ge), (rs, re_) in zip(got, ref):

@@ -22,7 +22,9 @@ cdef class DecodeEngine:
     cdef public GPU gpu
     cdef public long idx, base, fresh_step, steps, version, btoken, seq, tok, _fin_k, _bnd_k, _fin_seq
     cdef public long n_seqs
-    cdef public list fresh, joiners, size_log, _armed
+    cdef public list fresh, joiners, size_log
+    cdef double[::1] _armed
+    cdef public long _n_armed
     cdef public TimeHeap heap
     cdef public double t_int, a, c, busy_time, t0, ts, tt, ep_tok, slowdown, _fin_t
     cdef public bint boundary_pending, _fin_deferred
@@ -41,9 +43,10 @@ cdef class DecodeEngine:
     @cython.locals(k=long, dt=double, n=long, now=double, t=double, nxt=_Seq)
     cpdef _reschedule(self)
 
-    @cython.locals(armed=list, i=long)
+    @cython.locals(armed="double[::1]", i=long)
     cpdef bint _covered(self, double t)
 
+    @cython.locals(n=long)
     cpdef _set_finish(self)
 
     @cython.locals(now=double, j=long, tb=double)
@@ -57,7 +60,7 @@ cdef class DecodeEngine:
 
     cpdef _done_now(self, req)
     cpdef _boundary_due(self, long bt)
-    @cython.locals(armed=list, i=long)
+    @cython.locals(armed="double[::1]", i=long, n=long)
     cpdef _finish_due(self, long seq)
 
     @cython.locals(now=double)

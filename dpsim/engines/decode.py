@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .. import net as _net
+from ..net.network import _grown
 from ..lifecycle.stage import Stage
 
 # Stage members as module constants: read on every transition, and a module global is
@@ -93,7 +94,11 @@ class DecodeEngine:
         self._fin_t = 0.0
         self._fin_seq = -1  # -1: no target (empty batch)
         self._fin_deferred = False  # the target is not set as a timer yet
-        self._armed: list = []  # [time, place] of each finish timer set and not yet rung
+        # [time, place] of each finish timer set and not yet rung, in a C array of doubles (a
+        # place is an event sequence number < 2**53: exact as a double), ``_n_armed`` of them
+        # in any order: no boxed float and int per timer, no list of them to scan.
+        self._armed = _grown(None, "d", 8)
+        self._n_armed = 0
         # Timer callbacks bound once (reading ``self.method`` allocates a bound method).
         self._finish_cb, self._done_cb = self._finish_due, self._done_now
         self._boundary_cb = self._boundary_due
@@ -201,15 +206,19 @@ class DecodeEngine:
     def _covered(self, t: float) -> bool:
         """A finish timer already set rings no later than ``t`` (it will set the target then)."""
         armed = self._armed
-        for i in range(0, len(armed), 2):
+        for i in range(0, 2 * self._n_armed, 2):
             if armed[i] <= t:
                 return True
         return False
 
     def _set_finish(self) -> None:
         self._fin_deferred = False
-        self._armed.append(self._fin_t)
-        self._armed.append(self._fin_seq)
+        n = 2 * self._n_armed
+        if n + 2 > self._armed.shape[0]:
+            self._armed = _grown(self._armed, "d", 2 * self._armed.shape[0])
+        self._armed[n] = self._fin_t
+        self._armed[n + 1] = self._fin_seq
+        self._n_armed += 1
         self.clock.timer_at(self._fin_t, self._fin_seq, self._finish_cb, self._fin_seq)
 
     # ------------------------------------------------------------------ events
@@ -286,10 +295,13 @@ class DecodeEngine:
 
     def _finish_due(self, seq: int) -> None:
         armed = self._armed
-        for i in range(0, len(armed), 2):
+        n = 2 * self._n_armed
+        for i in range(0, n, 2):
             if armed[i + 1] == seq:
-                armed.pop(i)  # (two pops: a C memmove each in the compiled core, where a slice
-                armed.pop(i)  # deletion builds a slice object and goes through the generic path)
+                # The last timer takes its place: only "does any ring by t" is ever asked.
+                armed[i] = armed[n - 2]
+                armed[i + 1] = armed[n - 1]
+                self._n_armed -= 1
                 break
         if seq == self._fin_seq:  # the live target
             self._fin_seq = -1
