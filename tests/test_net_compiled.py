@@ -246,6 +246,9 @@ def test_route_object_with_links_kept_as_given(impl):
     env.run()
     assert tr.done and tr.t_end == 0.25 + 10.0 / 5.0  # b is the bottleneck
     assert a.acc_bytes == b.acc_bytes == 10.0
+    # A Transfer made directly keeps any iterable of links as a tuple beside it.
+    t = impl.Transfer(7, [a, b], 1.0, 1, 1e9, None, "x")
+    assert t.links == (a, b) and type(t.links) is tuple and t.route == [a, b]
 
 
 @both

@@ -82,7 +82,8 @@ class Transfer:
         elif isinstance(route, tuple):  # a tuple subclass with attributes
             self.links = tuple(route)
         else:  # a route object (dpsim.cluster.routes.Route) carries its links as a tuple
-            self.links = route.links
+            links = getattr(route, "links", None)
+            self.links = links if type(links) is tuple else tuple(route)
         self.size = float(size)
         self.remaining = float(size)
         self.rate = 0.0
