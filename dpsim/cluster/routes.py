@@ -114,10 +114,10 @@ class RouteBook:
     model traffic none (as before core v2).
 
     Kept routes sit in one list per kind indexed by a node's ``nid`` or a GPU's ``gid`` (no
-    hashing, no boxed key).  Pair
-    routes are not kept: a 1,152-GPU run has 1.3 million GPU pairs, and a table of their routes
-    (~600,000 built, ~200 MB) is read at random, one cache miss after another; a new 4-link
-    route per transfer costs less and holds nothing.  :meth:`built` lists the kept ones."""
+    hashing, no boxed key).  Pair routes are not kept: a 1,152-GPU run has 1.3 million GPU
+    pairs, and a table of their routes (~600,000 built, ~200 MB) is read at random, one cache
+    miss after another; a new 4-link route per transfer costs less and holds nothing.
+    :meth:`built` lists the kept ones."""
 
     def __init__(self, cluster, storage_latency: float, net_latency: float,
                  transform: Transform = identity_transform):
@@ -135,11 +135,12 @@ class RouteBook:
         self._d2h: list = [None] * n_gpus
 
     def _make(self, kind: RouteKind, src, dst, links: tuple):
-        r = new_route(links, kind, src, dst, float(self.lat[kind]))
-        return r if self._tf is None else self._tf(r)
+        """A route with its kind's latency from :attr:`lat`."""
+        return self._fresh(kind, src, dst, links, float(self.lat[kind]))
 
     def _fresh(self, kind: RouteKind, src, dst, links: tuple, latency: float):
-        """A pair route (not kept): the transform applies as to every route."""
+        """A route with the transform applied (every route is made here; a pair route, made
+        per transfer, passes its latency rather than looking it up)."""
         r = new_route(links, kind, src, dst, latency)
         return r if self._tf is None else self._tf(r)
 

@@ -21,7 +21,6 @@ cdef class DecodeEngine:
     cdef object _finish_cb, _done_cb, _boundary_cb
     cdef public GPU gpu
     cdef public long idx, base, fresh_step, steps, version, btoken, seq, tok, _fin_k, _bnd_k, _fin_seq
-    cdef public long n_seqs
     cdef public list fresh, joiners, size_log
     cdef double[::1] _armed
     cdef public long _n_armed

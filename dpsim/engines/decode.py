@@ -53,9 +53,6 @@ class DecodeEngine:
         self.clock = deps.clock
         self.gpu = gpu
         self.idx = idx
-        # Sequences in the batch: a count (each _Seq is the payload of its entry in ``heap``,
-        # the finishes to come; no rid -> _Seq dict to insert into and delete from per request).
-        self.n_seqs = 0
         # Sum over seqs of (ctx0 - step0): the batch's attended context after ``steps``
         # iterations is base + n * steps (no cap), kept as sequences join and leave (integers:
         # exact), so an iteration's cost is O(1) in the batch size.
@@ -63,7 +60,8 @@ class DecodeEngine:
         self.fresh: list = []  # the seqs whose first iteration starts at step ``fresh_step``
         self.fresh_step = -1
         # Finishes to come: a C min-heap keyed (end_step, rid), each sequence its payload (the
-        # network's TimeHeap: no tuple per admission, no Python comparison per sift).
+        # network's TimeHeap: no tuple per admission, no Python comparison per sift).  One entry
+        # per sequence in the batch, so its size is the batch's (:attr:`n_seqs`).
         self.heap = _net.implementation().TimeHeap()
         self.steps = 0  # iterations completed so far (integer)
         self.t_int = 0.0  # start of the current interval (an iteration boundary)
@@ -108,12 +106,17 @@ class DecodeEngine:
         return f"DE{self.idx}@gpu{self.gpu.gid}"
 
     @property
+    def n_seqs(self) -> int:
+        """Sequences in the batch (each has its finish entry in ``heap``)."""
+        return self.heap.size()
+
+    @property
     def hbm_free(self) -> float:
         return self.gpu.hbm_kv - self.gpu.hbm_used
 
     # ------------------------------------------------------------------ analytics
     def _iter_params(self):
-        n = self.n_seqs
+        n = self.heap.size()
         if n == 0:
             return 0.0, 0.0
         cap = self.cap
@@ -143,7 +146,7 @@ class DecodeEngine:
         if st is not None and st.rate > 0.0 and st.max_rate > st.rate:
             slow = st.max_rate / st.rate
         self.slowdown = slow
-        demand = self.n_seqs * self.ep_tok / self.a
+        demand = self.heap.size() * self.ep_tok / self.a
         if st is None:
             self.ep_stream = port.decode_stream(self.gpu, demand, self.name)
         else:
@@ -174,10 +177,10 @@ class DecodeEngine:
         self.version += 1
         if self.deps.timeline:
             log = self.size_log
-            n = self.n_seqs
+            n = self.heap.size()
             if not log or log[-1][1] != n:
                 log.append((self.clock.time(), n))
-        if self.n_seqs == 0:
+        if self.heap.size() == 0:
             self._fin_seq = -1  # no finish pending (timers already set ring idle)
             self._fin_deferred = False
             if self.ep_stream is not None:
@@ -230,7 +233,7 @@ class DecodeEngine:
             req.t_second = now
             self.clock.timer(0.0, self._done_cb, req)
             return
-        if self.n_seqs == 0:
+        if self.heap.size() == 0:
             self.t_int = now
             self._admit([req], now)
             self._reschedule()
@@ -258,7 +261,6 @@ class DecodeEngine:
                 continue
             steps = self.steps
             s = _Seq(req, steps + steps_needed, req.prompt + 1, steps)
-            self.n_seqs += 1
             self.base += s.ctx0 - steps
             if self.fresh_step != steps:
                 self.fresh = []
@@ -280,7 +282,6 @@ class DecodeEngine:
         while heap.size() > 0 and heap.top_t() <= self.steps:
             s = heap.top_a()
             heap.pop()
-            self.n_seqs -= 1
             self.base -= s.ctx0 - s.step0
             done.append(s)
         cb = self.deps.done
@@ -314,7 +315,7 @@ class DecodeEngine:
             return
         now = self.clock.time()
         self.boundary_pending = False
-        if self.n_seqs > 0:
+        if self.heap.size() > 0:
             self._advance(k, now)
         else:
             self.t_int = now

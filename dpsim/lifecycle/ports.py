@@ -78,7 +78,7 @@ class KVPort:
         self.net.stop(stream)
 
     def has_ep_peer(self, gpu) -> bool:
-        return gpu.gid in self.ep_peer
+        return self._peer_of(gpu.gid) is not None
 
     def _peer_of(self, gid: int):
         """The GPU that ``gid``'s EP all-to-all goes to, or None."""
