@@ -1,8 +1,12 @@
 # Declarations of heap.pyx (the compiled TimeHeap; heap.py is the pure-Python reference).
+from cpython.object cimport PyObject
+
 cdef struct _Entry:
+    # 32 bytes: four children of a node span two cache lines.
     double t
-    long long seq
-    Py_ssize_t slot
+    unsigned long long key  # seq << SLOT_BITS | slot: ordering by key is ordering by seq
+    PyObject* a  # the payloads, borrowed (the lists _pa/_pb own them): the top's are read
+    PyObject* b  # from the entry, not from the slot's (cold) place in the lists
 
 
 cimport cython

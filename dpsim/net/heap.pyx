@@ -1,8 +1,11 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
 """The compiled :class:`TimeHeap` (see ``heap.py``, the pure-Python reference with the same
-interface and the same order): keys ``(t, seq)`` in a C array of structs, payloads in two
-Python lists indexed by a slot number that the key carries, so a sift moves 24-byte structs and
-compares doubles, never Python objects.
+interface and the same order): keys ``(t, seq)`` in a C array of 32-byte structs, so a sift
+compares doubles and integers, never Python objects.  Each entry also carries its payloads'
+pointers, borrowed: two Python lists indexed by a slot number (packed into the key's low bits)
+own them, and keep them visible to the garbage collector.  Reading the top's payloads from the
+entry, not from the lists, matters on large clusters: the lists' slot lines are cold there, and
+the next entry's payloads can be prefetched while the caller handles this one.
 
 The array is a 4-ary heap (children of ``i`` at ``4i+1 .. 4i+4``): half the levels of a binary
 heap, and a node's children share one or two cache lines -- what matters with tens of thousands
@@ -23,11 +26,34 @@ cdef inline void _set(list l, Py_ssize_t i, object v) noexcept:
     PyList_SET_ITEM(l, i, v)
     Py_DECREF(<object> old)
 
+cdef extern from *:
+    """
+    #define DP_PF_LINES(p) do { const char* _q = (const char*)(p); __builtin_prefetch(_q); __builtin_prefetch(_q + 64); } while (0)
+    """
+    void _prefetch_lines "DP_PF_LINES"(PyObject* p) noexcept nogil
+
+cdef inline void _put(list l, Py_ssize_t i, object v) noexcept:
+    """``l[i] = v`` where ``l[i]`` is None (a free slot): a store only, the old item not read."""
+    Py_INCREF(v)
+    PyList_SET_ITEM(l, i, v)
+    Py_DECREF(None)
+
+
 cdef double INF = float("inf")
+DEF SLOT_BITS = 24
+cdef unsigned long long SLOT_MASK = (1ULL << SLOT_BITS) - 1
+cdef long long MAX_SEQ = (1LL << (64 - SLOT_BITS)) - 1
+
+
+cdef inline unsigned long long _key(long long seq, Py_ssize_t slot) except? 0:
+    if seq < 0 or seq > MAX_SEQ:
+        raise OverflowError(f"TimeHeap: seq {seq} is outside 0..{MAX_SEQ} (the compiled heap packs "
+                            f"it with a slot into 64 bits)")
+    return ((<unsigned long long> seq) << SLOT_BITS) | <unsigned long long> slot
 
 
 cdef inline bint _less(_Entry x, _Entry y) noexcept nogil:
-    return x.t < y.t or (x.t == y.t and x.seq < y.seq)
+    return x.t < y.t or (x.t == y.t and x.key < y.key)
 
 
 cdef class TimeHeap:
@@ -75,6 +101,7 @@ cdef class TimeHeap:
     cpdef Py_ssize_t push(self, double t, long long seq, a, b) except? -1:
         """Add an entry; returns its handle (a slot, valid until the entry leaves the heap)."""
         cdef Py_ssize_t slot
+        cdef unsigned long long key
         cdef _Entry* nh
         if self._n == self._cap:
             nh = <_Entry*> PyMem_Realloc(self._h, 2 * self._cap * sizeof(_Entry))
@@ -83,19 +110,24 @@ cdef class TimeHeap:
             self._h = nh
             self._cap *= 2
         if self._nfree > 0:
+            slot = self._free[self._nfree - 1]
+            key = _key(seq, slot)
             self._nfree -= 1
-            slot = self._free[self._nfree]
-            _set(self._pa, slot, a)
-            _set(self._pb, slot, b)
+            _put(self._pa, slot, a)  # (pop left None there)
+            _put(self._pb, slot, b)
         else:
             slot = len(self._pa)
+            if slot > <Py_ssize_t> SLOT_MASK:
+                raise OverflowError(f"TimeHeap: more than {SLOT_MASK + 1} entries at once")
+            key = _key(seq, slot)
             if slot >= self._pcap:
                 self._grow_pos(slot + 1)
             self._pa.append(a)
             self._pb.append(b)
         self._h[self._n].t = t
-        self._h[self._n].seq = seq
-        self._h[self._n].slot = slot
+        self._h[self._n].key = key
+        self._h[self._n].a = <PyObject*> a
+        self._h[self._n].b = <PyObject*> b
         self._n += 1
         self._sift_up(self._n - 1)
         return slot
@@ -106,15 +138,22 @@ cdef class TimeHeap:
         leave, without the old one waiting in it until its time."""
         cdef Py_ssize_t i = self._pos[slot]
         cdef _Entry x = self._h[i]
-        cdef bint up = t < x.t or (t == x.t and seq < x.seq)
+        cdef unsigned long long key = _key(seq, slot)
+        cdef bint up = t < x.t or (t == x.t and key < x.key)
         self._h[i].t = t
-        self._h[i].seq = seq
-        _set(self._pa, slot, a)
-        _set(self._pb, slot, b)
+        self._h[i].key = key
+        self._h[i].a = <PyObject*> a
+        self._h[i].b = <PyObject*> b
+        Py_INCREF(a)  # the lists now own the new payloads (stores only: the old ones are x's)
+        PyList_SET_ITEM(self._pa, slot, a)
+        Py_INCREF(b)
+        PyList_SET_ITEM(self._pb, slot, b)
         if up:
             self._sift_up(i)
         else:
             self._sift_down(i)
+        Py_DECREF(<object> x.a)  # last, with the heap consistent (see pop)
+        Py_DECREF(<object> x.b)
 
     cpdef Py_ssize_t size(self) noexcept:
         return self._n
@@ -128,25 +167,25 @@ cdef class TimeHeap:
     cpdef long long top_seq(self) except? -1:
         if self._n == 0:
             raise IndexError("top of an empty heap")
-        return self._h[0].seq
+        return <long long> (self._h[0].key >> SLOT_BITS)
 
     cpdef object top_a(self):
         if self._n == 0:
             raise IndexError("top of an empty heap")
-        return <object> PyList_GET_ITEM(self._pa, self._h[0].slot)
+        return <object> self._h[0].a
 
     cpdef object top_b(self):
         if self._n == 0:
             raise IndexError("top of an empty heap")
-        return <object> PyList_GET_ITEM(self._pb, self._h[0].slot)
+        return <object> self._h[0].b
 
     cpdef pop(self):
         cdef Py_ssize_t slot
         if self._n == 0:
             raise IndexError("pop from an empty heap")
-        slot = self._h[0].slot
-        _set(self._pa, slot, None)
-        _set(self._pb, slot, None)
+        cdef PyObject* a = self._h[0].a
+        cdef PyObject* b = self._h[0].b
+        slot = <Py_ssize_t> (self._h[0].key & SLOT_MASK)
         self._free[self._nfree] = slot
         self._nfree += 1
         self._pos[slot] = -1
@@ -154,6 +193,18 @@ cdef class TimeHeap:
         if self._n > 0:
             self._h[0] = self._h[self._n]
             self._sift_down(0)
+            # The next entry's payloads are what the caller touches next: start loading them
+            # now, while it runs this one (with tens of thousands of timers they are cold).
+            _prefetch_lines(self._h[0].a)
+            _prefetch_lines(self._h[0].b)
+        # Release the slot's references last (they may be the last ones: a callback's
+        # object freed here must not see the heap half-updated).
+        Py_INCREF(None)
+        PyList_SET_ITEM(self._pa, slot, None)
+        Py_INCREF(None)
+        PyList_SET_ITEM(self._pb, slot, None)
+        Py_DECREF(<object> a)
+        Py_DECREF(<object> b)
 
     cdef void _sift_up(self, Py_ssize_t i) noexcept:
         cdef _Entry x = self._h[i]
@@ -162,12 +213,12 @@ cdef class TimeHeap:
             p = (i - 1) >> 2
             if _less(x, self._h[p]):
                 self._h[i] = self._h[p]
-                self._pos[self._h[i].slot] = i
+                self._pos[self._h[i].key & SLOT_MASK] = i
                 i = p
             else:
                 break
         self._h[i] = x
-        self._pos[x.slot] = i
+        self._pos[x.key & SLOT_MASK] = i
 
     cdef void _sift_down(self, Py_ssize_t i) noexcept:
         cdef _Entry x = self._h[i]
@@ -185,18 +236,19 @@ cdef class TimeHeap:
                 k += 1
             if _less(self._h[c], x):
                 self._h[i] = self._h[c]
-                self._pos[self._h[i].slot] = i
+                self._pos[self._h[i].key & SLOT_MASK] = i
                 i = c
             else:
                 break
         self._h[i] = x
-        self._pos[x.slot] = i
+        self._pos[x.key & SLOT_MASK] = i
 
     cpdef list entries(self):
         cdef Py_ssize_t i
         cdef list out = []
         for i in range(self._n):
-            out.append((self._h[i].t, self._h[i].seq, self._pa[self._h[i].slot], self._pb[self._h[i].slot]))
+            out.append((self._h[i].t, <long long> (self._h[i].key >> SLOT_BITS), <object> self._h[i].a,
+                        <object> self._h[i].b))
         return out
 
     cpdef drop_stale(self, long start):
@@ -206,9 +258,9 @@ cdef class TimeHeap:
         cdef long ver
         cdef Transfer tr
         for i in range(self._n):
-            slot = self._h[i].slot
-            ver = self._pa[slot]
-            tr = <Transfer> self._pb[slot]
+            slot = <Py_ssize_t> (self._h[i].key & SLOT_MASK)
+            ver = <object> self._h[i].a
+            tr = <Transfer> self._h[i].b
             if ver == start or (ver == tr.version and tr.t_end < 0.0):
                 self._h[j] = self._h[i]
                 self._pos[slot] = j
