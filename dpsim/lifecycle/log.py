@@ -4,14 +4,12 @@
 A ledger book rather than a filing cabinet: when a request ends, its numbers are written as
 one line -- its integers into one typed page and its times into another, row after row -- and
 the Python object is dropped, so memory grows by ~200 bytes per request instead of a whole
-object graph.  A page holds :data:`PAGE_ROWS` rows (``array`` buffers written through
+object graph.  A page holds :data:`PAGE_ROWS` rows (NumPy buffers written through
 memoryviews: C stores in the compiled build, no tuple and no boxing per request); a full page is
 kept and a fresh one begun.  Requests still in flight stay objects (``live``) until they end.
 :meth:`columns` gives NumPy arrays in request-id order.
 """
 from __future__ import annotations
-
-from array import array
 
 import numpy as np
 
@@ -55,11 +53,13 @@ class RequestLog:
         self._new_page()
 
     def _new_page(self) -> None:
-        """Begin a page: row-major ``array`` buffers (ints: _NI per row, times: _NT per row, a
-        path and a status code per row), written through memoryviews ``_iv``/``_tv``/``_pv``/
-        ``_sv`` until full."""
-        self._page = (array("q", bytes(8 * _NI * PAGE_ROWS)), array("d", bytes(8 * _NT * PAGE_ROWS)),
-                      array("b", bytes(PAGE_ROWS)), array("b", bytes(PAGE_ROWS)))
+        """Begin a page: row-major buffers (ints: _NI per row, times: _NT per row, a path and a
+        status code per row), written through memoryviews ``_iv``/``_tv``/``_pv``/``_sv``
+        until full.  Allocated, not filled: only the rows written are ever read, and zeroing
+        (then copying) 2.8 MB per page streamed it through the cache, evicting the state of
+        the requests in flight."""
+        self._page = (np.empty(_NI * PAGE_ROWS, np.int64), np.empty(_NT * PAGE_ROWS, np.float64),
+                      np.empty(PAGE_ROWS, np.int8), np.empty(PAGE_ROWS, np.int8))
         self._iv = memoryview(self._page[0])
         self._tv = memoryview(self._page[1])
         self._pv = memoryview(self._page[2])
