@@ -155,3 +155,35 @@ def test_update_in_place_equals_pushing_anew(seed):
             want.append(pop_ref())
         assert ch.size() == len(live)
     assert got == want and len(got) > 1000
+
+
+@pytest.mark.skipif(c_heap is None, reason="no compiled heap in this build")
+def test_compiled_heap_payloads_owned_and_seq_range_checked():
+    """The compiled heap's entries carry borrowed payload pointers while its slot lists own
+    the payloads: a payload pushed and then dropped by the caller stays alive until popped
+    (and is released then); large seqs order correctly up to the packed key's limit, and a seq
+    outside 0..2**40-1 is refused with OverflowError, leaving the heap as it was."""
+    import sys
+    import weakref
+
+    class P:  # a payload that can be watched
+        pass
+
+    h = c_heap.TimeHeap()
+    p = P()
+    ref = weakref.ref(p)
+    base = sys.getrefcount(p)
+    h.push(1.0, 7, p, None)
+    assert sys.getrefcount(p) == base + 1  # one reference: the slot list's
+    del p
+    assert ref() is not None and h.top_a() is ref()
+    h.pop()
+    assert ref() is None  # released with the entry
+    top = (1 << 40) - 1
+    h.push(5.0, top, "last", None)
+    h.push(5.0, top - 1, "first", None)
+    for bad in (-1, 1 << 40):
+        with pytest.raises(OverflowError, match="seq"):
+            h.push(0.0, bad, "x", None)
+    assert h.size() == 2
+    assert _drain(h) == [(5.0, top - 1, "first", None), (5.0, top, "last", None)]
