@@ -16,7 +16,7 @@ from .cluster import Cluster
 from .engines.decode import DecodeDeps, DecodeEngine
 from .engines.prefill import PrefillDeps, PrefillEngine
 from .engines.prefill_modes import strategy_for
-from .lifecycle import Agent, Lifecycle, RequestLog
+from .lifecycle import Lifecycle, RequestLog, make_agents
 from .lifecycle.costs import LifecycleCosts
 from .lifecycle.ports import KVPort
 from .lifecycle.stage import FINAL
@@ -88,7 +88,7 @@ class Simulation:
         self.port = KVPort(self.net, self.cluster.routes, self.kvb, self.L, self.block, sc["submission"],
                            HIGH if sc["isolation"] else LOW, self.ep_peer, costs.read_queue_depth)
         self.ledger = LoadLedger()
-        self.agents = [Agent(i, t) for i, t in enumerate(agents)]
+        self.agents = make_agents(agents)  # (agents replaying one trajectory share its round table)
         self.log = RequestLog()
         self.life = life = Lifecycle(self.clock, self.port, self.ledger, self.log, self.kvb, self.block,
                                      persist=not sc["skip_persist"], track_first=False,

@@ -223,14 +223,14 @@ def test_decode_ep_all_to_all_rides_the_cnics():
 
 
 def test_narrow_or_strided_trajectory_columns_replay_the_same():
-    """An agent reads its rounds through contiguous int64/float64 views of the trajectory's
-    columns: a trajectory held as int32 columns or strided slices replays exactly as the int64
+    """An agent reads its rounds from its round table (prompt, hit, gen, think_s side by side,
+    float64): a trajectory held as int32 columns or strided slices replays exactly as the int64
     one (byte-identical request table), and the caller's arrays are left as they were."""
     from dataclasses import replace
 
     import pandas as pd
 
-    from dpsim.lifecycle.request import Agent
+    from dpsim.lifecycle.request import ROUND_COLS, Agent
     from dpsim.metrics.tables import request_table
 
     base = trajectories(6, 5, seed=3)
@@ -244,10 +244,11 @@ def test_narrow_or_strided_trajectory_columns_replay_the_same():
 
     odd = narrow(base[0])
     a = Agent(0, odd)
-    cols = {k: np.asarray(getattr(a, k)) for k in ("_prompt", "_hit", "_gen", "_think")}  # (views compiled)
-    assert cols["_prompt"].dtype == np.int64 and cols["_think"].dtype == np.float64
-    assert list(cols["_prompt"]) == list(base[0].prompt) and list(cols["_hit"]) == list(base[0].hit)
-    assert list(cols["_gen"]) == list(base[0].gen) and list(cols["_think"]) == list(base[0].think_s)
+    tab = np.asarray(a._rounds)  # (a view, compiled)
+    assert tab.dtype == np.float64 and tab.shape == (ROUND_COLS * odd.n_rounds,)
+    rows = tab.reshape(-1, ROUND_COLS)
+    assert list(rows[:, 0]) == list(base[0].prompt) and list(rows[:, 1]) == list(base[0].hit)
+    assert list(rows[:, 2]) == list(base[0].gen) and list(rows[:, 3]) == list(base[0].think_s)
     assert odd.hit.dtype == np.int32 and not odd.prompt.flags.c_contiguous  # untouched
 
     tables = []
@@ -257,6 +258,34 @@ def test_narrow_or_strided_trajectory_columns_replay_the_same():
         tables.append(request_table(sim))
     assert len(tables[0]) == sum(t.n_rounds for t in base)
     pd.testing.assert_frame_equal(tables[0], tables[1])
+
+
+def test_round_table_rows_sharing_and_bad_input():
+    """The round table holds each round's prompt, hit, gen, think_s in one row; agents built
+    by make_agents share the table of a trajectory they replay in common (not a copy each);
+    a table that does not fit the trajectory, or a token count float64 cannot hold exactly,
+    is refused with the field named."""
+    from dataclasses import replace
+
+    from dpsim.lifecycle.request import ROUND_COLS, Agent, make_agents, round_table
+
+    t0, t1 = trajectories(2, 4, seed=5)
+    t1 = replace(t1, think_s=np.arange(t1.n_rounds) + 0.25)
+    tab = round_table(t1)
+    for i in range(t1.n_rounds):
+        assert list(tab[ROUND_COLS * i: ROUND_COLS * (i + 1)]) == [
+            t1.prompt[i], t1.hit[i], t1.gen[i], t1.think_s[i]]
+    ags = make_agents([t0, t1, t0, t1, t1])
+    assert [a.aid for a in ags] == [0, 1, 2, 3, 4] and [a.traj for a in ags] == [t0, t1, t0, t1, t1]
+    base = [np.asarray(a._rounds) for a in ags]
+    assert np.shares_memory(base[0], base[2]) and np.shares_memory(base[1], base[4])
+    assert not np.shares_memory(base[0], base[1])
+    assert np.array_equal(base[1], tab)
+    with pytest.raises(ValueError, match="round table of 4 numbers for 4 rounds"):
+        Agent(9, t1, np.zeros(4))
+    huge = replace(t1, gen=np.full(t1.n_rounds, 2 ** 53, np.int64))
+    with pytest.raises(ValueError, match="field 'gen' holds a token count of 2\\*\\*53 or more"):
+        round_table(huge)
 
 
 def test_call_and_new_request_make_what_the_constructors_make():
@@ -276,3 +305,26 @@ def test_call_and_new_request_make_what_the_constructors_make():
         va, vb = getattr(a, f), getattr(b, f)
         assert va == vb or (isinstance(va, float) and math.isnan(va) and math.isnan(vb)), f
     assert a.stage is b.stage and b.new == 4096 - 1024
+
+
+def test_a_request_waiting_for_its_agents_persist_is_at_stage_allocated():
+    """A request whose agent still persists its previous context waits (it may only read what
+    is in storage), at stage ALLOCATED; the persist's completion sends it on to its read.
+    (Until session 15 the module's ``_ALLOCATED`` was rebound to the transition function, so
+    such a request's stage was a function, not a Stage.)"""
+    from dpsim.lifecycle import Request, Stage
+
+    sim = build(_small("dualpath"))
+    agent = sim.agents[0]
+    agent.persist_pending = 1
+    req, other = (Request(i, agent, i, 100, 10, 5, 0.0) for i in (1, 2))
+    for r in (req, other):  # (placed, as the policy would have)
+        r.pe, r.de, r.path = sim.pes[0], sim.des[0], "pe"
+    sim.life._allocated(req)
+    assert req.stage is Stage.ALLOCATED and agent.persist_waiters == [req]
+    sim.life._allocated(other)
+    assert agent.persist_waiters == [req, other]
+    sim.life._persisted(agent, 0, None)  # the persist is done; the stored context did not grow
+    assert agent.persist_pending == 0 and agent.persist_waiters is None
+    # Both went on to their read: with nothing in storage they skip it (hit clamped to 0).
+    assert req.hit == other.hit == 0 and req.t_read0 == req.t_read1 == sim.clock.time()

@@ -8,12 +8,6 @@ cdef double INF
 
 
 @cython.final  # never subclassed: cpdef calls are direct C calls (no override lookup)
-cdef class _Seq:
-    cdef public Request req
-    cdef public long end_step, ctx0, step0
-
-
-@cython.final  # never subclassed: cpdef calls are direct C calls (no override lookup)
 cdef class DecodeEngine:
     cdef dict __dict__
     cdef public EventLoop clock  # the compiled event loop, or a subclass (SimpyClock)
@@ -28,7 +22,7 @@ cdef class DecodeEngine:
     cdef public double t_int, a, c, busy_time, t0, ts, tt, ep_tok, slowdown, _fin_t
     cdef public bint boundary_pending, _fin_deferred
 
-    @cython.locals(n=long, S=long, n_grow=long, steps=long, s=_Seq)
+    @cython.locals(n=long, S=long, n_grow=long, steps=long, r=Request, c=long)
     cpdef tuple _iter_params(self)
 
     @cython.locals(slow=double, demand=double)
@@ -39,7 +33,7 @@ cdef class DecodeEngine:
     @cython.locals(a=double, c=double, b=double, k=long)
     cpdef long _steps_by(self, double dt)
 
-    @cython.locals(k=long, dt=double, n=long, now=double, t=double, nxt=_Seq)
+    @cython.locals(k=long, dt=double, n=long, now=double, t=double)
     cpdef _reschedule(self)
 
     @cython.locals(armed="double[::1]", i=long)
@@ -51,10 +45,10 @@ cdef class DecodeEngine:
     @cython.locals(now=double, j=long, tb=double)
     cpdef join(self, Request req)
 
-    @cython.locals(steps_needed=long, s=_Seq, steps=long, a=double, req=Request)
+    @cython.locals(steps_needed=long, steps=long, a=double, req=Request)
     cpdef _admit(self, list reqs, double t)
 
-    @cython.locals(done=list, heap=TimeHeap, s=_Seq)
+    @cython.locals(done=list, heap=TimeHeap, req=Request)
     cpdef _advance(self, long k, double now)
 
     cpdef _done_now(self, req)

@@ -37,16 +37,6 @@ class DecodeDeps:
     timeline: bool
 
 
-class _Seq:
-    __slots__ = ("req", "end_step", "ctx0", "step0")
-
-    def __init__(self, req, end_step: int, ctx0: int, step0: int):
-        self.req = req
-        self.end_step = end_step
-        self.ctx0 = ctx0
-        self.step0 = step0
-
-
 class DecodeEngine:
     def __init__(self, gpu, idx: int, deps: DecodeDeps):
         self.deps = deps
@@ -57,7 +47,7 @@ class DecodeEngine:
         # iterations is base + n * steps (no cap), kept as sequences join and leave (integers:
         # exact), so an iteration's cost is O(1) in the batch size.
         self.base = 0
-        self.fresh: list = []  # the seqs whose first iteration starts at step ``fresh_step``
+        self.fresh: list = []  # the requests whose first iteration starts at step ``fresh_step``
         self.fresh_step = -1
         # Finishes to come: a C min-heap keyed (end_step, rid), each sequence its payload (the
         # network's TimeHeap: no tuple per admission, no Python comparison per sift).  One entry
@@ -127,8 +117,8 @@ class DecodeEngine:
         else:
             S = 0
             n_grow = 0
-            for _t, _k, s, _b in self.heap.entries():  # (integer sums: any order is exact)
-                c = s.ctx0 + steps - s.step0
+            for _t, _k, r, _b in self.heap.entries():  # (integer sums: any order is exact)
+                c = r.dec_base + steps
                 if c < cap:
                     S += c
                     n_grow += 1
@@ -190,8 +180,9 @@ class DecodeEngine:
         self.a, self.c = self._iter_params()
         if self.ep_tok > 0.0:
             self._model_traffic()
-        nxt = self.heap.top_a()  # the sequence that finishes first
-        k = nxt.end_step - self.steps
+        # The sequence that finishes first: its last step is the heap's top key (an integer,
+        # exact as a double; reading it leaves the request, cold on a large cluster, alone).
+        k = int(self.heap.top_t()) - self.steps
         dt = self._time_for(k)
         self._fin_k = k  # the pending finish event is the one of this version
         # The finish at now + dt, in the place in line a timer set now gets (EventLoop.timer's
@@ -260,18 +251,20 @@ class DecodeEngine:
                 self.clock.timer(0.0, self._done_cb, req)
                 continue
             steps = self.steps
-            s = _Seq(req, steps + steps_needed, req.prompt + 1, steps)
-            self.base += s.ctx0 - steps
+            # Its attended context after the batch's ``s`` steps is dec_base + s (it joins with
+            # prompt + 1 tokens at step ``steps``); it leaves at step steps + steps_needed.
+            req.dec_base = req.prompt + 1 - steps
+            self.base += req.dec_base
             if self.fresh_step != steps:
                 self.fresh = []
                 self.fresh_step = steps
-            self.fresh.append(s)
-            self.heap.push(s.end_step, req.rid, s, None)
+            self.fresh.append(req)
+            self.heap.push(steps + steps_needed, req.rid, req, None)
         if self.fresh_step != self.steps:
             return
         a, _c = self._iter_params()
-        for s in self.fresh:  # everyone whose first iteration starts now (joined at this step)
-            s.req.t_second = t + a if s.req.gen > 1 else t
+        for req in self.fresh:  # everyone whose first iteration starts now (joined at this step)
+            req.t_second = t + a if req.gen > 1 else t
 
     def _advance(self, k: int, now: float) -> None:
         self.busy_time += now - self.t_int
@@ -280,13 +273,13 @@ class DecodeEngine:
         done = []
         heap = self.heap
         while heap.size() > 0 and heap.top_t() <= self.steps:
-            s = heap.top_a()
+            req = heap.top_a()
             heap.pop()
-            self.base -= s.ctx0 - s.step0
-            done.append(s)
+            self.base -= req.dec_base
+            done.append(req)
         cb = self.deps.done
-        for s in done:
-            cb(s.req, self)
+        for req in done:
+            cb(req, self)
 
     def _done_now(self, req) -> None:
         self.deps.done(req, self)

@@ -19,6 +19,6 @@ touch for each kind of extension.
 from .clock import Clock  # noqa: F401
 from .join import Join  # noqa: F401
 from .log import RequestLog  # noqa: F401
-from .request import Agent, Request  # noqa: F401
+from .request import Agent, Request, make_agents, round_table  # noqa: F401
 from .stage import STAGES, Stage  # noqa: F401
 from .transitions import Lifecycle  # noqa: F401

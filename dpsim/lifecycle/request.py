@@ -11,10 +11,43 @@ NAN = math.nan
 _ARRIVED = Stage.ARRIVED  # (a module global: much cheaper to read than an enum class attribute)
 
 
-def _col(a, dtype):
-    """A trajectory column as a contiguous array of ``dtype`` (the same array when it already is
-    one; a converted copy holds the same values as the element-wise ``int()``/``float()``)."""
-    return np.ascontiguousarray(a, dtype=dtype)
+#: Numbers per round in a :func:`round_table`: prompt, hit, gen (tokens), think_s (seconds).
+ROUND_COLS = 4
+_EXACT = 2.0 ** 53  # integers below this are exact as float64
+
+
+def round_table(traj) -> np.ndarray:
+    """The per-round numbers the lifecycle reads, side by side in one float64 array:
+    ``[prompt, hit, gen, think_s]`` of round 0, then of round 1, and so on.
+
+    Like a ledger with one row per round instead of four separate books: two rounds share a
+    cache line, where four columns put every round on four lines -- and with tens of thousands
+    of agents in flight, each line a round reads is a cache miss.  Token counts go through
+    ``int64`` first (the same truncation as reading an int column) and must stay below 2**53,
+    where float64 holds every integer exactly."""
+    n = int(traj.n_rounds)
+    t = np.empty(ROUND_COLS * n, np.float64)
+    for k, (name, col) in enumerate((("prompt", traj.prompt), ("hit", traj.hit), ("gen", traj.gen))):
+        c = np.ascontiguousarray(col, dtype=np.int64)
+        if n and int(np.abs(c).max()) >= _EXACT:
+            raise ValueError(f"trajectory {getattr(traj, 'id', '?')!r}: field {name!r} holds a token "
+                             f"count of 2**53 or more; token counts must be below 2**53")
+        t[k::ROUND_COLS] = c
+    t[3::ROUND_COLS] = np.ascontiguousarray(traj.think_s, dtype=np.float64)
+    return t
+
+
+def make_agents(trajs) -> list:
+    """One :class:`Agent` per trajectory, ``aid`` its position; agents that replay the same
+    trajectory object share its :func:`round_table` (sampled workloads reuse trajectories)."""
+    tables: dict = {}
+    out = []
+    for i, t in enumerate(trajs):
+        tab = tables.get(id(t))
+        if tab is None:
+            tab = tables[id(t)] = round_table(t)
+        out.append(Agent(i, t, tab))
+    return out
 
 
 class Request:
@@ -28,7 +61,7 @@ class Request:
         "rid", "agent", "round", "prompt", "hit", "gen", "new", "arrival",
         "t_sched", "t_alloc", "t_read0", "t_read1", "t_pf0", "t_first", "t_h2d", "t_second",
         "t_end", "pe", "de", "path", "de_hit", "computed", "stage", "fail", "pe_buf",
-        "de_buf", "n_chunks", "pe_charged", "de_charged", "_lslot",
+        "de_buf", "n_chunks", "pe_charged", "de_charged", "dec_base", "_lslot",
     )
 
     def __init__(self, rid: int, agent, rnd: int, prompt: int, hit: int, gen: int, arrival: float):
@@ -64,6 +97,7 @@ class Request:
         self.n_chunks = 0
         self.pe_charged = 0  # tokens this request adds to its PE's tok_e (LoadLedger)
         self.de_charged = 0  # tokens it adds to its DE's tok_e
+        self.dec_base = 0  # in a decode batch: its attended context minus the batch's step count
         self._lslot = None  # its place among the request log's live requests (while in flight)
 
     @property
@@ -90,27 +124,39 @@ def new_request(rid: int, agent, rnd: int, prompt: int, hit: int, gen: int, arri
 
 class Agent:
     """An agent replays one trajectory, a round at a time; ``stored`` counts the tokens of its
-    context whose Full Blocks are in storage (only those can hit)."""
+    context whose Full Blocks are in storage (only those can hit).
+
+    ``rounds`` is the trajectory's :func:`round_table` (made here when not given; agents that
+    replay the same trajectory may share one, see :func:`make_agents`)."""
 
     __slots__ = ("aid", "traj", "n_rounds", "next_round", "stored", "persist_pending",
-                 "persist_waiters", "t_start", "t_end", "failed", "n_done", "_prompt", "_hit", "_gen",
-                 "_think")
+                 "persist_waiters", "t_start", "t_end", "failed", "n_done", "_rounds")
 
-    def __init__(self, aid: int, traj):
+    def __init__(self, aid: int, traj, rounds=None):
         self.aid = aid
         self.traj = traj
         self.n_rounds = traj.n_rounds  # (read once per round: a trajectory is not changed in a run)
-        # The per-round columns the lifecycle reads each round (typed views in the compiled core:
-        # a round's numbers are C array reads, not numpy scalars).
-        self._prompt = _col(traj.prompt, np.int64)
-        self._hit = _col(traj.hit, np.int64)
-        self._gen = _col(traj.gen, np.int64)
-        self._think = _col(traj.think_s, np.float64)
+        # The per-round numbers the lifecycle reads each round, side by side (a typed view in
+        # the compiled core: a round's numbers are C array reads, not numpy scalars).
+        self._rounds = round_table(traj) if rounds is None else rounds
+        if self._rounds.shape[0] != ROUND_COLS * self.n_rounds:
+            raise ValueError(f"agent {aid}: a round table of {self._rounds.shape[0]} numbers for "
+                             f"{self.n_rounds} rounds (expected {ROUND_COLS} per round)")
         self.next_round = 0
         self.stored = 0
         self.persist_pending = 0
-        self.persist_waiters: list = []
+        # Requests waiting for the agent's previous context to be persisted (None when none:
+        # the check on every persist then reads no second object)
+        self.persist_waiters: list | None = None
         self.t_start = NAN
         self.t_end = NAN
         self.failed = False
         self.n_done = 0
+
+    def wait_for_persist(self, req) -> None:
+        """``req`` reads from storage once this agent's pending persists are done (the
+        lifecycle's ``_persisted`` takes the waiters)."""
+        if self.persist_waiters is None:
+            self.persist_waiters = [req]
+        else:
+            self.persist_waiters.append(req)

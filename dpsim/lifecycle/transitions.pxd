@@ -1,8 +1,8 @@
 # Augmenting declarations: the Lifecycle as an extension type (see dpsim/_core.py, setup.py).
-# Callbacks with bound arguments are ``Call`` objects (join.pxd), not closures, so every
+# Callbacks with bound arguments are ``_Step`` objects (below), not closures, so every
 # transition is a cpdef method.
 cimport cython
-from dpsim.lifecycle.join cimport Call, Join, call
+from dpsim.lifecycle.join cimport Join
 from dpsim.lifecycle.request cimport Agent, Request, new_request
 from dpsim.cluster.topology cimport GPU
 from dpsim.lifecycle.log cimport RequestLog
@@ -12,6 +12,8 @@ from dpsim.engines.prefill cimport PrefillEngine
 from dpsim.engines.decode cimport DecodeEngine
 from dpsim.net._c.loop cimport EventLoop
 
+cdef long _RC
+cdef class _Step  # (below)
 
 cdef PrefillEngine _pe(Request req)
 cdef DecodeEngine _de(Request req)
@@ -32,7 +34,7 @@ cdef class Lifecycle:
     cdef public long block, n_rid, outstanding, n_done, n_failed
     cdef public bint persist, track_first
 
-    @cython.locals(i=long, req=Request)
+    @cython.locals(i=long, j=long, req=Request)
     cpdef issue(self, Agent agent, _ev=*)
 
     cpdef assign(self, Request req, pe, de, plan)
@@ -79,7 +81,7 @@ cdef class Lifecycle:
     cpdef _de_hbm_freed(self, DecodeEngine de)
 
     @cython.locals(now=double, agent=Agent, blk=long, ctx=long, gen_blocks=long, stored=long, b=double,
-                   go=Call, g=GPU)
+                   go=_Step, g=GPU)
     cpdef decode_done(self, Request req, DecodeEngine de)
 
     cpdef _gen_d2h(self, Agent agent, g, double b, long stored, long rid)
@@ -91,3 +93,23 @@ cdef class Lifecycle:
 
     @cython.locals(now=double, agent=Agent)
     cpdef fail(self, Request req, reason)
+
+
+cdef long _S_ALLOCATED, _S_DE_BUFFER_GRANTED, _S_READ_PART, _S_READ_JOINED, _S_FREE_DE_BUFFER
+cdef long _S_PERSISTED, _S_DE_REQUEST_HBM, _S_DE_H2D_DONE, _S_GEN_D2H, _S_GEN_TO_STORAGE
+cdef long _S_GEN_PERSISTED
+
+
+@cython.freelist(256)  # a few per request, each freed once its event came: reuse the memory
+@cython.final
+cdef class _Step:
+    # Field order is memory layout: the call reads lc and kind, then its own fields.
+    cdef Lifecycle lc
+    cdef long kind
+    cdef object req, o1, o2
+    cdef double x
+    cdef long n, m
+
+
+@cython.locals(s=_Step)
+cdef _Step _step(Lifecycle lc, long kind, req, o1, o2, double x, long n, long m)

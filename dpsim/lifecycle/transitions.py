@@ -36,14 +36,15 @@ from array import array
 from collections import deque
 
 from .costs import LifecycleCosts
-from .join import Join, call
-from .request import new_request
+from .join import Join
+from .request import ROUND_COLS, new_request
 from .stage import Stage
 
 # Stage members as module constants: read on every transition, and a module global is
 # much cheaper to read than an enum class attribute.
 _SCHEDULED, _ALLOCATED, _READING, _DE_ALLOC = Stage.SCHEDULED, Stage.ALLOCATED, Stage.READING, Stage.DE_ALLOC
 _DE_H2D, _DONE, _FAILED = Stage.DE_H2D, Stage.DONE, Stage.FAILED
+_RC = ROUND_COLS  # (a C constant in the compiled core)
 
 
 def _pe(req):
@@ -93,8 +94,9 @@ class Lifecycle:
         i = agent.next_round
         agent.next_round += 1
         self.n_rid += 1
-        req = new_request(self.n_rid, agent, i, int(agent._prompt[i]), int(agent._hit[i]), int(agent._gen[i]),
-                          self.clock.time())
+        j = _RC * i  # the round's row: [prompt, hit, gen, think_s] (request.round_table)
+        req = new_request(self.n_rid, agent, i, int(agent._rounds[j]), int(agent._rounds[j + 1]),
+                          int(agent._rounds[j + 2]), self.clock.time())
         self.log.issued(req)
         if self.track_first:
             self.awaiting_first.append(req)
@@ -126,7 +128,7 @@ class Lifecycle:
     def _alloc_de_buffer(self, req, then) -> None:
         b = req.prompt * self.kvb
         g = _de(req).gpu
-        if g.node.buffer.alloc_or_wait(b, call(_DE_BUFFER_GRANTED, (self, req, b, then))):
+        if g.node.buffer.alloc_or_wait(b, _step(self, _S_DE_BUFFER_GRANTED, req, then, None, b, 0, 0)):
             self._de_buffer_granted(req, b, then)
 
     def _de_buffer_granted(self, req, b: float, then) -> None:
@@ -139,7 +141,7 @@ class Lifecycle:
             b = pe_hit * self.kvb
             req.pe_buf = b
             g = _pe(req).gpu
-            if not g.node.buffer.alloc_or_wait(b, call(_ALLOCATED, (self, req))):
+            if not g.node.buffer.alloc_or_wait(b, _step(self, _S_ALLOCATED, req, None, None, 0.0, 0, 0)):
                 return
         self._allocated(req)
 
@@ -148,7 +150,7 @@ class Lifecycle:
         req.stage = _ALLOCATED
         agent = req.agent
         if agent.persist_pending > 0:
-            agent.persist_waiters.append(req)
+            agent.wait_for_persist(req)
             return
         self._read(req)
 
@@ -171,14 +173,14 @@ class Lifecycle:
         de_t = req.de_hit
         pe_t = req.hit - de_t
         parts = (de_t > 0) + (pe_t > 0)
-        join = Join(parts, call(_READ_JOINED, (self, req)))
+        join = Join(parts, _step(self, _S_READ_JOINED, req, None, None, 0.0, 0, 0))
         kvb = self.kvb
         ledger = self.ledger
         for node, tokens in ((_de(req).gpu.node, de_t), (_pe(req).gpu.node, pe_t)):
             if tokens > 0:
                 ledger.read_started(node, tokens)
                 self.port.storage_read(node, tokens * kvb,
-                                       call(_READ_PART, (self, node, tokens, join)), req.rid)
+                                       _step(self, _S_READ_PART, None, node, join, 0.0, tokens, 0), req.rid)
 
     def _read_part(self, node, tokens: int, join: Join) -> None:
         self.ledger.read_finished(node, tokens)
@@ -213,26 +215,26 @@ class Lifecycle:
         blk = self.block
         new_blocks = req.prompt // blk - req.hit // blk
         stored_after = (req.prompt // blk) * blk
-        free_buf = Join(1, call(_FREE_DE_BUFFER, (self, req)))
+        free_buf = Join(1, _step(self, _S_FREE_DE_BUFFER, req, None, None, 0.0, 0, 0))
         req.stage = _DE_ALLOC
         if new_blocks > 0 and self.persist:
             free_buf.add()
             agent.persist_pending += 1
             self.port.storage_write(_de(req).gpu.node, new_blocks * self.port.full_block_bytes,
-                                    call(_PERSISTED, (self, agent, stored_after, free_buf)),
+                                    _step(self, _S_PERSISTED, None, agent, free_buf, 0.0, stored_after, 0),
                                     ("persist", req.rid))
         elif stored_after > agent.stored:
             agent.stored = stored_after
         if self.handoff_s > 0.0:  # the PE tells the DE its KV is complete; the DE acknowledges
-            self.clock.timer(self.handoff_s, call(_DE_REQUEST_HBM, (self, req, free_buf)))
+            self.clock.timer(self.handoff_s, _step(self, _S_DE_REQUEST_HBM, req, None, free_buf, 0.0, 0, 0))
         else:
             self._de_request_hbm(req, free_buf)
 
     def _persisted(self, agent, stored_after: int, join: Join | None) -> None:
         agent.stored = max(agent.stored, stored_after)
         agent.persist_pending -= 1
-        if agent.persist_pending == 0 and agent.persist_waiters:
-            w, agent.persist_waiters = agent.persist_waiters, []
+        if agent.persist_pending == 0 and agent.persist_waiters is not None:
+            w, agent.persist_waiters = agent.persist_waiters, None
             for r in w:
                 self._read(r)
         if join is not None:
@@ -259,7 +261,7 @@ class Lifecycle:
         if g.hbm_used > g.hbm_peak:
             g.hbm_peak = g.hbm_used
         req.stage = _DE_H2D
-        self.port.de_h2d(g, req.prompt * self.kvb, call(_DE_H2D_DONE, (self, req, free_buf)), req.rid)
+        self.port.de_h2d(g, req.prompt * self.kvb, _step(self, _S_DE_H2D_DONE, req, None, free_buf, 0.0, 0, 0), req.rid)
 
     def _de_h2d_done(self, req, free_buf: Join) -> None:
         req.t_h2d = self.clock.time()
@@ -300,7 +302,7 @@ class Lifecycle:
             agent.persist_pending += 1
             b = gen_blocks * self.port.full_block_bytes
             # D2H of the generated KV into the DE buffer (once it has room), then to storage.
-            go = call(_GEN_D2H, (self, agent, g, b, stored, req.rid))
+            go = _step(self, _S_GEN_D2H, None, agent, g, b, stored, req.rid)
             if g.node.buffer.alloc_or_wait(b, go):
                 go()
         elif stored > agent.stored:
@@ -309,10 +311,10 @@ class Lifecycle:
         self._finished(req)
 
     def _gen_d2h(self, agent, g, b: float, stored: int, rid: int) -> None:
-        self.port.d2h(g, b, call(_GEN_TO_STORAGE, (self, agent, g.node, b, stored)), rid)
+        self.port.d2h(g, b, _step(self, _S_GEN_TO_STORAGE, None, agent, g.node, b, stored, 0), rid)
 
     def _gen_to_storage(self, agent, node, b: float, stored: int) -> None:
-        self.port.storage_write(node, b, call(_GEN_PERSISTED, (self, agent, node, b, stored)),
+        self.port.storage_write(node, b, _step(self, _S_GEN_PERSISTED, None, agent, node, b, stored, 0),
                                 ("persist_gen", agent.aid))
 
     def _gen_persisted(self, agent, node, b: float, stored: int) -> None:
@@ -329,7 +331,7 @@ class Lifecycle:
         if self.progress is not None:
             self.progress.update(1)
         if agent.next_round < agent.n_rounds and not agent.failed:
-            think = float(agent._think[agent.next_round])
+            think = float(agent._rounds[_RC * agent.next_round + 3])
             if think > 0:
                 self.clock.timer(think, self._issue_cb, agent)
             else:
@@ -363,16 +365,55 @@ class Lifecycle:
             self.on_change()
 
 
-# The per-request callbacks, as the plain functions behind the methods: ``call(_READ_PART, (self,
-# ...))`` allocates no bound method (reading ``self._read_part`` would, on every use).
-_ALLOCATED = Lifecycle.__dict__["_allocated"]
-_DE_BUFFER_GRANTED = Lifecycle.__dict__["_de_buffer_granted"]
-_DE_H2D_DONE = Lifecycle.__dict__["_de_h2d_done"]
-_DE_REQUEST_HBM = Lifecycle.__dict__["_de_request_hbm"]
-_FREE_DE_BUFFER = Lifecycle.__dict__["_free_de_buffer"]
-_GEN_D2H = Lifecycle.__dict__["_gen_d2h"]
-_GEN_PERSISTED = Lifecycle.__dict__["_gen_persisted"]
-_GEN_TO_STORAGE = Lifecycle.__dict__["_gen_to_storage"]
-_PERSISTED = Lifecycle.__dict__["_persisted"]
-_READ_JOINED = Lifecycle.__dict__["_read_joined"]
-_READ_PART = Lifecycle.__dict__["_read_part"]
+# ---------------------------------------------------------------------- pending transitions
+# Which transition a _Step runs (see _Step.__call__ for the fields each one reads).
+(_S_ALLOCATED, _S_DE_BUFFER_GRANTED, _S_READ_PART, _S_READ_JOINED, _S_FREE_DE_BUFFER, _S_PERSISTED,
+ _S_DE_REQUEST_HBM, _S_DE_H2D_DONE, _S_GEN_D2H, _S_GEN_TO_STORAGE, _S_GEN_PERSISTED) = range(11)
+
+
+class _Step:
+    """A transition waiting for its event (a buffer granted, a transfer or timer done, a join
+    complete), with its arguments: calling it, with whatever the event passes, runs it.
+
+    Like a form filled in ahead of time, with a box for each kind of answer (a request, two
+    objects, a byte count, two integers), where a generic callback would be an envelope holding
+    a list of loose notes: ``Call(fn, (self, req, b, then))`` is a Call, a tuple and a boxed
+    float, and on a large cluster each is a cache miss when the event comes, tens of thousands
+    of requests later.  In the compiled core the fields are C fields and the transition is a
+    direct C call."""
+
+    __slots__ = ("lc", "kind", "req", "o1", "o2", "x", "n", "m")
+
+    def __call__(self, *_ignored) -> None:
+        lc, k = self.lc, self.kind
+        if k == _S_ALLOCATED:
+            lc._allocated(self.req)
+        elif k == _S_READ_PART:
+            lc._read_part(self.o1, self.n, self.o2)
+        elif k == _S_READ_JOINED:
+            lc._read_joined(self.req)
+        elif k == _S_PERSISTED:
+            lc._persisted(self.o1, self.n, self.o2)
+        elif k == _S_DE_REQUEST_HBM:
+            lc._de_request_hbm(self.req, self.o2)
+        elif k == _S_DE_H2D_DONE:
+            lc._de_h2d_done(self.req, self.o2)
+        elif k == _S_FREE_DE_BUFFER:
+            lc._free_de_buffer(self.req)
+        elif k == _S_DE_BUFFER_GRANTED:
+            lc._de_buffer_granted(self.req, self.x, self.o1)
+        elif k == _S_GEN_D2H:
+            lc._gen_d2h(self.o1, self.o2, self.x, self.n, self.m)
+        elif k == _S_GEN_TO_STORAGE:
+            lc._gen_to_storage(self.o1, self.o2, self.x, self.n)
+        elif k == _S_GEN_PERSISTED:
+            lc._gen_persisted(self.o1, self.o2, self.x, self.n)
+        else:
+            raise ValueError(f"unknown lifecycle step {k}")
+
+
+def _step(lc, kind: int, req, o1, o2, x: float, n: int, m: int) -> _Step:
+    """A :class:`_Step` (in the compiled core a C call that sets its fields)."""
+    s = _Step.__new__(_Step)
+    s.lc, s.kind, s.req, s.o1, s.o2, s.x, s.n, s.m = lc, kind, req, o1, o2, x, n, m
+    return s
