@@ -38,8 +38,9 @@ def round_table(traj) -> np.ndarray:
 
 
 def make_agents(trajs) -> list:
-    """One :class:`Agent` per trajectory, ``aid`` its position; agents that replay the same
-    trajectory object share its :func:`round_table` (sampled workloads reuse trajectories)."""
+    """One :class:`Agent` per trajectory, ``aid`` its position; agents given the same
+    trajectory object share its :func:`round_table` (the built-in workloads make one trajectory
+    per agent, so there each table is its agent's own: 32 bytes per round)."""
     tables: dict = {}
     out = []
     for i, t in enumerate(trajs):
