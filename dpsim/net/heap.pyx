@@ -32,11 +32,11 @@ cdef extern from *:
     """
     void _prefetch_lines "DP_PF_LINES"(PyObject* p) noexcept nogil
 
-cdef inline void _put(list l, Py_ssize_t i, object v) noexcept:
-    """``l[i] = v`` where ``l[i]`` is None (a free slot): a store only, the old item not read."""
+cdef inline void _own(list l, Py_ssize_t i, object v) noexcept:
+    """``l[i] = v`` as a store only: the old item is not read, and its reference is the
+    caller's to release (it knows the item: None in a free slot, else the entry's pointer)."""
     Py_INCREF(v)
     PyList_SET_ITEM(l, i, v)
-    Py_DECREF(None)
 
 
 cdef double INF = float("inf")
@@ -113,8 +113,10 @@ cdef class TimeHeap:
             slot = self._free[self._nfree - 1]
             key = _key(seq, slot)
             self._nfree -= 1
-            _put(self._pa, slot, a)  # (pop left None there)
-            _put(self._pb, slot, b)
+            _own(self._pa, slot, a)  # the slot held None (pop left it there)
+            _own(self._pb, slot, b)
+            Py_DECREF(None)
+            Py_DECREF(None)
         else:
             slot = len(self._pa)
             if slot > <Py_ssize_t> SLOT_MASK:
@@ -144,10 +146,8 @@ cdef class TimeHeap:
         self._h[i].key = key
         self._h[i].a = <PyObject*> a
         self._h[i].b = <PyObject*> b
-        Py_INCREF(a)  # the lists now own the new payloads (stores only: the old ones are x's)
-        PyList_SET_ITEM(self._pa, slot, a)
-        Py_INCREF(b)
-        PyList_SET_ITEM(self._pb, slot, b)
+        _own(self._pa, slot, a)  # the lists now own the new payloads (the old ones are x's)
+        _own(self._pb, slot, b)
         if up:
             self._sift_up(i)
         else:
@@ -199,10 +199,8 @@ cdef class TimeHeap:
             _prefetch_lines(self._h[0].b)
         # Release the slot's references last (they may be the last ones: a callback's
         # object freed here must not see the heap half-updated).
-        Py_INCREF(None)
-        PyList_SET_ITEM(self._pa, slot, None)
-        Py_INCREF(None)
-        PyList_SET_ITEM(self._pb, slot, None)
+        _own(self._pa, slot, None)
+        _own(self._pb, slot, None)
         Py_DECREF(<object> a)
         Py_DECREF(<object> b)
 
