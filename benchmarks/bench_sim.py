@@ -11,6 +11,7 @@ cached temp dir and imported from there in a child process.
     python benchmarks/bench_sim.py --no-ref         # current code only
     python benchmarks/bench_sim.py --skip-large     # no 1,152-GPU run
     python benchmarks/bench_sim.py --json rows.json # also write every row
+    python benchmarks/bench_sim.py --repeat 3       # every figure as mean [95% interval] of 3 runs
 
 Each scenario (current and reference) runs in its own fresh process (same interpreter), so its
 peak RSS is its own; a process that dies or runs past --timeout gives an error row, never a hang.
@@ -247,7 +248,7 @@ def targets(rows: list[dict], quick: bool) -> list[dict]:
 
     def add(name, value, ok, fmt):
         out.append({"target": name, "value": value,
-                    "met": None if value is None else bool(ok(value)), "fmt": fmt})
+                    "met": None if value is None else bool(ok(value)), "fmt": fmt, "ok": ok})
 
     add("paper cell: >= 20,000 simulated requests per wall-second", cur("paper", "req_per_s"),
         lambda v: v >= 20000, "{:.0f} req/s")
@@ -272,12 +273,92 @@ def targets(rows: list[dict], quick: bool) -> list[dict]:
     return out
 
 
+# Two-sided 95% quantiles of Student's t, by degrees of freedom (beyond 30: the normal's 1.96).
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+         2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+         2.052, 2.048, 2.045, 2.042)
+
+
+def mean_ci(values: list[float]) -> tuple[float, float, float]:
+    """(mean, low, high): the mean of ``values`` and its 95% t-interval (one value: no interval,
+    low = high = mean)."""
+    n = len(values)
+    if n == 0:
+        raise ValueError("mean_ci of no values")
+    m = sum(values) / n
+    if n == 1:
+        return m, m, m
+    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1))
+    h = (_T975[n - 2] if n - 1 <= len(_T975) else 1.96) * sd / math.sqrt(n)
+    return m, m - h, m + h
+
+
+def verdict(lo: float, hi: float, ok) -> bool | None:
+    """True / False when the whole interval [lo, hi] meets / fails the target ``ok``; None when
+    it straddles the bound (the repetitions cannot tell)."""
+    a, b = bool(ok(lo)), bool(ok(hi))
+    return a if a == b else None
+
+
+def repetition(rows: list[dict], i: int) -> list[dict]:
+    """The rows as repetition ``i`` measured them (each run's own dict, so growth figures added
+    to it stay with that repetition)."""
+    return [{**r, "cur": r["runs"]["cur"][i], "ref": r["runs"]["ref"][i]} for r in rows]
+
+
+def repeated_targets(rows: list[dict], quick: bool, n: int) -> list[dict]:
+    """Each target over ``n`` repetitions: its value in each (a ratio or a growth is taken within
+    one repetition, never across), their mean and 95% interval, and a verdict on the interval."""
+    per = [targets(repetition(rows, i), quick) for i in range(n)]
+    out = []
+    for k, t in enumerate(per[0]):
+        vals = [p[k]["value"] for p in per if p[k]["value"] is not None]
+        ok = t["ok"]
+        e = {"target": t["target"], "fmt": t["fmt"], "ok": ok, "values": vals, "value": None, "met": None}
+        if vals:
+            m, lo, hi = mean_ci(vals)
+            e.update(value=m, low=lo, high=hi, met=verdict(lo, hi, ok) if len(vals) > 1 else bool(ok(m)))
+        out.append(e)
+    return out
+
+
+def repeat_table(rows: list[dict], n: int) -> str:
+    """Per scenario over ``n`` repetitions: req/s, cur/ref and cost growth, mean [95% interval]."""
+    hdr = f"{'scenario':<44} {'req/s':>28} {'cur/ref':>24} {'cost/req vs first':>24}"
+    lines = [f"OVER {n} REPETITIONS (mean [95% t-interval]; a ratio or a growth within one repetition)",
+             hdr, "-" * len(hdr)]
+
+    def cell(vals, fmt):
+        if not vals:
+            return "-"
+        m, lo, hi = mean_ci(vals)
+        return f"{fmt.format(m)} [{fmt.format(lo)}, {fmt.format(hi)}]"
+
+    for r in rows:
+        cur = [c for c in r["runs"]["cur"] if c and "error" not in c]
+        pairs = [(c, f) for c, f in zip(r["runs"]["cur"], r["runs"]["ref"])
+                 if c and f and "error" not in c and "error" not in f and f.get("req_per_s")]
+        lines.append(f"{r['label']:<44} {cell([c['req_per_s'] for c in cur], '{:.0f}'):>28} "
+                     f"{cell([c['req_per_s'] / f['req_per_s'] for c, f in pairs], '{:.2f}'):>24} "
+                     f"{cell([c['cost_vs_first'] for c in cur if 'cost_vs_first' in c], '{:.2f}'):>24}")
+    return "\n".join(lines)
+
+
 def format_targets(ts: list[dict], quick: bool) -> str:
     lines = ["TARGETS" + (" (--quick: small stand-ins, indicative only -- not the target scenarios)"
                           if quick else " (issue #10)")]
     for t in ts:
         val = "-" if t["value"] is None else t["fmt"].format(t["value"])
-        st = "not measured" if t["met"] is None else ("met" if t["met"] else "NOT met")
+        if t["value"] is None:
+            st = "not measured"
+        elif t["met"] is None:
+            st = "uncertain (the interval straddles the bound)"
+        else:
+            st = "met" if t["met"] else "NOT met"
+        if t.get("values") and len(t["values"]) > 1:
+            lo, hi = t["fmt"].format(t["low"]), t["fmt"].format(t["high"])
+            val += f" [{lo.split()[0]}, {hi.split()[0]}]"
+            st += f"  ({len(t['values'])} runs: " + ", ".join(t["fmt"].format(v).split()[0] for v in t["values"]) + ")"
         lines.append(f"  {t['target']:<62} {val:>12}  {st}")
     return "\n".join(lines)
 
@@ -296,6 +377,12 @@ def main(argv=None) -> int:
                     help="also run the reference on the largest ladder rung (slow)")
     ap.add_argument("--only", help="run only the scenarios whose key contains this (e.g. paper, ladder)")
     ap.add_argument("--json", help="also write all rows (and targets) as JSON here")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run every scenario this many times (all scenarios, then all again: each "
+                         "repetition's ratios and growth come from runs close in time) and report "
+                         "each figure as its mean with a 95%% t-interval; a target is then met or "
+                         "NOT met only when its whole interval is on one side of the bound, "
+                         "'uncertain' when the interval straddles it")
     ap.add_argument("--jobs", type=int, default=1,
                     help="run up to this many scenario processes at once (default 1: one after "
                          "another).  Give each its own core: on a machine with cores to spare "
@@ -304,6 +391,9 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if a.jobs < 1:
         print(f"bench_sim: error: --jobs must be >= 1 (got {a.jobs})", file=sys.stderr)
+        return 2
+    if a.repeat < 1:
+        print(f"bench_sim: error: --repeat must be >= 1 (got {a.repeat})", file=sys.stderr)
         return 2
 
     ref_root = None
@@ -318,19 +408,21 @@ def main(argv=None) -> int:
     if a.only:
         scen = [s for s in scen if a.only in s["key"]]
     rows = []
-    tasks = []  # (row, side, label, root): every process to run, in the sequential order
+    tasks = []  # (row, side, label, root, repetition): every process to run, in the sequential order
     for s in scen:
         row = {k: s.get(k) for k in ("key", "group", "label", "overrides", "ref_note")}
-        row["cur"] = row["ref"] = None
-        tasks.append((row, "cur", "current", REPO))
-        if ref_root is not None and s.get("ref", True):
-            tasks.append((row, "ref", "ref", ref_root))
+        row["runs"] = {"cur": [None] * a.repeat, "ref": [None] * a.repeat}
         rows.append(row)
+    for i in range(a.repeat):
+        for row, s in zip(rows, scen):
+            tasks.append((row, "cur", "current", REPO, i))
+            if ref_root is not None and s.get("ref", True):
+                tasks.append((row, "ref", "ref", ref_root, i))
 
     def run(task):
-        row, side, label, root = task
-        row[side] = measure(row["overrides"], root, a.timeout)
-        _log(row["label"], label, row[side])
+        row, side, label, root, i = task
+        row["runs"][side][i] = r = measure(row["overrides"], root, a.timeout)
+        _log(row["label"], label + (f" {i + 1}/{a.repeat}" if a.repeat > 1 else ""), r)
 
     if a.jobs == 1:
         for t in tasks:
@@ -338,7 +430,10 @@ def main(argv=None) -> int:
     else:  # each scenario is its own process: threads only wait for them
         with ThreadPoolExecutor(a.jobs) as ex:
             list(ex.map(run, tasks))
-    add_ladder_growth(rows)
+    for i in range(a.repeat):
+        add_ladder_growth(repetition(rows, i))  # growth within each repetition
+    for row in rows:  # the main table shows the first repetition
+        row["cur"], row["ref"] = row["runs"]["cur"][0], row["runs"]["ref"][0]
 
     impls = sorted({r["cur"].get("implementation") for r in rows if "error" not in r["cur"]} - {None})
     print(f"current: {REPO} (dpsim.net implementation: {', '.join(impls) or '?'})")
@@ -346,16 +441,20 @@ def main(argv=None) -> int:
         print(f"reference: {a.ref} ({ref_root.name[:12]}) from {ref_root}")
     print("wall s = simulation loop (summary sim_wall_s; req/s uses it); total s = build + simulation;"
           " events = summary['events'] as each version defines it\n")
-    print(table(rows))
-    ts = targets(rows, a.quick)
+    print(table(rows) if a.repeat == 1 else "REPETITION 1\n" + table(rows))
+    if a.repeat > 1:
+        print()
+        print(repeat_table(rows, a.repeat))
+    ts = targets(rows, a.quick) if a.repeat == 1 else repeated_targets(rows, a.quick, a.repeat)
     print()
     print(format_targets(ts, a.quick))
     if a.json:
         with open(a.json, "w") as fh:
             json.dump({"ref": None if ref_root is None else {"commit": a.ref, "sha": ref_root.name},
-                       "quick": a.quick, "rows": rows,
-                       "targets": [{k: v for k, v in t.items() if k != "fmt"} for t in ts]}, fh, indent=2)
-    return 1 if any("error" in r["cur"] for r in rows) else 0
+                       "quick": a.quick, "repeat": a.repeat, "rows": rows,
+                       "targets": [{k: v for k, v in t.items() if k not in ("fmt", "ok")} for t in ts]},
+                      fh, indent=2)
+    return 1 if any("error" in c for r in rows for c in r["runs"]["cur"]) else 0
 
 
 def _log(label, side, r):

@@ -85,3 +85,54 @@ def test_spy_breakdown_charges_innermost_source_frame(tmp_path):
     assert fns[0] == ("_rerate (dpsim/net/_c/network.py)", 6)
     total, kept, files, _ = sb.breakdown(str(raw), only_run=False)
     assert kept == 10 and ("dpsim/runner.py", 1) in files
+
+
+def test_mean_ci_and_verdict_closed_forms():
+    b = _bench()
+    m, lo, hi = b.mean_ci([1.0, 2.0, 3.0])  # sd 1, n 3: half-width t(0.975, 2) / sqrt(3)
+    assert m == 2.0 and hi - m == pytest.approx(4.303 / 3 ** 0.5) and m - lo == pytest.approx(hi - m)
+    assert b.mean_ci([5.0]) == (5.0, 5.0, 5.0)
+    assert b.mean_ci([7.0] * 40)[1:] == (7.0, 7.0)  # beyond the table: the normal quantile, sd 0
+    with pytest.raises(ValueError):
+        b.mean_ci([])
+    ok = lambda v: v <= 1.3  # noqa: E731
+    assert b.verdict(1.1, 1.2, ok) is True
+    assert b.verdict(1.4, 1.5, ok) is False
+    assert b.verdict(1.2, 1.4, ok) is None  # straddles the bound: the runs cannot tell
+
+
+def test_repeated_targets_take_growth_within_each_repetition():
+    """Growth is cost(largest rung) / cost(smallest) of the same repetition; the target reports
+    the mean and interval of those, and straddling the bound is 'uncertain' (None)."""
+    b = _bench()
+
+    def run(wall):
+        return {"sim_wall_s": wall, "requests": 100, "req_per_s": 100 / wall}
+    rows = [{"key": "ladder-2P4D", "group": "ladder", "label": "small",
+             "runs": {"cur": [run(1.0), run(2.0)], "ref": [None, None]}},
+            {"key": "ladder-48P96D", "group": "ladder", "label": "big",
+             "runs": {"cur": [run(1.2), run(2.8)], "ref": [None, None]}}]
+    for i in range(2):
+        b.add_ladder_growth(b.repetition(rows, i))
+    assert [c["cost_vs_first"] for c in rows[1]["runs"]["cur"]] == pytest.approx([1.2, 1.4])
+    t = {x["target"]: x for x in b.repeated_targets(rows, True, 2)}
+    g = t["ladder: cost/request growth 2P4D -> 48P96D <= 1.3x"]
+    assert g["values"] == pytest.approx([1.2, 1.4]) and g["value"] == pytest.approx(1.3)
+    assert g["high"] - g["value"] == pytest.approx(12.706 * 0.1 / 1)  # sd 0.1414, n 2
+    assert g["met"] is None
+    assert t["paper cell: peak RSS < 1 GiB"]["value"] is None  # no paper row: not measured
+
+
+def test_repeat_runs_every_scenario_n_times(tmp_path):
+    b = _bench()
+    out = tmp_path / "rep.json"
+    assert b.main(["--quick", "--no-ref", "--only", "ladder-2P4D", "--repeat", "2", "--timeout", "120",
+                   "--json", str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert d["repeat"] == 2
+    runs = d["rows"][0]["runs"]["cur"]
+    assert len(runs) == 2 and all("error" not in r for r in runs)
+    assert runs[0]["requests"] == runs[1]["requests"] and runs[0]["events"] == runs[1]["events"]
+    g = [t for t in d["targets"] if t["target"].startswith("ladder")][0]
+    assert g["values"] == [1.0, 1.0] and g["met"] is True  # one rung: growth 1 in each run
+    assert b.main(["--quick", "--no-ref", "--repeat", "0"]) == 2
