@@ -31,6 +31,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # this checkout's dpsim (not a stale installed copy) for mean_ci
+from dpsim.analysis.stats import mean_ci  # noqa: E402  (the one interval dpsim reports everywhere)
+
 DEFAULT_REF = "1432a18"
 MARK = "BENCH_RESULT "
 
@@ -273,26 +276,6 @@ def targets(rows: list[dict], quick: bool) -> list[dict]:
     return out
 
 
-# Two-sided 95% quantiles of Student's t, by degrees of freedom (beyond 30: the normal's 1.96).
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-         2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-         2.052, 2.048, 2.045, 2.042)
-
-
-def mean_ci(values: list[float]) -> tuple[float, float, float]:
-    """(mean, low, high): the mean of ``values`` and its 95% t-interval (one value: no interval,
-    low = high = mean)."""
-    n = len(values)
-    if n == 0:
-        raise ValueError("mean_ci of no values")
-    m = sum(values) / n
-    if n == 1:
-        return m, m, m
-    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1))
-    h = (_T975[n - 2] if n - 1 <= len(_T975) else 1.96) * sd / math.sqrt(n)
-    return m, m - h, m + h
-
-
 def verdict(lo: float, hi: float, ok) -> bool | None:
     """True / False when the whole interval [lo, hi] meets / fails the target ``ok``; None when
     it straddles the bound (the repetitions cannot tell)."""
@@ -316,8 +299,9 @@ def repeated_targets(rows: list[dict], quick: bool, n: int) -> list[dict]:
         ok = t["ok"]
         e = {"target": t["target"], "fmt": t["fmt"], "ok": ok, "values": vals, "value": None, "met": None}
         if vals:
-            m, lo, hi = mean_ci(vals)
-            e.update(value=m, low=lo, high=hi, met=verdict(lo, hi, ok) if len(vals) > 1 else bool(ok(m)))
+            iv = mean_ci(vals)
+            e.update(value=iv.mean, low=iv.lo, high=iv.hi,
+                     met=verdict(iv.lo, iv.hi, ok) if iv.n > 1 else bool(ok(iv.mean)))
         out.append(e)
     return out
 
@@ -331,8 +315,10 @@ def repeat_table(rows: list[dict], n: int) -> str:
     def cell(vals, fmt):
         if not vals:
             return "-"
-        m, lo, hi = mean_ci(vals)
-        return f"{fmt.format(m)} [{fmt.format(lo)}, {fmt.format(hi)}]"
+        iv = mean_ci(vals)
+        if iv.n < 2:
+            return fmt.format(iv.mean)
+        return f"{fmt.format(iv.mean)} [{fmt.format(iv.lo)}, {fmt.format(iv.hi)}]"
 
     for r in rows:
         cur = [c for c in r["runs"]["cur"] if c and "error" not in c]
