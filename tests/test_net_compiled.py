@@ -271,3 +271,31 @@ def test_busy_and_wakeups(impl):
     assert net.busy()
     env.run()
     assert not net.busy() and t2.t_end == 2.5
+
+
+@both
+def test_leaving_flows_keep_their_order_and_references(impl):
+    """A flow leaving from the middle of a link's list (the compiled build moves only the live
+    pointers, not the spare room): the rest keep the order they started in, the spare room
+    stays None, the list keeps its length, and no reference is lost or left behind -- every
+    finished transfer ends held exactly as often as one that left from the end."""
+    env = simpy.Environment()
+    net = impl.Network(env)
+    l = net.add_link("l", 1e3)
+    sizes = [90.0, 10.0, 70.0, 20.0, 50.0, 30.0, 80.0, 40.0, 60.0]  # capped: each finishes alone
+    trs = [net.transfer([l], s, max_rate=10.0) for s in sizes]
+    env.run(until=0.5)
+    cap = len(l.flows)
+    assert cap > l.n_flows == len(trs)  # spare room behind the live entries
+    left = []
+    while l.n_flows:
+        env.run(until=env.now + 1.0)
+        live = [t for t in trs if t.t_end < 0.0]
+        left = [t for t in trs if t.t_end >= 0.0]
+        assert l.flows[:l.n_flows] == live  # start order kept
+        assert l.flows[l.n_flows:] == [None] * (cap - l.n_flows)
+        assert len(l.flows) == cap
+    assert [t.size for t in left] == sizes
+    del live
+    counts = {sys.getrefcount(t) for t in trs}
+    assert len(counts) == 1, counts  # the middle leavers (10, 20, ...) as the end ones (90)

@@ -159,3 +159,32 @@ def test_quota_batching_cuts_the_overflowing_request_by_binary_search():
     over = attn(a.new + cut + 1, wa + cm.attn_work(b.hit, cut + 1), 2)
     assert inside <= pol.quota < over  # the largest chunk that fits the 300 ms quota
     assert not q  # both left the queue; the cut request is re-queued after the forward
+
+
+def test_tick_skips_a_full_pe_group_until_the_ledger_lowers_a_tok():
+    """A PE group whose fetch found every engine overloaded is skipped by later ticks (its
+    engines are not read) until the ledger brings one engine's tok_e back to beta: then the
+    next tick gives it the head request, as a fetch of every group would have."""
+    sim = _sim()
+    pol = sim.policy
+    for g in pol.pe_groups:
+        for e in g:
+            e.tok = int(pol.beta) + 1  # tok_e counts tokens (an integer); beta need not be one
+    e = pol.pe_groups[1][0]
+    e.tok = int(pol.beta) - 10
+    held = _req(99, prompt=1000, hit=0)
+    pol.ledger.charge_pe(held, e)  # 1000 tokens: e is overloaded too
+    assert e.tok == int(pol.beta) + 990 > pol.beta
+    reqs = [_req(i) for i in range(3)]
+    pol.pe_queue.extend(reqs)
+    pol._tick()
+    assert pol._pe_full == [True] * len(pol.pe_groups)
+    assert all(r.pe is None for r in reqs) and list(pol.pe_queue) == reqs
+    pol.ledger.charge_pe(_req(98, prompt=10, hit=0), pol.pe_groups[0][0])  # up: stays full
+    assert pol._pe_full[0]
+    pol.ledger.release_pe(held)  # down to beta - 10: the group may take work again
+    assert pol._pe_full == [g is not pol.pe_groups[1] for g in pol.pe_groups]
+    pol._tick()
+    assert reqs[0].pe is e and list(pol.pe_queue) == reqs[1:]
+    assert pol._pe_full[1]  # e took one request (100 tokens): overloaded again, group full
+

@@ -11,6 +11,28 @@ from .maxmin cimport allocate_scratch
 # modules; dpsim.net exports them from links.py).
 cdef double INF
 cdef long HIGH, LOW, _START
+cdef bint _COMPILED  # cython.compiled: True here, False in the pure module
+
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF, Py_DECREF
+from libc.string cimport memmove
+
+cdef extern from "Python.h":
+    PyObject** PySequence_Fast_ITEMS(object seq)
+
+
+cdef inline void _c_remove_at(list flows, Py_ssize_t i, Py_ssize_t n) noexcept:
+    """What ``del flows[i]; flows.append(None)`` leaves in the first ``n`` entries (``i < n <=
+    len(flows)``; the rest are None either way), moving only those: ``del`` moves every later
+    pointer, the spare room included -- on a busy link's list a kilobyte per departure, each
+    line of it a cache miss at scale.  References move with their pointers; the one leaving is
+    released last (the caller still holds it)."""
+    cdef PyObject** items = PySequence_Fast_ITEMS(flows)
+    cdef PyObject* gone = items[i]
+    memmove(&items[i], &items[i + 1], (n - 1 - i) * sizeof(PyObject*))
+    Py_INCREF(None)
+    items[n - 1] = <PyObject*> None
+    Py_DECREF(<object> gone)
 
 
 @cython.locals(flows=list, n=Py_ssize_t)

@@ -30,6 +30,11 @@ from .links import HIGH, INF, LOW, Link, Transfer, new_transfer
 from .loop import EventLoop, as_clock
 from .maxmin import allocate, allocate_scratch
 
+try:
+    import cython
+    _COMPILED = cython.compiled  # True in the compiled build (a C constant there)
+except ImportError:  # Cython not installed: this is the pure-Python module
+    _COMPILED = False
 
 _START = -1  # heap entry kind: a transfer whose latency has elapsed starts flowing
 
@@ -682,9 +687,12 @@ def _drop(l: Link, tr: Transfer) -> None:
     for i in range(n):
         if l._ids[i] == t:
             if i < n - 1:
-                flows = l.flows
-                del flows[i]
-                flows.append(None)
+                if _COMPILED:  # the same list, by a pointer move over the n live entries only
+                    _c_remove_at(l.flows, i, n)  # noqa: F821 (declared in network.pxd)
+                else:
+                    flows = l.flows
+                    del flows[i]
+                    flows.append(None)
                 for k in range(i + 1, n):
                     l._ids[k - 1] = l._ids[k]
             else:

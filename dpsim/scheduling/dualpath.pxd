@@ -13,7 +13,7 @@ cdef class DualPathPolicy(Policy):
     cdef public double period, alpha_s, beta_s, z, quota, alpha, beta
     cdef public object quota_scope, pe_queue, de_queue
     cdef public bint use_quota, _ticking
-    cdef public list pe_groups, de_groups, de_private, de_group_tok, _gheap
+    cdef public list pe_groups, de_groups, de_private, de_group_tok, _gheap, _pe_full
     cdef public long _n_private, fetches
     cdef public set _busy_groups
 
@@ -22,13 +22,15 @@ cdef class DualPathPolicy(Policy):
     @cython.locals(now=double, nxt=double)
     cpdef submit(self, req)
 
-    @cython.locals(k=long, npg=long, ndg=long, j=long, gi=long, g=long, order=list)
+    @cython.locals(k=long, npg=long, ndg=long, j=long, gi=long, g=long, order=list, full=list)
     cpdef _tick(self, _ev=*)
 
     @cython.locals(engs=list, beta=double, alpha=double, ledger=LoadLedger, req=Request,
                    e=PrefillEngine, best_s=PrefillEngine, best_l=PrefillEngine, best=PrefillEngine,
                    g=GPU)
     cpdef _pe_fetch(self, long gi)
+
+    cpdef _pe_tok(self, PrefillEngine pe)
 
     cpdef _de_fetch(self, long gi)
 

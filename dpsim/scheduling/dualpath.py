@@ -44,6 +44,17 @@ from .base import Policy, register
 from .ledger import new_tokens
 
 
+def _groups(nodes, engines) -> list:
+    """Groups: all engines of a node, in node order; each engine learns its group's index."""
+    groups = []
+    for n in nodes:
+        g = [e for e in engines if e.gpu.node is n]
+        for e in g:
+            e.group = len(groups)
+        groups.append(g)
+    return groups
+
+
 class DualPathPolicy(Policy):
     # Registered below the class (not decorated): the compiled core makes it an extension type,
     # which takes no Python decorator.
@@ -68,20 +79,15 @@ class DualPathPolicy(Policy):
         self.beta = self.beta_s * self._prefill_tokens_per_s()
         self.pe_queue: deque = deque()
         self.de_queue: deque = deque()
-        # Groups: all engines of a node.
-        self.pe_groups = []
-        for n in ctx.prefill_nodes:
-            g = [e for e in ctx.pes if e.gpu.node is n]
-            for e in g:
-                e.group = len(self.pe_groups)
-            self.pe_groups.append(g)
-        self.de_groups = []
-        for n in ctx.decode_nodes:
-            g = [e for e in ctx.des if e.gpu.node is n]
-            for e in g:
-                e.group = len(self.de_groups)
-            self.de_groups.append(g)
+        self.pe_groups = _groups(ctx.prefill_nodes, ctx.pes)
+        self.de_groups = _groups(ctx.decode_nodes, ctx.des)
         self.de_private = [deque() for _ in self.de_groups]
+        # A PE group whose last fetch found every engine overloaded (tok_e > beta) stays so until
+        # one of its engines' tok_e drops to beta or below, which only the ledger does: the
+        # ledger reports each change (``_pe_tok``), and a tick skips a full group without
+        # reading its engines -- on a saturated large cluster most groups, most ticks.
+        self._pe_full = [False] * len(self.pe_groups)
+        self.ledger.on_pe = self._pe_tok
         self._n_private = 0  # requests in all private queues
         self._busy_groups: set = set()  # DE groups whose private queue is not empty
         # A DE group's total tok_e: its engines' tok_e plus its private queue (level 1 picks the
@@ -128,10 +134,13 @@ class DualPathPolicy(Policy):
         k = self.fetches
         npg = len(self.pe_groups)
         q = self.pe_queue
+        full = self._pe_full
         for j in range(npg):
             if not q:
                 break
-            self._pe_fetch((k + j) % npg)
+            gi = (k + j) % npg
+            if not full[gi]:
+                self._pe_fetch(gi)
         ndg = len(self.de_groups)
         self._de_level1()
         busy = self._busy_groups
@@ -169,10 +178,16 @@ class DualPathPolicy(Policy):
                     best_l = e
             best = best_s if best_s is not None else best_l
             if best is None:
+                self._pe_full[gi] = True  # until an engine's tok_e drops to beta (_pe_tok)
                 return  # both classes empty: the fetch stops
             req = q.popleft()
             ledger.charge_pe(req, best)
             self._maybe_assign(req)
+
+    def _pe_tok(self, pe) -> None:
+        """The ledger changed ``pe``'s tok_e: its group may take work again."""
+        if pe.tok <= self.beta:
+            self._pe_full[pe.group] = False
 
     def _de_fetch(self, gi: int) -> None:
         """One DE group's fetch: level 1 (drain the global queue), then level 2 for the group."""
