@@ -121,15 +121,21 @@ def extract_ref(commit: str, repo: Path = REPO, cache: Path | None = None) -> Pa
 
 
 # ------------------------------------------------------------------ one scenario, one process
+def child_env(root: Path) -> dict:
+    """The environment of a child that must import dpsim from ``root``: ``root`` first on
+    PYTHONPATH, before the venv's editable install (a meta-path finder) and anything on the
+    caller's PYTHONPATH (kept after it, e.g. a --target directory of dependencies)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(root)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env.setdefault("MPLBACKEND", "Agg")
+    return env
+
+
 def measure(overrides: list[str], root: Path = REPO, timeout: float = 1500.0) -> dict:
     """Run one scenario with the dpsim found under ``root`` in a fresh process.  Returns the
     child's figures, or {"error": ...} if it failed, died or ran past ``timeout`` seconds."""
     root = Path(root).resolve()
-    env = dict(os.environ)
-    # ``root`` first: before the venv's editable install (a meta-path finder) and anything on the
-    # caller's PYTHONPATH (kept after it, e.g. a --target directory of dependencies).
-    env["PYTHONPATH"] = os.pathsep.join([str(root)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    env.setdefault("MPLBACKEND", "Agg")
+    env = child_env(root)
     spec = json.dumps({"root": str(root), "overrides": list(overrides)})
     t0 = time.perf_counter()
     try:

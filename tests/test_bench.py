@@ -132,3 +132,46 @@ def test_repeat_runs_every_scenario_n_times(tmp_path):
     g = [t for t in d["targets"] if t["target"].startswith("ladder")][0]
     assert g["values"] == [1.0, 1.0] and g["met"] is True  # one rung: growth 1 in each run
     assert b.main(["--quick", "--no-ref", "--repeat", "0"]) == 2
+
+
+def _cache_counts():
+    import sys
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("cache_counts", ROOT / "benchmarks" / "cache_counts.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_ANNOTATE = """\
+--------------------------------------------------------------------------------
+Ir                     D1mr               D1mw              DLmr             DLmw
+--------------------------------------------------------------------------------
+1,000,000 (100.0%)  40,000 (100.0%)  10,000 (100.0%)  3,000 (100.0%)  1,000 (100.0%)  PROGRAM TOTALS
+  600,000 (60.00%)  30,000 (75.00%)   5,000 (50.00%)  2,000 (66.67%)    500 (50.00%)  /b/network.c:__pyx_f_drop [/x/network.so]
+  300,000 (30.00%)   8,000 (20.00%)   4,000 (40.00%)    900 (30.00%)      .           /b/heap.c:__pyx_f_sift_down [/x/heap.so]
+  100,000 (10.00%)   2,000 ( 5.00%)   1,000 (10.00%)    100 ( 3.33%)    500 (50.00%)  /other/network.c:__pyx_f_drop [/x/network.so]
+"""
+
+
+def test_cache_counts_parses_annotate_and_ranks_growth_per_request():
+    """benchmarks/cache_counts.py: callgrind_annotate's columns per function (a function in two
+    files summed, '.' as zero, the totals line left out), per request, and the growth ranking
+    of read + write misses."""
+    cc = _cache_counts()
+    c = cc.parse_annotate(_ANNOTATE, 5)
+    assert c == {"__pyx_f_drop": [700_000, 32_000, 6_000, 2_100, 1_000],
+                 "__pyx_f_sift_down": [300_000, 8_000, 4_000, 900, 0]}
+    one = "1,000 (100.0%)  PROGRAM TOTALS\n  600 (60.00%)  /b/network.c:__pyx_f_drop [/x/network.so]\n"
+    assert cc.parse_annotate(one, 1) == {"__pyx_f_drop": [600]}  # --model none: Ir only
+    small = cc.per_request(c, 100)
+    big = cc.per_request({"__pyx_f_drop": [700_000, 0, 0, 4_100, 1_000],
+                          "__pyx_f_sift_down": [300_000, 0, 0, 3_000, 3_000]}, 100)
+    assert cc.totals(small)[0] == 10_000.0 and cc.totals(small)[3] == 30.0
+    # misses per request: drop 31 -> 51 (+20), sift_down 9 -> 60 (+51)
+    assert cc.growth(small, big, 3, 5) == [(51.0, "__pyx_f_sift_down", 9.0, 60.0),
+                                           (20.0, "__pyx_f_drop", 31.0, 51.0)]
+    assert cc.growth(small, big, 0, 1) == [(0.0, "__pyx_f_drop", 7000.0, 7000.0)]
+    with pytest.raises(ValueError, match="max-sim-s"):
+        cc.per_request(c, 0)
+    assert set(cc.MODELS) == {"none", "l2", "llc", "tlb"}
