@@ -299,3 +299,40 @@ def test_leaving_flows_keep_their_order_and_references(impl):
     del live
     counts = {sys.getrefcount(t) for t in trs}
     assert len(counts) == 1, counts  # the middle leavers (10, 20, ...) as the end ones (90)
+
+
+
+@both
+def test_tag_pair_is_made_when_read(impl):
+    """A transfer tagged with a kind and a request id keeps them apart (the KV port's entry: no
+    tuple, no boxed integer per transfer); ``tag`` reads as the pair, any other tag as given,
+    and a tag assigned later replaces both."""
+    env = simpy.Environment()
+    net = impl.Network(env)
+    l = net.add_link("l", 10.0)
+    a = impl.Transfer(1, (l,), 5.0, LOW, math.inf, None, "read", 123456789)
+    assert a.tag == ("read", 123456789)
+    a.tag = "relabelled"
+    assert a.tag == "relabelled"
+    assert impl.Transfer(2, (l,), 5.0, LOW, math.inf, None, ("persist", 7)).tag == ("persist", 7)
+    assert net.transfer([l], 5.0, tag=("persist", 7)).tag == ("persist", 7)
+    assert net.transfer([l], 5.0).tag is None
+
+
+def test_kv_port_tags_read_as_kind_and_request_id():
+    """Every KV transfer of a small run reads its tag as (kind, request id), the id of a request
+    of that run -- through the compiled port and network when built, as the HIL backend and the
+    replay read them."""
+    sys.path.insert(0, os.path.dirname(__file__))
+    from helpers import make_cfg
+    from dpsim.runner import build
+    sim = build(make_cfg("cluster.prefill_nodes=1", "cluster.decode_nodes=1", "workload.agents=4",
+                         "experiment.max_sim_s=60"))
+    tags = []
+    sim.net.on_transfer = lambda tr: tags.append(tr.tag)
+    sim.run()
+    kv = [t for t in tags if isinstance(t, tuple) and t[0] in ("read", "de_h2d", "d2h", "pe_in", "pe_out")]
+    assert {t[0] for t in kv} >= {"read", "pe_in", "pe_out"}
+    rids = set(range(1, sim.life.n_rid + 1))  # the requests issued (ids from 1)
+    assert len(rids) > 0
+    assert all(len(t) == 2 and type(t[1]) is int and t[1] in rids for t in kv)

@@ -16,7 +16,7 @@ cdef class KVPort:
     cdef public double full_block_bytes, cap_layer, cap_full, cap_storage
     cdef public long model_prio, read_qd
 
-    cpdef _send(self, Route route, double nbytes, cb, double cap, tag)
+    cpdef _send(self, Route route, double nbytes, cb, double cap, tag, long rid)
     @cython.locals(route=Route, lat=double, qd=long, blocks=long)
     cpdef storage_read(self, node, double nbytes, cb, long rid)
     cpdef storage_write(self, node, double nbytes, cb, tag)

@@ -38,8 +38,10 @@ class KVPort:
         # 0: unlimited): a read of n blocks pays ceil(n / depth) rounds of the route's latency.
         self.read_qd = int(read_queue_depth)
 
-    def _send(self, route, nbytes: float, cb, cap: float, tag):
-        return self.net._submit(route, nbytes, cb, LOW, cap, route.latency, tag)
+    def _send(self, route, nbytes: float, cb, cap: float, tag, rid: int):
+        """A KV transfer tagged ``(tag, rid)`` (``rid`` < 0: ``tag`` alone), the pair made only
+        if someone reads it."""
+        return self.net._submit(route, nbytes, cb, LOW, cap, route.latency, tag, rid)
 
     # ------------------------------------------------------------------ storage
     def storage_read(self, node, nbytes: float, cb, rid: int) -> None:
@@ -52,17 +54,17 @@ class KVPort:
             blocks = math.ceil(nbytes / self.full_block_bytes)
             if blocks > qd:
                 lat *= (blocks + qd - 1) // qd
-        self.net._submit(route, nbytes, cb, LOW, self.cap_storage, lat, ("read", rid))
+        self.net._submit(route, nbytes, cb, LOW, self.cap_storage, lat, "read", rid)
 
     def storage_write(self, node, nbytes: float, cb, tag) -> None:
-        self._send(self.routes.storage_write(node), nbytes, cb, self.cap_storage, tag)
+        self._send(self.routes.storage_write(node), nbytes, cb, self.cap_storage, tag, -1)
 
     # ------------------------------------------------------------------ decode side
     def de_h2d(self, gpu, nbytes: float, cb, rid: int) -> None:
-        self._send(self.routes.h2d(gpu), nbytes, cb, self.cap_full, ("de_h2d", rid))
+        self._send(self.routes.h2d(gpu), nbytes, cb, self.cap_full, "de_h2d", rid)
 
     def d2h(self, gpu, nbytes: float, cb, rid: int) -> None:
-        self._send(self.routes.d2h(gpu), nbytes, cb, self.cap_full, ("d2h", rid))
+        self._send(self.routes.d2h(gpu), nbytes, cb, self.cap_full, "d2h", rid)
 
     def decode_stream(self, gpu, rate: float, name: str):
         """The decode batch's EP all-to-all as an open-ended stream (``None``: no EP peer)."""
@@ -94,7 +96,6 @@ class KVPort:
         path = req.path
         f = 0.0 if path == "pe" else (1.0 if path == "de" else (req.de_hit / req.hit if req.hit else 0.0))
         n = 0
-        tag = ("pe_in", req.rid)
         if f > 0:
             b = nbytes * f
             mr = cap
@@ -102,7 +103,7 @@ class KVPort:
                 p = b / pace
                 if p < mr:
                     mr = p
-            self._send(self.routes.remote_h2d(req.de.gpu, gpu), b, cb, mr, tag)
+            self._send(self.routes.remote_h2d(req.de.gpu, gpu), b, cb, mr, "pe_in", req.rid)
             n += 1
         if f < 1:
             b = nbytes * (1 - f) if f > 0 else nbytes
@@ -111,7 +112,7 @@ class KVPort:
                 p = b / pace
                 if p < mr:
                     mr = p
-            self._send(self.routes.h2d(gpu), b, cb, mr, tag)
+            self._send(self.routes.h2d(gpu), b, cb, mr, "pe_in", req.rid)
             n += 1
         return n
 
@@ -122,7 +123,7 @@ class KVPort:
             p = nbytes / pace
             if p < cap:
                 cap = p
-        self._send(self.routes.gpu_to_remote(gpu, req.de.gpu), nbytes, cb, cap, ("pe_out", req.rid))
+        self._send(self.routes.gpu_to_remote(gpu, req.de.gpu), nbytes, cb, cap, "pe_out", req.rid)
         return 1
 
     def model_traffic(self, gpu, nbytes: float, duration: float, cb, idx: int) -> int:
@@ -131,7 +132,7 @@ class KVPort:
         if peer is None or nbytes <= 0:
             return 0
         self.net._submit(self.routes.model(gpu, peer), nbytes, cb, self.model_prio,
-                         nbytes / duration if duration > 0 else INF, 0.0, ("ep", idx))
+                         nbytes / duration if duration > 0 else INF, 0.0, "ep", idx)
         return 1
 
 

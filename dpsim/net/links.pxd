@@ -24,14 +24,15 @@ cdef class Transfer:
     cdef public long _mark, prio, version, _hslot
     cdef public double rate, _old, max_rate, t_end, remaining, last_t
     cdef public double size, t_submit, t_start, delivered_check, fixed_end
-    cdef public long id
-    cdef public object route, on_done, tag
+    cdef public long id, _rid
+    cdef public object route, on_done, _tag
 
-    cpdef _init(self, long tid, route, double size, long prio, double max_rate, on_done, tag)
+    cpdef _init(self, long tid, route, double size, long prio, double max_rate, on_done, tag, long rid)
 
 
 @cython.locals(tr=Transfer)
-cpdef Transfer new_transfer(long tid, route, double size, long prio, double max_rate, on_done, tag)
+cpdef Transfer new_transfer(long tid, route, double size, long prio, double max_rate, on_done, tag,
+                            long rid)
 
 
 @cython.locals(i=Py_ssize_t, s=double, l=Link, ls=list)

@@ -65,14 +65,14 @@ class Transfer:
     """Bytes moving over a route of links.  ``on_done(transfer)`` fires at completion."""
 
     __slots__ = ("id", "route", "links", "size", "remaining", "rate", "prio", "max_rate", "last_t",
-                 "on_done", "t_submit", "t_start", "t_end", "version", "tag", "delivered_check",
+                 "on_done", "t_submit", "t_start", "t_end", "version", "_tag", "_rid", "delivered_check",
                  "fixed_end", "_mark", "_old", "_hslot")
 
     def __init__(self, tid: int, route: tuple, size: float, prio: int, max_rate: float,
-                 on_done, tag) -> None:
-        self._init(tid, route, size, prio, max_rate, on_done, tag)
+                 on_done, tag, rid: int = -1) -> None:
+        self._init(tid, route, size, prio, max_rate, on_done, tag, rid)
 
-    def _init(self, tid, route, size, prio, max_rate, on_done, tag) -> None:
+    def _init(self, tid, route, size, prio, max_rate, on_done, tag, rid) -> None:
         self.id = tid
         self.route = route
         # The links as an exact tuple: the network's hot loops walk ``links``, which the
@@ -95,12 +95,26 @@ class Transfer:
         self.t_start = -1.0
         self.t_end = -1.0
         self.version = 0
-        self.tag = tag
+        # The tag: ``tag`` itself, or with ``rid`` >= 0 the pair ``(tag, rid)`` -- made when read,
+        # so the KV port's tags (a kind and a request id, one per transfer) cost no tuple and no
+        # boxed integer in the hot path.
+        self._tag = tag
+        self._rid = rid
         self.delivered_check = 0.0
         self.fixed_end = -1.0
         self._mark = 0
         self._old = 0.0
         self._hslot = -1  # handle of its completion entry in the network's heap (compiled heap only)
+
+    @property
+    def tag(self):
+        """What the transfer was started with as its tag (``(kind, rid)`` for the KV port's)."""
+        return self._tag if self._rid < 0 else (self._tag, self._rid)
+
+    @tag.setter
+    def tag(self, value) -> None:
+        self._tag = value
+        self._rid = -1
 
     @property
     def done(self) -> bool:
@@ -111,11 +125,12 @@ class Transfer:
                 f"rate {self.rate:.3g})")
 
 
-def new_transfer(tid: int, route: tuple, size: float, prio: int, max_rate: float, on_done, tag) -> Transfer:
+def new_transfer(tid: int, route: tuple, size: float, prio: int, max_rate: float, on_done, tag,
+                 rid: int) -> Transfer:
     """``Transfer(...)`` as the network makes one per transfer: in the compiled build a C call
     with C arguments (no Python-level constructor call, nothing boxed)."""
     tr = Transfer.__new__(Transfer)
-    tr._init(tid, route, size, prio, max_rate, on_done, tag)
+    tr._init(tid, route, size, prio, max_rate, on_done, tag, rid)
     return tr
 
 

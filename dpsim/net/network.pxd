@@ -97,7 +97,7 @@ cdef class Network(_Sharing):
 
     @cython.locals(tr=Transfer, now=double, t=double)
     cdef Transfer _submit(self, route, double size, on_done, long prio, double max_rate, double latency,
-                          tag)
+                          tag, long rid)
 
     @cython.locals(old=double)
     cpdef set_max_rate(self, Transfer tr, rate)

@@ -367,11 +367,12 @@ class Network(_Sharing):
         submission-bound stream of small blocks).  A tuple of links (or a tuple subclass), or a
         route object whose ``links`` is one (:class:`dpsim.cluster.routes.Route`), is kept as
         given; other iterables become a tuple."""
-        return self._submit(route, size, on_done, prio, max_rate, latency, tag)
+        return self._submit(route, size, on_done, prio, max_rate, latency, tag, -1)
 
-    def _submit(self, route, size: float, on_done, prio: int, max_rate: float, latency: float, tag):
-        """:meth:`transfer` with every argument, by position: the KV port's entry (a C call in the
-        compiled build, never patched).  Every transfer starts here: :attr:`on_transfer` sees each."""
+    def _submit(self, route, size: float, on_done, prio: int, max_rate: float, latency: float, tag,
+                rid: int):
+        """:meth:`transfer` with every argument, by position (``rid`` >= 0: tagged ``(tag, rid)``):
+        the KV port's entry, a C call in the compiled build.  :attr:`on_transfer` sees each."""
         if not size >= 0 or (size == INF and max_rate == INF):
             raise ValueError(f"transfer size must be a number >= 0, or infinite for a stream with "
                              f"a max_rate (got {size!r})")
@@ -380,7 +381,7 @@ class Network(_Sharing):
         self._tid += 1
         if not isinstance(route, tuple) and type(getattr(route, "links", None)) is not tuple:
             route = tuple(route)  # (a Route carries its links as a tuple; anything else becomes one)
-        tr = new_transfer(self._tid, route, size, prio, max_rate, on_done, tag)
+        tr = new_transfer(self._tid, route, size, prio, max_rate, on_done, tag, rid)
         if self.on_transfer is not None:
             self.on_transfer(tr)
         now = self._now()
