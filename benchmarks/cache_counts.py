@@ -2,7 +2,7 @@
 request, by function, for two scenarios run under valgrind's callgrind.
 
 Wall time on this machine varies ~2.7x between identical runs; these counts do not vary at all
-(same config, same build: the same counts), so a change of a few per cent, or the growth of one
+(same config, same build, PYTHONHASHSEED fixed: the same counts), so a change of a few per cent, or the growth of one
 function from a small cluster to a large one, is visible.  Think of it as weighing the parcels
 instead of timing the courier: the scale does not care about the traffic.
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -87,18 +88,35 @@ def growth(small: dict, big: dict, col: int, top: int) -> list[tuple[float, str,
     return rows[:top]
 
 
-def count(root: Path, overrides: list[str], model: str, timeout: float) -> tuple[dict, dict]:
-    """Run one scenario from ``root`` under callgrind; its result row and per-function counts."""
+def check_ready(roots) -> None:
+    """Before any run (each takes minutes): valgrind is there, and every checkout imports its
+    compiled build (EventLoop.run must be a C function to be counted alone)."""
     if shutil.which("valgrind") is None or shutil.which("callgrind_annotate") is None:
         raise SystemExit("cache_counts: valgrind (with callgrind_annotate) is not installed; "
                          "install it (e.g. apt-get install valgrind) or use bench_sim.py")
+    for root in roots:
+        p = subprocess.run([sys.executable, "-c", "import os, dpsim.net as n; "
+                            "print(n.IMPLEMENTATION, os.path.realpath(n.__file__))"],
+                           capture_output=True, text=True, cwd=str(root), env=bench_sim.child_env(root))
+        impl, _, where = p.stdout.strip().partition(" ")
+        if not where.startswith(str(root) + os.sep):
+            raise SystemExit(f"cache_counts: {root} holds no dpsim (it imported "
+                             f"{where or 'nothing'}): give a checkout's root")
+        if impl != "compiled":
+            raise SystemExit("cache_counts: the compiled build is not in place in " + str(root) +
+                             ": run `python setup.py build_ext --inplace` there")
+
+
+def count(root: Path, overrides: list[str], model: str, timeout: float) -> tuple[dict, dict]:
+    """Run one scenario from ``root`` under callgrind; its result row and per-function counts."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
         cmd = ["valgrind", "--tool=callgrind", *MODELS[model], "--toggle-collect=*EventLoop_run*",
                f"--callgrind-out-file={out}", sys.executable, "-c", bench_sim.CHILD,
                json.dumps({"root": str(root), "overrides": overrides})]
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=str(root),
-                           env=bench_sim.child_env(root))
+        env = bench_sim.child_env(root)
+        env["PYTHONHASHSEED"] = "0"  # str hashes steer dict probing: fixed, the counts repeat exactly
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=str(root), env=env)
         row = None
         for line in p.stdout.splitlines():
             if line.startswith(bench_sim.MARK):
@@ -106,10 +124,6 @@ def count(root: Path, overrides: list[str], model: str, timeout: float) -> tuple
         if p.returncode != 0 or row is None:
             raise SystemExit(f"cache_counts: the run failed (exit {p.returncode}): "
                              f"{p.stderr.strip().splitlines()[-1] if p.stderr.strip() else 'no output'}")
-        if row.get("implementation") != "compiled":
-            raise SystemExit("cache_counts: the compiled build is not in place (EventLoop.run must "
-                             "be a C function to be counted alone): run `python setup.py "
-                             "build_ext --inplace` in " + str(root))
         n = 1 if model == "none" else 5
         ann = subprocess.run(["callgrind_annotate", f"--show={','.join(EVENTS[:n])}", "--threshold=100",
                               "--auto=no", str(out)], capture_output=True, text=True, check=True).stdout
@@ -129,14 +143,18 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if not a.max_sim_s > 0:
         ap.error(f"--max-sim-s must be > 0 (got {a.max_sim_s})")
-    runs = []
+    plan = []
     for pd, root in ((a.small, a.small_root), (a.big, a.big_root)):
         try:
             P, D = (int(x) for x in pd.split(","))
         except ValueError:
             ap.error(f"--small/--big take P,D as two integers, e.g. 12,24 (got {pd!r})")
+        plan.append((P, D, Path(root).resolve()))
+    check_ready(sorted({r for _, _, r in plan}))
+    runs = []
+    for P, D, root in plan:
         ov = bench_sim._offline(P, D, "48k", round(1024 * (P + D) / 6), [f"experiment.max_sim_s={a.max_sim_s}"])
-        row, counts = count(Path(root).resolve(), ov, a.model, a.timeout)
+        row, counts = count(root, ov, a.model, a.timeout)
         runs.append((f"{P}P{D}D", row, per_request(counts, row["requests"])))
         print(f"{P}P{D}D from {root}: {row['requests']} requests, {row['events']} events", flush=True)
     (ns, _, s), (nb, _, b) = runs
