@@ -187,4 +187,3 @@ def test_tick_skips_a_full_pe_group_until_the_ledger_lowers_a_tok():
     pol._tick()
     assert reqs[0].pe is e and list(pol.pe_queue) == reqs[1:]
     assert pol._pe_full[1]  # e took one request (100 tokens): overloaded again, group full
-
