@@ -3,7 +3,7 @@ import math
 
 import pytest
 import simpy
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 from dpsim.engines.decode import DecodeDeps, DecodeEngine
 from dpsim.lifecycle.request import Request
@@ -60,9 +60,10 @@ def analytical(jobs, coeffs, cap):
     return [(r.t_second, r.t_end) for r in reqs]
 
 
-def reference(jobs, coeffs, cap):
+def reference(jobs, coeffs, cap, ends=None):
     """Iteration by iteration: a joiner enters at the first iteration boundary at or after its
-    arrival (immediately if the engine is idle)."""
+    arrival (immediately if the engine is idle).  ``ends``, if given, collects every iteration
+    end."""
     t0, ts, tt = coeffs
     # A request with one token to generate got it from prefill: it leaves at once.
     out = {i: [t, t] for i, (t, p, g) in enumerate(jobs) if g <= 1}
@@ -88,6 +89,8 @@ def reference(jobs, coeffs, cap):
         first = [i for i in active if i in fresh]
         fresh.difference_update(first)
         t += dt
+        if ends is not None:
+            ends.append(t)
         for i in first:
             out[i][0] = t  # second token at the end of its first iteration
         for i in list(active):
@@ -109,8 +112,17 @@ def reference(jobs, coeffs, cap):
        st.sampled_from([(0.01, 1e-4, 1e-7, None), (0.02, 0.0, 2e-6, 1024), (0.005, 3e-4, 0.0, None)]))
 def test_decode_matches_reference(jobs, params):
     t0, ts, tt, cap = params
+    ends = []
+    ref = reference(jobs, (t0, ts, tt), cap, ends)
+    # An arrival that ties an iteration end up to rounding joins that iteration or the next as
+    # each side's float sums decide (Hypothesis found one: three jobs end at an iteration end the
+    # engine sums to 0.17329999999999998 and the reference to 0.1733; a job arrives at 0.1733).
+    # With the sparse cap the engine's ends drift from the reference's by its linear-crossing
+    # approximation (~1e-4 relative), so a tie is any arrival that close to an end.
+    # Compare away from such ties; the test after this one pins the engine's rule at a tie.
+    tie = 1e-3 if cap else 1e-9
+    assume(not any(abs(t - e) <= tie * e for t, _p, _g in jobs for e in ends))
     got = analytical(jobs, (t0, ts, tt), cap)
-    ref = reference(jobs, (t0, ts, tt), cap)
     for (gs, ge), (rs, re_), (_t, _p, g) in zip(got, ref, jobs):
         # The analytical engine treats the sparse cap's crossing inside an interval as linear
         # growth; every other case is exact.
@@ -161,5 +173,26 @@ def test_finish_timers_do_not_pile_up_with_joins():
     assert de._n_armed == 0 and de._fin_seq == -1
     got = [(r.t_second, r.t_end) for r in reqs]
     ref = reference([(0.005 * i, 1000, 400) for i in range(60)], (t0, ts, tt), None)
+    for (gs, ge), (rs, re_) in zip(got, ref):
+        assert ge == pytest.approx(re_, rel=1e-9) and gs == pytest.approx(rs, rel=1e-9)
+
+
+
+@pytest.mark.parametrize("arrival, joins_at", [
+    (0.03, 3),                           # just before the engine's end of iteration 3
+    (3 * 0.01, 3),                       # exactly at it (0.030000000000000002)
+    (math.nextafter(3 * 0.01, 1.0), 4),  # one ulp after it
+])
+def test_arrival_at_an_iteration_end_joins_the_iteration_it_starts(arrival, joins_at):
+    """A request joins at the first iteration end at or after its arrival, by the engine's own
+    arithmetic.  Iterations of a constant 10 ms (ts = tt = 0) end at j x 0.01.  Before the fix,
+    an arrival just before an end waited one iteration too many: the step count's rounding
+    slack counted that end as passed."""
+    jobs = [(0.0, 1, 50), (arrival, 1, 5)]
+    got = analytical(jobs, (0.01, 0.0, 0.0), None)
+    ref = reference(jobs, (0.01, 0.0, 0.0), None)
+    t_j = joins_at * 0.01
+    assert got[1][0] == pytest.approx(t_j + 0.01, rel=1e-9)  # its first iteration
+    assert got[1][1] == pytest.approx(t_j + 0.04, rel=1e-9)  # four steps
     for (gs, ge), (rs, re_) in zip(got, ref):
         assert ge == pytest.approx(re_, rel=1e-9) and gs == pytest.approx(rs, rel=1e-9)

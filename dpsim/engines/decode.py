@@ -237,10 +237,20 @@ class DecodeEngine:
         self.joiners.append(req)
         if not self.boundary_pending:
             self.boundary_pending = True
-            j = self._steps_by(now - self.t_int)
-            tb = self.t_int + self._time_for(j + 1)
+            # The first iteration end at or after ``now``, by this engine's own arithmetic
+            # (t_int + _time_for(j)): _steps_by's rounding slack may count an end just after
+            # ``now`` as passed, which made such a request wait one iteration too many.
+            t_int = self.t_int
+            j = self._steps_by(now - t_int)
+            while j > 0 and t_int + self._time_for(j) >= now:
+                j -= 1
+            j += 1
+            tb = t_int + self._time_for(j)
+            while tb < now:
+                j += 1
+                tb = t_int + self._time_for(j)
             self.btoken += 1
-            self._bnd_k = j + 1  # the pending boundary event is the one of this token
+            self._bnd_k = j  # the pending boundary event is the one of this token
             self.clock.timer(max(0.0, tb - now), self._boundary_cb, self.btoken)
 
     def _admit(self, reqs: list, t: float) -> None:
