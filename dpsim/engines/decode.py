@@ -237,9 +237,8 @@ class DecodeEngine:
         self.joiners.append(req)
         if not self.boundary_pending:
             self.boundary_pending = True
-            # The first iteration end at or after ``now``, by this engine's own arithmetic
-            # (t_int + _time_for(j)): _steps_by's rounding slack may count an end just after
-            # ``now`` as passed, which made such a request wait one iteration too many.
+            # The first iteration end at or after ``now`` by this engine's arithmetic (_steps_by's
+            # rounding slack may count an end just after ``now`` as passed).
             t_int = self.t_int
             j = self._steps_by(now - t_int)
             while j > 0 and t_int + self._time_for(j) >= now:
