@@ -29,9 +29,9 @@ print(json.dumps({"core": dpsim.CORE_IMPLEMENTATION, "net": dpsim.net.IMPLEMENTA
 """
 
 
-def _run(env_extra: dict, *overrides: str) -> dict:
+def _run(env_extra: dict, *overrides: str, pre: str = "") -> dict:
     env = {**os.environ, **env_extra, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
-    out = subprocess.run([sys.executable, "-c", RUN, *overrides], cwd=ROOT / "tests", env=env,
+    out = subprocess.run([sys.executable, "-c", pre + RUN, *overrides], cwd=ROOT / "tests", env=env,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -95,6 +95,29 @@ def test_stale_build_falls_back_to_sources(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["python", "True", "True", "True"]
+
+
+# A build older than the core's sources, as after editing a core .py without rebuilding.
+STALE = """
+import sys, types, warnings
+warnings.simplefilter("ignore")
+stamp = types.ModuleType("dpsim._corehash")
+stamp.SOURCE_HASH = "stale"
+sys.modules["dpsim._corehash"] = stamp
+"""
+
+
+@needs_build
+def test_stale_core_runs_its_sources_beside_the_compiled_network():
+    """The fallback a developer meets after editing a core file: the pure core with the compiled
+    network (which stays in use) -- it must run, and give the compiled core's results.  It once
+    failed at the first KV transfer: the port called the network's C-only ``_submit``."""
+    ov = ("workload.agents=24", "cluster.prefill_nodes=2", "cluster.decode_nodes=2")
+    s = _run({"DPSIM_PURE_PYTHON": "0"}, *ov, pre=STALE)
+    c = _run({"DPSIM_PURE_PYTHON": "0"}, *ov)
+    assert (s["core"], s["net"]) == ("python", "compiled") and c["core"] == "compiled"
+    assert all(f.endswith(".py") for f in s["mods"].values())
+    assert s["n"] > 0 and (s["hash"], s["jct"], s["n"]) == (c["hash"], c["jct"], c["n"])
 
 
 @needs_build
