@@ -56,6 +56,12 @@ else:
         __doc__ = _c_network.Network.__doc__
         __module__ = "dpsim.net"
 
+        def _submit(self, route, size, on_done, prio, max_rate, latency, tag, rid):
+            """The KV port's entry for a pure-Python core (a stale compiled core falls back to
+            its sources while this network stays compiled): the compiled ``_submit`` is a C
+            method, so this goes through :meth:`transfer`, with the tag the C path would give."""
+            return self.transfer(route, size, on_done, prio, max_rate, latency, tag if rid < 0 else (tag, rid))
+
     COMPILED = _load(_c_links, _c_maxmin, _c_loop, _c_network, _c_heap, "compiled")
     COMPILED.Network = Network
     del Network

@@ -96,7 +96,7 @@ cdef class Network(_Sharing):
     cpdef transfer(self, route, size, on_done=*, prio=*, max_rate=*, latency=*, tag=*)
 
     @cython.locals(tr=Transfer, now=double, t=double)
-    cpdef Transfer _submit(self, route, double size, on_done, long prio, double max_rate, double latency,
+    cdef Transfer _submit(self, route, double size, on_done, long prio, double max_rate, double latency,
                           tag, long rid)
 
     @cython.locals(old=double)
