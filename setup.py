@@ -32,23 +32,24 @@ MODULES = ("links", "maxmin", "loop", "network")
 # Hand-written Cython (a .pyx with its .pxd) whose pure-Python twin is the .py of the same name:
 # the compiled network imports these from dpsim.net._c, the pure one from dpsim.net.
 PYX_MODULES = ("heap",)
+ARENA = "dpsim._hugearena"  # huge-page arenas for CPython's object allocator (one .pyx)
 STAMP = "_srchash"  # a 4th tiny extension: the hash of the sources the build was made from
 GEN_ROOT = os.path.join("build", "cython_src")
 GEN_PKG = os.path.join(GEN_ROOT, "dpsim", "net", "_c")
 
-_warned = False
+_warned: set = set()
+_NET = "installing the pure-Python network (dpsim.net works unchanged, only slower)"
+_ARENA = "dpsim runs unchanged, its objects on ordinary pages (dpsim.hugepages)"
 
 
-def _warn(msg: str) -> None:
-    """Say it once: pip runs this file several times (metadata, then the build); only the
-    build commands speak."""
-    global _warned
+def _warn(msg: str, then: str = _NET) -> None:
+    """Say it once per consequence: pip runs this file several times (metadata, then the
+    build); only the build commands speak."""
     building = any(c in sys.argv for c in ("bdist_wheel", "editable_wheel", "build_ext", "build",
                                            "develop", "install"))
-    if building and not _warned:
-        _warned = True
-        sys.stderr.write(f"\n*** dpsim: {msg}; installing the pure-Python network (dpsim.net "
-                         f"works unchanged, only slower).\n\n")
+    if building and then not in _warned:
+        _warned.add(then)
+        sys.stderr.write(f"\n*** dpsim: {msg}; {then}.\n\n")
 
 
 CFLAGS = ["-O2", "-ffp-contract=off"]  # no contraction: bit-identical to the pure path
@@ -147,6 +148,11 @@ def _extensions():
         out += cythonize(core, include_path=[HERE, GEN_ROOT], **_OPTS)
     except Exception as e:  # noqa: BLE001
         _warn(f"Cython could not translate the core ({type(e).__name__}: {e}); it stays pure Python")
+    try:  # huge-page arenas (Linux): optional, changes no result; without it dpsim just runs
+        out += cythonize([Extension(ARENA, [os.path.join("dpsim", "_hugearena.pyx")],
+                                    extra_compile_args=CFLAGS)], **_OPTS)
+    except Exception as e:  # noqa: BLE001
+        _warn(f"Cython could not translate {ARENA} ({type(e).__name__}: {e})", _ARENA)
     return out
 
 
@@ -163,11 +169,11 @@ class OptionalBuildExt(build_ext):
         try:
             super().build_extension(ext)
         except Exception as e:  # noqa: BLE001
-            _warn(f"compiling {ext.name} failed ({type(e).__name__}: {e})")
+            _warn(f"compiling {ext.name} failed ({type(e).__name__}: {e})", _ARENA if ext.name == ARENA else _NET)
             # Leave no partial set behind: dpsim.net needs all its modules or none; so does the
             # core (without its stamp, dpsim._core imports the sources).
             names = ([f"dpsim.net._c.{m}" for m in PYX_MODULES + MODULES + (STAMP,)] if ext.name.startswith("dpsim.net.")
-                     else list(CORE_NAMES))
+                     else [ARENA] if ext.name == ARENA else list(CORE_NAMES))
             for name in names:
                 for d in (self.build_lib, HERE):
                     p = os.path.join(d, self.get_ext_filename(name))

@@ -48,6 +48,12 @@ for m in (dpsim, dpsim.conf, dpsim.net):
     if not f.startswith(root + os.sep):
         sys.stderr.write(f"bench child: {m.__name__} was imported from {f}, not from under {root}\n")
         sys.exit(3)
+try:  # as `python -m dpsim` does: restart with glibc's malloc on huge pages
+    from dpsim.hugepages import reexec_with_malloc_thp
+except ImportError:  # a reference from before dpsim.hugepages runs as `python -m dpsim` did then
+    reexec_with_malloc_thp = None
+if reexec_with_malloc_thp is not None:
+    reexec_with_malloc_thp()
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 from dpsim.runner import run
@@ -71,6 +77,8 @@ out = {"requests": summ.get("requests_completed"), "failed": summ.get("requests_
        "total_wall_s": total, "total_cpu_s": cpu, "sim_s": sim_s, "truncated": summ.get("truncated"),
        "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
        "implementation": getattr(dpsim.net, "IMPLEMENTATION", "python"),
+       "huge_pages": getattr(dpsim, "HUGE_PAGES_REASON", "n/a (before dpsim.hugepages)"),
+       "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
        "dpsim_file": os.path.realpath(dpsim.__file__)}
 sys.stdout.write("\n" + "BENCH_RESULT " + json.dumps(out) + "\n")
 sys.stdout.flush()

@@ -109,6 +109,15 @@ Shared traces (workload=weka|mooncake|azure): $DPSIM_SHARED_TRACES (default ../s
 Docs: README.md, docs/sweeps.md, docs/extending.md."""
 
 
+def entry() -> int:
+    """The ``dpsim`` command and ``python -m dpsim``: first restart with glibc's malloc on huge
+    pages (:func:`dpsim.hugepages.reexec_with_malloc_thp`; a no-op where it is set already, off,
+    or unavailable), then :func:`main`.  Code calling dpsim in-process uses :func:`main`."""
+    from .hugepages import reexec_with_malloc_thp
+    reexec_with_malloc_thp()
+    return main()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in SUBCOMMANDS:
