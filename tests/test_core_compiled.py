@@ -108,11 +108,16 @@ sys.modules["dpsim._corehash"] = stamp
 
 
 @needs_build
-def test_stale_core_runs_its_sources_beside_the_compiled_network():
+@pytest.mark.parametrize("ov", [
+    ("workload.agents=24", "cluster.prefill_nodes=2", "cluster.decode_nodes=2"),
+    ("system=basic", "workload.agents=16"),
+    ("system=split", "workload.agents=16", "cluster.decode_nodes=2"),
+    ("experiment=online", "workload.aps=0.5", "experiment.max_sim_s=200"),
+])
+def test_stale_core_runs_its_sources_beside_the_compiled_network(ov):
     """The fallback a developer meets after editing a core file: the pure core with the compiled
     network (which stays in use) -- it must run, and give the compiled core's results.  It once
     failed at the first KV transfer: the port called the network's C-only ``_submit``."""
-    ov = ("workload.agents=24", "cluster.prefill_nodes=2", "cluster.decode_nodes=2")
     s = _run({"DPSIM_PURE_PYTHON": "0"}, *ov, pre=STALE)
     c = _run({"DPSIM_PURE_PYTHON": "0"}, *ov)
     assert (s["core"], s["net"]) == ("python", "compiled") and c["core"] == "compiled"
