@@ -28,8 +28,8 @@ class _Port:
         self.net, self.tx, self.st = net, tx, st
         self.full_block_bytes = 7.0
 
-    def storage_write(self, node, nbytes, cb, tag):
-        self.net.transfer((self.tx, self.st), nbytes, cb, tag=tag)
+    def storage_write(self, node, nbytes, cb, tag, rid=-1):
+        self.net.transfer((self.tx, self.st), nbytes, cb, tag=tag if rid < 0 else (tag, rid))
 
 
 def _mix(weight, reads, writes, C=100.0):
@@ -130,6 +130,9 @@ def test_simulation_weight_one_unchanged_and_weight_costs_persist_bytes():
     writes = [t for t in trs if t.tag and t.tag[0] in ("persist", "persist_gen")]
     costs = [t for t in trs if t.tag and t.tag[0] == "write_cost"]
     assert len(costs) == len(writes) == wp.n_cost > 0
+    # each cost carries its write's id (a request id, or an agent id for persist_gen)
+    assert [c.tag[1] for c in costs] == [w.tag[1] for w in writes]
+    assert all(isinstance(w.tag[1], int) for w in writes)
     assert sum(t.size for t in costs) == pytest.approx(sum(t.size for t in writes))
     assert all(len(t.route) == 1 and t.route[0] is sim.cluster.storage for t in costs)
     c2 = hil.run_case(cfg, "model", max_turns=sc["turns"], write_weight=2.0)

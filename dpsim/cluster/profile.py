@@ -259,15 +259,16 @@ class StorageWriteCost:
     def __getattr__(self, name):
         return getattr(self.port, name)
 
-    def storage_write(self, node, nbytes, cb, tag) -> None:
-        self.port.storage_write(node, nbytes, cb, tag)
+    def storage_write(self, node, nbytes, cb, tag, rid=-1) -> None:
+        self.port.storage_write(node, nbytes, cb, tag, rid)
         if nbytes > 0.0 and self.extra > 0.0:
             r = self._route.get(node.nid)
             if r is None:
                 r = self._route[node.nid] = self._mk(node)
             self.n_cost += 1
             self.cost_bytes += nbytes * self.extra
-            self.net.transfer(r, nbytes * self.extra, None, tag=("write_cost", tag[1] if tag else None))
+            self.net.transfer(r, nbytes * self.extra, None,
+                              tag=("write_cost", rid if rid >= 0 else tag[1] if tag else None))
 
 
 def weight_storage_writes(sim, weight: float):

@@ -19,7 +19,7 @@ cdef class KVPort:
     cpdef _send(self, Route route, double nbytes, cb, double cap, tag, long rid)
     @cython.locals(route=Route, lat=double, qd=long, blocks=long)
     cpdef storage_read(self, node, double nbytes, cb, long rid)
-    cpdef storage_write(self, node, double nbytes, cb, tag)
+    cpdef storage_write(self, node, double nbytes, cb, tag, long rid=*)
     cpdef de_h2d(self, gpu, double nbytes, cb, long rid)
     cpdef d2h(self, gpu, double nbytes, cb, long rid)
 

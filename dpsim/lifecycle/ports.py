@@ -56,8 +56,10 @@ class KVPort:
                 lat *= (blocks + qd - 1) // qd
         self.net._submit(route, nbytes, cb, LOW, self.cap_storage, lat, "read", rid)
 
-    def storage_write(self, node, nbytes: float, cb, tag) -> None:
-        self._send(self.routes.storage_write(node), nbytes, cb, self.cap_storage, tag, -1)
+    def storage_write(self, node, nbytes: float, cb, tag, rid: int = -1) -> None:
+        """``node``'s DRAM -> storage (a persist), tagged ``(tag, rid)``, or ``tag`` alone when
+        ``rid`` < 0 (the lifecycle passes kind and id apart: no tuple per persist)."""
+        self._send(self.routes.storage_write(node), nbytes, cb, self.cap_storage, tag, rid)
 
     # ------------------------------------------------------------------ decode side
     def de_h2d(self, gpu, nbytes: float, cb, rid: int) -> None:

@@ -222,7 +222,7 @@ class Lifecycle:
             agent.persist_pending += 1
             self.port.storage_write(_de(req).gpu.node, new_blocks * self.port.full_block_bytes,
                                     _step(self, _S_PERSISTED, None, agent, free_buf, 0.0, stored_after, 0),
-                                    ("persist", req.rid))
+                                    "persist", req.rid)
         elif stored_after > agent.stored:
             agent.stored = stored_after
         if self.handoff_s > 0.0:  # the PE tells the DE its KV is complete; the DE acknowledges
@@ -315,7 +315,7 @@ class Lifecycle:
 
     def _gen_to_storage(self, agent, node, b: float, stored: int) -> None:
         self.port.storage_write(node, b, _step(self, _S_GEN_PERSISTED, None, agent, node, b, stored, 0),
-                                ("persist_gen", agent.aid))
+                                "persist_gen", agent.aid)
 
     def _gen_persisted(self, agent, node, b: float, stored: int) -> None:
         node.buffer.free(b)
