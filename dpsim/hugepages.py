@@ -41,11 +41,19 @@ def thp_mode() -> str:
     return text[start + 1:end] if 0 <= start < end else "unknown"
 
 
-def _select() -> tuple[bool, str]:
+def _off() -> str:
+    """Why neither half applies here ("" when they may): the switch, or not Linux."""
     if os.environ.get("DPSIM_HUGE_PAGES", "") == "0":
-        return False, "DPSIM_HUGE_PAGES=0"
+        return "DPSIM_HUGE_PAGES=0"
     if not sys.platform.startswith("linux"):
-        return False, f"not Linux ({sys.platform})"
+        return f"not Linux ({sys.platform})"
+    return ""
+
+
+def _select() -> tuple[bool, str]:
+    off = _off()
+    if off:
+        return False, off
     try:
         _hugearena = importlib.import_module("dpsim._hugearena")
     except ImportError:
@@ -61,8 +69,7 @@ def stats() -> dict:
     """The arena allocator's counters (chunks, arenas new/reused/freed, ...); {} if not active."""
     if not ACTIVE:
         return {}
-    from dpsim import _hugearena
-    return _hugearena.stats()
+    return importlib.import_module("dpsim._hugearena").stats()
 
 
 def reexec_with_malloc_thp(argv: list[str] | None = None) -> None:
@@ -70,7 +77,7 @@ def reexec_with_malloc_thp(argv: list[str] | None = None) -> None:
     start only), unless it is there already, ``DPSIM_HUGE_PAGES=0``, or this is not Linux with a
     kernel offering huge pages.  Call it first thing in an entry point: nothing before it is kept.
     ``os.execv`` keeps the process id, its open files and the rest of the environment."""
-    if os.environ.get("DPSIM_HUGE_PAGES", "") == "0" or not sys.platform.startswith("linux"):
+    if _off():
         return
     have = os.environ.get("GLIBC_TUNABLES", "")
     if "glibc.malloc.hugetlb" in have or thp_mode() not in ("always", "madvise"):

@@ -40,14 +40,17 @@ def _run(env_extra: dict, *overrides: str, pre: str = "") -> dict:
 needs_build = pytest.mark.skipif(dpsim.CORE_IMPLEMENTATION != "compiled",
                                  reason=f"compiled core not active ({_core.REASON}); build with `pip install -e .`")
 
-
-@needs_build
-@pytest.mark.parametrize("ov", [
+# DualPath, Basic, split and the online driver: small runs through every system and driver.
+SCENARIOS = [
     ("workload.agents=24", "cluster.prefill_nodes=2", "cluster.decode_nodes=2"),
     ("system=basic", "workload.agents=16"),
     ("system=split", "workload.agents=16", "cluster.decode_nodes=2"),
     ("experiment=online", "workload.aps=0.5", "experiment.max_sim_s=200"),
-])
+]
+
+
+@needs_build
+@pytest.mark.parametrize("ov", SCENARIOS)
 def test_compiled_core_matches_pure_reference(ov):
     c = _run({"DPSIM_PURE_PYTHON": "0"}, *ov)
     p = _run({"DPSIM_PURE_PYTHON": "1"}, *ov)
@@ -108,12 +111,7 @@ sys.modules["dpsim._corehash"] = stamp
 
 
 @needs_build
-@pytest.mark.parametrize("ov", [
-    ("workload.agents=24", "cluster.prefill_nodes=2", "cluster.decode_nodes=2"),
-    ("system=basic", "workload.agents=16"),
-    ("system=split", "workload.agents=16", "cluster.decode_nodes=2"),
-    ("experiment=online", "workload.aps=0.5", "experiment.max_sim_s=200"),
-])
+@pytest.mark.parametrize("ov", SCENARIOS)
 def test_stale_core_runs_its_sources_beside_the_compiled_network(ov):
     """The fallback a developer meets after editing a core file: the pure core with the compiled
     network (which stays in use) -- it must run, and give the compiled core's results.  It once
