@@ -2,14 +2,13 @@ cimport cython
 # Augmenting declarations: compile links.py into extension types (see setup.py).
 cdef class Link:
     # Field order is memory layout: what the re-rating and a flow's join/leave read comes first,
-    # together (two cache lines), the names and the 208-byte id view after (a cluster of
-    # thousands of links does not fit in cache; each line a re-rating touches is a miss).
+    # together (two cache lines), the names after (a cluster of thousands of links does not
+    # fit in cache; each line a re-rating touches is a miss).
     cdef public long _mark, _cmark, n_flows, n_low
     cdef public double rate_sum, sat_cap, high_rate, acc_bytes, acc_t, capacity
     cdef public list flows
     cdef public long _cnt
     cdef public double _avail, _bgh, _bgl, _load, _hload
-    cdef long long[::1] _ids
     cdef public object name, kind, node, index
 
     cpdef double delivered(self, double now)

@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import math
-from array import array
 
 HIGH = 0  # model-execution traffic (EP all-to-all, collectives): high-priority lane (§S5)
 LOW = 1  # KV-Cache traffic: low-priority lane (§S5)
 
 INF = math.inf
-_NO_IDS = memoryview(array("q"))
 
 
 class Link:
@@ -18,7 +16,7 @@ class Link:
     counters are O(1) to sample, so time series need no per-transfer bookkeeping.
     """
 
-    __slots__ = ("name", "kind", "capacity", "sat_cap", "flows", "n_flows", "_ids", "rate_sum", "acc_bytes",
+    __slots__ = ("name", "kind", "capacity", "sat_cap", "flows", "n_flows", "rate_sum", "acc_bytes",
                  "acc_t", "high_rate", "n_low", "node", "index", "_mark", "_cmark",
                  "_bgh", "_bgl", "_load", "_hload", "_avail", "_cnt")
 
@@ -32,10 +30,10 @@ class Link:
         # The transfers flowing on this link, in the order they started (deterministic
         # iteration): the first ``n_flows`` entries of ``flows`` (the rest are None).  A list,
         # not a dict: a few entries each, so leaving is a short identity scan of one contiguous
-        # array (network._drop), with no hashing, table churn or reallocation.
+        # array of pointers (network._drop), with no hashing, table churn or reallocation, and
+        # no other transfer touched.
         self.flows: list = []
         self.n_flows = 0
-        self._ids = _NO_IDS  # the flows' ids, beside them (network._drop finds one by its id)
         self.rate_sum = 0.0
         self.high_rate = 0.0  # sum of the rates of high-class flows on this link
         self.n_low = 0  # low-class flows on this link

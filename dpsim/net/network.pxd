@@ -35,10 +35,21 @@ cdef inline void _c_remove_at(list flows, Py_ssize_t i, Py_ssize_t n) noexcept:
     Py_DECREF(<object> gone)
 
 
+cdef inline Py_ssize_t _c_find(list flows, Transfer tr, Py_ssize_t n) noexcept:
+    """The index of ``tr`` among the first ``n`` entries of ``flows`` (``n`` when absent), by
+    pointer: no entry's object is touched."""
+    cdef PyObject** items = PySequence_Fast_ITEMS(flows)
+    cdef PyObject* p = <PyObject*> tr
+    cdef Py_ssize_t i = 0
+    while i < n and items[i] != p:
+        i += 1
+    return i
+
+
 @cython.locals(flows=list, n=Py_ssize_t)
 cdef int _join(Link l, Transfer tr) except -1
 
-@cython.locals(flows=list, n=Py_ssize_t, i=Py_ssize_t, k=Py_ssize_t, t="long long")
+@cython.locals(flows=list, n=Py_ssize_t, i=Py_ssize_t)
 cdef int _drop(Link l, Transfer tr) except -1
 
 

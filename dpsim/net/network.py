@@ -665,41 +665,41 @@ def _grown(a, typecode: str, n: int):
 
 
 def _join(l: Link, tr: Transfer) -> None:
-    """``tr`` starts flowing on ``l``: listed last (flows keep the order they started in), its
-    id beside it in ``l._ids``.  Both double when full, the list allocated to its exact length
-    (so that :func:`_drop`'s delete-and-append never reallocates it)."""
+    """``tr`` starts flowing on ``l``: listed last (flows keep the order they started in).  The
+    list doubles when full, allocated to its exact length (so that :func:`_drop`'s
+    delete-and-append never reallocates it)."""
     flows = l.flows
     n = l.n_flows
     if n == len(flows):
         l.flows = flows = flows + [None] * (n if n > 4 else 4)
-        l._ids = _grown(l._ids, "q", len(flows))
     flows[n] = tr
-    l._ids[n] = tr.id
     l.n_flows = n + 1
 
 
 def _drop(l: Link, tr: Transfer) -> None:
     """Take ``tr`` off ``l`` if it is there (one that never started flowing is not).  Found by
-    its id in ``l._ids`` (a scan of C longs: no other transfer is touched, which at scale would
-    be a cache miss each), the later ones moved up a place (a pointer move, again touching
-    none), so the rest keep their order."""
+    identity -- in the compiled build a scan of the list's pointers that touches no other
+    transfer (reading each through the list would touch its reference count: at scale a cache
+    miss each) -- the later ones moved up a place (a pointer move, again touching none), so the
+    rest keep their order."""
     n = l.n_flows
-    t = tr.id
-    for i in range(n):
-        if l._ids[i] == t:
-            if i < n - 1:
-                if _COMPILED:  # the same list, by a pointer move over the n live entries only
-                    _c_remove_at(l.flows, i, n)  # noqa: F821 (declared in network.pxd)
-                else:
-                    flows = l.flows
-                    del flows[i]
-                    flows.append(None)
-                for k in range(i + 1, n):
-                    l._ids[k - 1] = l._ids[k]
-            else:
-                l.flows[i] = None
-            l.n_flows = n - 1
-            break
+    flows = l.flows
+    if _COMPILED:
+        i = _c_find(flows, tr, n)  # noqa: F821 (declared in network.pxd)
+    else:
+        i = 0
+        while i < n and flows[i] is not tr:
+            i += 1
+    if i < n - 1:
+        if _COMPILED:  # the same list, by a pointer move over the n live entries only
+            _c_remove_at(flows, i, n)  # noqa: F821 (declared in network.pxd)
+        else:
+            del flows[i]
+            flows.append(None)
+        l.n_flows = n - 1
+    elif i == n - 1:
+        flows[i] = None
+        l.n_flows = n - 1
 
 
 def _settle(l: Link) -> None:
