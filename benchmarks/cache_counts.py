@@ -116,6 +116,9 @@ def count(root: Path, overrides: list[str], model: str, timeout: float) -> tuple
                json.dumps({"root": str(root), "overrides": overrides})]
         env = bench_sim.child_env(root)
         env["PYTHONHASHSEED"] = "0"  # str hashes steer dict probing: fixed, the counts repeat exactly
+        # No huge pages: the child would re-exec itself to set GLIBC_TUNABLES, and valgrind does
+        # not follow an exec (the counts would come from nothing); a simulated cache has no TLB.
+        env["DPSIM_HUGE_PAGES"] = "0"
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=str(root), env=env)
         row = None
         for line in p.stdout.splitlines():
