@@ -84,7 +84,7 @@ def run_script(impl, caps, script, share, check=False):
         "counters": (net.n_started, net.n_completed, net.bytes_requested, net.bytes_delivered,
                      net.rerates, net.max_overload, net.active, net.wakeups, net.busy()),
         "transfers": [(t.id, t.size, t.remaining, t.rate, t.prio, t.max_rate, t.last_t, t.t_submit,
-                       t.t_start, t.t_end, t.version, t.delivered_check, t.fixed_end, t.done)
+                       t.t_start, t.t_end, t.version, t.delivered_check, t.done)
                       for t in trs],
         "links": [(l.acc_bytes, l.acc_t, l.rate_sum, l.high_rate, l.n_low,
                    [t.id for t in l.live_flows()],

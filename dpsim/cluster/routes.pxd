@@ -10,6 +10,7 @@ cdef class Route:
     cdef public tuple links
     cdef public object kind, src, dst
     cdef public double latency
+    cdef char _pad[56]  # 56 bytes + 56: a line-aligned block, one line read (dpsim/net/links.pxd)
 
 
 @cython.locals(r=Route)

@@ -64,45 +64,11 @@ class Transfer:
 
     __slots__ = ("id", "route", "links", "size", "remaining", "rate", "prio", "max_rate", "last_t",
                  "on_done", "t_submit", "t_start", "t_end", "version", "_tag", "_rid", "delivered_check",
-                 "fixed_end", "_mark", "_old", "_hslot")
+                 "_mark", "_old", "_hslot")
 
     def __init__(self, tid: int, route: tuple, size: float, prio: int, max_rate: float,
                  on_done, tag, rid: int = -1) -> None:
-        self._init(tid, route, size, prio, max_rate, on_done, tag, rid)
-
-    def _init(self, tid, route, size, prio, max_rate, on_done, tag, rid) -> None:
-        self.id = tid
-        self.route = route
-        # The links as an exact tuple: the network's hot loops walk ``links``, which the
-        # compiled build iterates by index, allocating no iterator.
-        if type(route) is tuple:
-            self.links = route
-        elif isinstance(route, tuple):  # a tuple subclass with attributes
-            self.links = tuple(route)
-        else:  # a route object (dpsim.cluster.routes.Route) carries its links as a tuple
-            links = getattr(route, "links", None)
-            self.links = links if type(links) is tuple else tuple(route)
-        self.size = float(size)
-        self.remaining = float(size)
-        self.rate = 0.0
-        self.prio = prio
-        self.max_rate = max_rate
-        self.last_t = 0.0
-        self.on_done = on_done
-        self.t_submit = 0.0
-        self.t_start = -1.0
-        self.t_end = -1.0
-        self.version = 0
-        # The tag: ``tag`` itself, or with ``rid`` >= 0 the pair ``(tag, rid)`` -- made when read,
-        # so the KV port's tags (a kind and a request id, one per transfer) cost no tuple and no
-        # boxed integer in the hot path.
-        self._tag = tag
-        self._rid = rid
-        self.delivered_check = 0.0
-        self.fixed_end = -1.0
-        self._mark = 0
-        self._old = 0.0
-        self._hslot = -1  # handle of its completion entry in the network's heap (compiled heap only)
+        _fill(self, tid, route, size, prio, max_rate, on_done, tag, rid)
 
     @property
     def tag(self):
@@ -128,8 +94,45 @@ def new_transfer(tid: int, route: tuple, size: float, prio: int, max_rate: float
     """``Transfer(...)`` as the network makes one per transfer: in the compiled build a C call
     with C arguments (no Python-level constructor call, nothing boxed)."""
     tr = Transfer.__new__(Transfer)
-    tr._init(tid, route, size, prio, max_rate, on_done, tag, rid)
+    _fill(tr, tid, route, size, prio, max_rate, on_done, tag, rid)
     return tr
+
+
+def _fill(tr: Transfer, tid, route, size, prio, max_rate, on_done, tag, rid) -> None:
+    """Set every field of a new transfer (its constructor's body: a function, not a method, so
+    that the compiled Transfer has no method table and its size keeps it line-aligned, as
+    links.pxd says)."""
+    tr.id = tid
+    tr.route = route
+    # The links as an exact tuple: the network's hot loops walk ``links``, which the
+    # compiled build iterates by index, allocating no iterator.
+    if type(route) is tuple:
+        tr.links = route
+    elif isinstance(route, tuple):  # a tuple subclass with attributes
+        tr.links = tuple(route)
+    else:  # a route object (dpsim.cluster.routes.Route) carries its links as a tuple
+        links = getattr(route, "links", None)
+        tr.links = links if type(links) is tuple else tuple(route)
+    tr.size = float(size)
+    tr.remaining = float(size)
+    tr.rate = 0.0
+    tr.prio = prio
+    tr.max_rate = max_rate
+    tr.last_t = 0.0
+    tr.on_done = on_done
+    tr.t_submit = 0.0
+    tr.t_start = -1.0
+    tr.t_end = -1.0
+    tr.version = 0
+    # The tag: ``tag`` itself, or with ``rid`` >= 0 the pair ``(tag, rid)`` -- made when read,
+    # so the KV port's tags (a kind and a request id, one per transfer) cost no tuple and no
+    # boxed integer in the hot path.
+    tr._tag = tag
+    tr._rid = rid
+    tr.delivered_check = 0.0
+    tr._mark = 0
+    tr._old = 0.0
+    tr._hslot = -1  # handle of its completion entry in the network's heap (compiled heap only)
 
 
 def sum_bytes(groups: list, now: float, out) -> None:

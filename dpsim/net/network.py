@@ -113,7 +113,6 @@ class _Sharing:
             l.acc_t = now
             _drop(l, tr)
         tr.delivered_check = tr.size
-        tr.fixed_end = now
         tr.rate = tr.size / dur if dur > 0 else 0.0
         self.active -= 1
         tr.remaining = 0.0
@@ -464,7 +463,6 @@ class Network(_Sharing):
                     l.acc_t = now
                     l.rate_sum += rate
                     _join(l, tr)
-                tr.fixed_end = now + d
                 self._push(now + d, tr)
                 return
         low = tr.prio != HIGH
