@@ -688,15 +688,14 @@ def _drop(l: Link, tr: Transfer) -> None:
         i = 0
         while i < n and flows[i] is not tr:
             i += 1
-    if i < n - 1:
-        if _COMPILED:  # the same list, by a pointer move over the n live entries only
+    if i < n:
+        if i == n - 1:
+            flows[i] = None
+        elif _COMPILED:  # the same list, by a pointer move over the n live entries only
             _c_remove_at(flows, i, n)  # noqa: F821 (declared in network.pxd)
         else:
             del flows[i]
             flows.append(None)
-        l.n_flows = n - 1
-    elif i == n - 1:
-        flows[i] = None
         l.n_flows = n - 1
 
 
