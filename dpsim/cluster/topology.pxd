@@ -17,16 +17,21 @@ cdef class Buffer:
 
 @cython.final  # never subclassed: cpdef calls are direct C calls (no override lookup)
 cdef class Node:
+    # Field order is memory layout: ``read_q``, which a prefill group's fetch reads of every
+    # engine's node, shares the first cache line with the header (dpsim/net/links.pxd).
+    cdef public double read_q
     cdef public long nid
     cdef public object role, snic_rx, snic_tx, dram
     cdef public Buffer buffer
     cdef public list gpus
-    cdef public double read_q
 
 
 @cython.final  # never subclassed: cpdef calls are direct C calls (no override lookup)
 cdef class GPU:
-    cdef public long gid, local
+    # Field order is memory layout: what a scheduler's fetch reads of every engine's GPU (its
+    # KV room and its node) shares the first cache line with the header.
+    cdef public double hbm_kv, hbm_used
     cdef public Node node
+    cdef public long gid, local
     cdef public object cnic_rd, cnic_wr, pcie_dn, pcie_up
-    cdef public double hbm_kv, hbm_used, hbm_peak
+    cdef public double hbm_peak

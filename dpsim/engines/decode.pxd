@@ -9,12 +9,15 @@ cdef double INF
 
 @cython.final  # never subclassed: cpdef calls are direct C calls (no override lookup)
 cdef class DecodeEngine:
+    # Field order is memory layout: what a DE group's fetch reads of each of its engines (the
+    # GPU, seq_e, tok_e) shares the first cache line with the header and the method table.
     cdef dict __dict__
+    cdef public GPU gpu
+    cdef public long seq, tok
     cdef public EventLoop clock  # the compiled event loop, or a subclass (SimpyClock)
     cdef public object deps, cap, ep_stream, group, alloc_q
     cdef object _finish_cb, _done_cb, _boundary_cb
-    cdef public GPU gpu
-    cdef public long idx, base, fresh_step, steps, version, btoken, seq, tok, _fin_k, _bnd_k, _fin_seq
+    cdef public long idx, base, fresh_step, steps, version, btoken, _fin_k, _bnd_k, _fin_seq
     cdef public list fresh, joiners, size_log
     cdef double[::1] _armed
     cdef public long _n_armed

@@ -19,11 +19,14 @@ cdef class PrefillDeps:
 
 @cython.final  # never subclassed: cpdef calls are direct C calls (no override lookup)
 cdef class PrefillEngine:
+    # Field order is memory layout: what a PE group's fetch reads of each of its engines (tok_e,
+    # the GPU) shares the first cache line with the header and the method table.
     cdef dict __dict__
-    cdef public PrefillDeps deps
     cdef public GPU gpu
+    cdef public long tok, seq
+    cdef public PrefillDeps deps
     cdef public object queue, group
-    cdef public long idx, seq, tok, batches
+    cdef public long idx, batches
     cdef public bint busy
     cdef public double busy_time
     cdef public list attn_times, batch_log
