@@ -67,6 +67,28 @@ def _mix(weight, reads, writes, C=100.0):
     return out, costs, wp
 
 
+@pytest.mark.parametrize("tag, rid, want", [(("persist", 7), -1, 7), ("persist", 5, 5),
+                                            ("persist", -1, None), (None, -1, None)])
+def test_write_cost_tag_names_the_request(tag, rid, want):
+    """The cost transfer is tagged ("write_cost", request id): the id passed, else the second
+    item of a (kind, id) tag, else None -- never a letter of a bare string tag."""
+    env = simpy.Environment()
+    net = dnet.Network(env, check=True)
+    st, tx = net.add_link("storage", 100.0), net.add_link("snic_tx", 1e6)
+    wp = StorageWriteCost(_Port(net, tx, st), net, st, 2.0)
+    tags = []
+    orig = net.transfer
+
+    def rec(*a, **k):
+        tags.append(k.get("tag"))
+        return orig(*a, **k)
+    net.transfer = rec
+    wp.storage_write(SimpleNamespace(nid=0), 50.0, None, tag, rid)
+    env.run()
+    assert tags[-1] == ("write_cost", want)
+    assert wp.n_cost == 1 and wp.cost_bytes == pytest.approx(50.0)
+
+
 def test_weight_one_is_the_plain_port():
     out, costs, _ = _mix(1.0, [(100.0, 0.0)] * 2, [(100.0, 0.0)])
     assert costs == []

@@ -234,7 +234,7 @@ def storage_write_weight(profile: dict, mapping="cuda") -> float:
 class StorageWriteCost:
     """The lifecycle's KV port, with every storage write of ``nbytes`` also starting a
     *write-cost* transfer of ``(weight - 1) x nbytes`` over the shared ``storage`` link alone
-    (tag ``("write_cost", tag[1])``, no callback): the device work a write costs beyond its own
+    (tag ``("write_cost", rid)``, no callback): the device work a write costs beyond its own
     bytes (on a disk that absorbs writes and writes them back later, the write-back).
 
     It competes with the reads for the ``storage`` link as any transfer does (max-min fair), so
@@ -267,8 +267,11 @@ class StorageWriteCost:
                 r = self._route[node.nid] = self._mk(node)
             self.n_cost += 1
             self.cost_bytes += nbytes * self.extra
-            self.net.transfer(r, nbytes * self.extra, None,
-                              tag=("write_cost", rid if rid >= 0 else tag[1] if tag else None))
+            # The request id: ``rid``, or the second item of a ``(kind, rid)`` tag; none else
+            # (a bare string tag's second letter is not an id).
+            if rid < 0:
+                rid = tag[1] if isinstance(tag, tuple) and len(tag) > 1 else None
+            self.net.transfer(r, nbytes * self.extra, None, tag=("write_cost", rid))
 
 
 def weight_storage_writes(sim, weight: float):
