@@ -11,6 +11,9 @@ instead of timing the courier: the scale does not care about the traffic.
     python benchmarks/cache_counts.py --model none       # instructions only (faster)
     python benchmarks/cache_counts.py --small 2,4 --big 12,24 --max-sim-s 50
     python benchmarks/cache_counts.py --big-root /other/checkout   # the same scenario, another tree
+    python benchmarks/cache_counts.py --model l2 --ll-mib 2 --ll-ways 16   # a larger cache: how
+                                                     # much of the growth is the cache's size
+    python benchmarks/cache_counts.py --keep /tmp/cg   # keep callgrind's files (callgrind_annotate)
 
 Defaults: the ladder's rungs (48K MAL, 1024 agents per 2P4D, DS 660B DualPath offline) over their
 first ``--max-sim-s`` simulated seconds (100: the same per-node load and phase at every size).
@@ -107,11 +110,32 @@ def check_ready(roots) -> None:
                              ": run `python setup.py build_ext --inplace` there")
 
 
-def count(root: Path, overrides: list[str], model: str, timeout: float) -> tuple[dict, dict]:
-    """Run one scenario from ``root`` under callgrind; its result row and per-function counts."""
+def model_args(model: str, ll_mib: float | None = None, ll_ways: int = 8) -> list[str]:
+    """valgrind's cache options for ``model``; ``ll_mib`` (with ``ll_ways``) resizes the last
+    level of the ``l2`` or ``llc`` model (a power of two of 64-byte lines per way is required by
+    valgrind: e.g. 0.5, 1, 2, 4, 8 MiB at 8 or 16 ways)."""
+    args = list(MODELS[model])
+    if ll_mib is not None:
+        if model not in ("l2", "llc"):
+            raise ValueError(f"--ll-mib resizes the l2 or llc model, not {model!r}")
+        size = int(ll_mib * 1024 * 1024)
+        sets = size // (64 * ll_ways) if ll_ways > 0 else 0
+        if ll_ways <= 0 or sets <= 0 or size != sets * 64 * ll_ways or sets & (sets - 1):
+            raise ValueError(f"--ll-mib {ll_mib} at {ll_ways} ways is not a power-of-two number of "
+                             f"64-byte sets (try 0.5, 1, 2, 4 or 8 MiB)")
+        args = [x for x in args if not x.startswith("--LL=")] + [f"--LL={size},{ll_ways},64"]
+    return args
+
+
+def count(root: Path, overrides: list[str], model: str, timeout: float, cache: list[str] | None = None,
+          keep: Path | None = None) -> tuple[dict, dict]:
+    """Run one scenario from ``root`` under callgrind; its result row and per-function counts
+    (``cache``: valgrind's cache options, default the model's; ``keep``: a path to copy
+    callgrind's file to)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
-        cmd = ["valgrind", "--tool=callgrind", *MODELS[model], "--toggle-collect=*EventLoop_run*",
+        cache = MODELS[model] if cache is None else cache
+        cmd = ["valgrind", "--tool=callgrind", *cache, "--toggle-collect=*EventLoop_run*",
                f"--callgrind-out-file={out}", sys.executable, "-c", bench_sim.CHILD,
                json.dumps({"root": str(root), "overrides": overrides})]
         env = bench_sim.child_env(root)
@@ -130,6 +154,9 @@ def count(root: Path, overrides: list[str], model: str, timeout: float) -> tuple
         n = 1 if model == "none" else 5
         ann = subprocess.run(["callgrind_annotate", f"--show={','.join(EVENTS[:n])}", "--threshold=100",
                               "--auto=no", str(out)], capture_output=True, text=True, check=True).stdout
+        if keep is not None:
+            keep.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(out, keep)
     return row, parse_annotate(ann, n)
 
 
@@ -143,6 +170,9 @@ def main(argv=None) -> int:
     ap.add_argument("--big-root", default=str(HERE.parent), help="checkout the second runs from")
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--timeout", type=float, default=3600.0)
+    ap.add_argument("--ll-mib", type=float, help="resize the model's last level (l2 or llc), MiB")
+    ap.add_argument("--ll-ways", type=int, default=8, help="its ways, with --ll-mib (default 8)")
+    ap.add_argument("--keep", help="keep each run's callgrind file in this folder (<P>P<D>D.callgrind)")
     a = ap.parse_args(argv)
     if not a.max_sim_s > 0:
         ap.error(f"--max-sim-s must be > 0 (got {a.max_sim_s})")
@@ -153,11 +183,16 @@ def main(argv=None) -> int:
         except ValueError:
             ap.error(f"--small/--big take P,D as two integers, e.g. 12,24 (got {pd!r})")
         plan.append((P, D, Path(root).resolve()))
+    try:
+        cache = model_args(a.model, a.ll_mib, a.ll_ways)
+    except ValueError as e:
+        ap.error(str(e))
     check_ready(sorted({r for _, _, r in plan}))
     runs = []
     for P, D, root in plan:
         ov = bench_sim._offline(P, D, "48k", round(1024 * (P + D) / 6), [f"experiment.max_sim_s={a.max_sim_s}"])
-        row, counts = count(root, ov, a.model, a.timeout)
+        keep = Path(a.keep) / f"{P}P{D}D.callgrind" if a.keep else None
+        row, counts = count(root, ov, a.model, a.timeout, cache, keep)
         runs.append((f"{P}P{D}D", row, per_request(counts, row["requests"])))
         print(f"{P}P{D}D from {root}: {row['requests']} requests, {row['events']} events", flush=True)
     (ns, _, s), (nb, _, b) = runs
@@ -167,7 +202,8 @@ def main(argv=None) -> int:
 
     def tot(t, i):
         return t[i] + (t[i + 1] if i > 0 else 0.0)
-    print(f"\nper simulated request ({a.model} model)      {ns:>12} {nb:>12}   ratio")
+    label = a.model if a.ll_mib is None else f"{a.model}, {a.ll_mib:g} MiB {a.ll_ways}-way"
+    print(f"\nper simulated request ({label} model)      {ns:>12} {nb:>12}   ratio")
     for name, i in zip(names, idx):
         print(f"  {name:38s} {tot(ts, i):12.1f} {tot(tb, i):12.1f}   {tot(tb, i) / max(tot(ts, i), 1e-12):.3f}")
     col = 0 if a.model == "none" else 3

@@ -175,3 +175,19 @@ def test_cache_counts_parses_annotate_and_ranks_growth_per_request():
     with pytest.raises(ValueError, match="max-sim-s"):
         cc.per_request(c, 0)
     assert set(cc.MODELS) == {"none", "l2", "llc", "tlb"}
+
+
+def test_cache_counts_resizes_the_last_level():
+    """--ll-mib / --ll-ways: the l2 (or llc) model's last level at another size, as valgrind's
+    --LL option (size, ways, 64-byte lines); sizes that are no power-of-two number of sets and
+    models without a last level of their own are refused."""
+    cc = _cache_counts()
+    assert cc.model_args("l2") == ["--cache-sim=yes", "--LL=1048576,8,64"]
+    assert cc.model_args("l2", 2, 16) == ["--cache-sim=yes", "--LL=2097152,16,64"]
+    assert cc.model_args("llc", 0.5) == ["--cache-sim=yes", "--LL=524288,8,64"]
+    with pytest.raises(ValueError, match="power-of-two"):
+        cc.model_args("l2", 3)
+    with pytest.raises(ValueError, match="power-of-two"):
+        cc.model_args("l2", 1, 0)
+    with pytest.raises(ValueError, match="l2 or llc"):
+        cc.model_args("tlb", 2)
