@@ -2,10 +2,11 @@
 from cpython.object cimport PyObject
 
 cdef struct _Entry:
-    # 16 bytes: a node's four children fill one cache line (the array is placed so that each
-    # group of siblings starts on one).
+    # 32 bytes: four children of a node span two cache lines.
     double t
     unsigned long long key  # seq << SLOT_BITS | slot: ordering by key is ordering by seq
+    PyObject* a  # the payloads, borrowed (the lists _pa/_pb own them): the top's are read
+    PyObject* b  # from the entry, not from the slot's (cold) place in the lists
 
 
 cimport cython
@@ -15,8 +16,7 @@ cimport cython
 cdef class TimeHeap:
     # Exception specs: what cannot raise says noexcept; the rest flag an error with a value no
     # result takes (except? -1), so callers test PyErr_Occurred() only on that value.
-    cdef _Entry* _h  # inside _raw, placed so that sibling groups are line-aligned
-    cdef void* _raw
+    cdef _Entry* _h
     cdef Py_ssize_t* _pos  # slot -> index in _h (-1: not in the heap)
     cdef Py_ssize_t* _free  # stack of free slots (_nfree of them)
     cdef Py_ssize_t _n, _cap, _pcap, _nfree

@@ -1,22 +1,18 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
 """The compiled :class:`TimeHeap` (see ``heap.py``, the pure-Python reference with the same
-interface and the same order): keys ``(t, seq)`` in a C array of 16-byte structs, so a sift
-compares doubles and integers, never Python objects.  The payloads live in two Python lists
-indexed by a slot number (packed into the key's low bits), which own them and keep them visible
-to the garbage collector; an entry leaving the heap writes None into its two slots, so reading
-its payloads there costs no line more, and the next top's slots are prefetched while the caller
-handles this one.
+interface and the same order): keys ``(t, seq)`` in a C array of 32-byte structs, so a sift
+compares doubles and integers, never Python objects.  Each entry also carries its payloads'
+pointers, borrowed: two Python lists indexed by a slot number (packed into the key's low bits)
+own them, and keep them visible to the garbage collector.  Reading the top's payloads from the
+entry, not from the lists, matters on large clusters: the lists' slot lines are cold there, and
+the next entry's payloads can be prefetched while the caller handles this one.
 
 The array is a 4-ary heap (children of ``i`` at ``4i+1 .. 4i+4``): half the levels of a binary
-heap, and a node's four children are exactly one cache line -- the array starts 48 bytes before
-a 64-byte boundary, so every group of siblings begins on one.  On a large cluster the lower
-levels leave the cache between visits; a sift then misses once per level, where 32-byte
-entries at the allocator's 16-byte alignment spanned two or three lines.  Keys are unique, so
-it hands entries out in exactly the order any heap does.  Free slots are a C stack; payload
-slots are written with the list macros (the index is always in range), so a push or pop boxes
-nothing."""
+heap, and a node's children share one or two cache lines -- what matters with tens of thousands
+of pending timers.  Keys are unique, so it hands entries out in exactly the order any heap does.
+Free slots are a C stack; payload slots are written with the list macros (the index is always
+in range), so a push or pop boxes nothing."""
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
-from libc.string cimport memcpy
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF, Py_DECREF
 from cpython.list cimport PyList_GET_ITEM, PyList_SET_ITEM
@@ -32,12 +28,9 @@ cdef inline void _set(list l, Py_ssize_t i, object v) noexcept:
 
 cdef extern from *:
     """
-    #define DP_PF_LINE(p) __builtin_prefetch((const void*)(p))
+    #define DP_PF_LINES(p) do { const char* _q = (const char*)(p); __builtin_prefetch(_q); __builtin_prefetch(_q + 64); } while (0)
     """
-    void _prefetch_line "DP_PF_LINE"(void* p) noexcept nogil
-
-cdef extern from "Python.h":
-    PyObject** PySequence_Fast_ITEMS(object seq)
+    void _prefetch_lines "DP_PF_LINES"(PyObject* p) noexcept nogil
 
 cdef inline void _own(list l, Py_ssize_t i, object v) noexcept:
     """``l[i] = v`` as a store only: the old item is not read, and its reference is the
@@ -59,18 +52,6 @@ cdef inline unsigned long long _key(long long seq, Py_ssize_t slot) except? 0:
     return ((<unsigned long long> seq) << SLOT_BITS) | <unsigned long long> slot
 
 
-cdef inline _Entry* _aligned(void* raw) noexcept:
-    """Where entry 0 goes in a block from ``_new_block``: 3 entries (48 bytes) before a 64-byte
-    boundary, so the children of entry ``i`` (``4i+1 .. 4i+4``) fill one line."""
-    cdef size_t a = (<size_t> raw + 63) & ~(<size_t> 63)
-    return <_Entry*> (a + 64 - 3 * sizeof(_Entry))
-
-
-cdef inline void* _new_block(Py_ssize_t cap) noexcept:
-    """Room for ``cap`` entries placed by ``_aligned`` (the offset takes up to 79 bytes)."""
-    return PyMem_Malloc(cap * sizeof(_Entry) + 128)
-
-
 cdef inline bint _less(_Entry x, _Entry y) noexcept nogil:
     return x.t < y.t or (x.t == y.t and x.key < y.key)
 
@@ -81,8 +62,7 @@ cdef class TimeHeap:
     def __cinit__(self):
         self._cap = 64
         self._n = 0
-        self._raw = _new_block(self._cap)
-        self._h = _aligned(self._raw) if self._raw != NULL else NULL
+        self._h = <_Entry*> PyMem_Malloc(self._cap * sizeof(_Entry))
         self._pcap = 64
         self._pos = <Py_ssize_t*> PyMem_Malloc(self._pcap * sizeof(Py_ssize_t))
         self._free = <Py_ssize_t*> PyMem_Malloc(self._pcap * sizeof(Py_ssize_t))
@@ -93,8 +73,8 @@ cdef class TimeHeap:
         self._pb = []
 
     def __dealloc__(self):
-        if self._raw != NULL:
-            PyMem_Free(self._raw)
+        if self._h != NULL:
+            PyMem_Free(self._h)
         if self._pos != NULL:
             PyMem_Free(self._pos)
         if self._free != NULL:
@@ -122,16 +102,11 @@ cdef class TimeHeap:
         """Add an entry; returns its handle (a slot, valid until the entry leaves the heap)."""
         cdef Py_ssize_t slot
         cdef unsigned long long key
-        cdef void* raw
         cdef _Entry* nh
         if self._n == self._cap:
-            raw = _new_block(2 * self._cap)  # a new block, not a realloc: the offset must hold
-            if raw == NULL:
+            nh = <_Entry*> PyMem_Realloc(self._h, 2 * self._cap * sizeof(_Entry))
+            if nh == NULL:
                 raise MemoryError()
-            nh = _aligned(raw)
-            memcpy(nh, self._h, self._n * sizeof(_Entry))
-            PyMem_Free(self._raw)
-            self._raw = raw
             self._h = nh
             self._cap *= 2
         if self._nfree > 0:
@@ -153,6 +128,8 @@ cdef class TimeHeap:
             self._pb.append(b)
         self._h[self._n].t = t
         self._h[self._n].key = key
+        self._h[self._n].a = <PyObject*> a
+        self._h[self._n].b = <PyObject*> b
         self._n += 1
         self._sift_up(self._n - 1)
         return slot
@@ -165,18 +142,18 @@ cdef class TimeHeap:
         cdef _Entry x = self._h[i]
         cdef unsigned long long key = _key(seq, slot)
         cdef bint up = t < x.t or (t == x.t and key < x.key)
-        cdef PyObject* oa = PyList_GET_ITEM(self._pa, slot)
-        cdef PyObject* ob = PyList_GET_ITEM(self._pb, slot)
         self._h[i].t = t
         self._h[i].key = key
-        _own(self._pa, slot, a)  # the lists now own the new payloads (the old ones: oa, ob)
+        self._h[i].a = <PyObject*> a
+        self._h[i].b = <PyObject*> b
+        _own(self._pa, slot, a)  # the lists now own the new payloads (the old ones are x's)
         _own(self._pb, slot, b)
         if up:
             self._sift_up(i)
         else:
             self._sift_down(i)
-        Py_DECREF(<object> oa)  # last, with the heap consistent (see pop)
-        Py_DECREF(<object> ob)
+        Py_DECREF(<object> x.a)  # last, with the heap consistent (see pop)
+        Py_DECREF(<object> x.b)
 
     cpdef Py_ssize_t size(self) noexcept:
         return self._n
@@ -195,21 +172,20 @@ cdef class TimeHeap:
     cpdef object top_a(self):
         if self._n == 0:
             raise IndexError("top of an empty heap")
-        return <object> PyList_GET_ITEM(self._pa, <Py_ssize_t> (self._h[0].key & SLOT_MASK))
+        return <object> self._h[0].a
 
     cpdef object top_b(self):
         if self._n == 0:
             raise IndexError("top of an empty heap")
-        return <object> PyList_GET_ITEM(self._pb, <Py_ssize_t> (self._h[0].key & SLOT_MASK))
+        return <object> self._h[0].b
 
     cpdef pop(self):
         cdef Py_ssize_t slot
         if self._n == 0:
             raise IndexError("pop from an empty heap")
-        cdef Py_ssize_t nxt
+        cdef PyObject* a = self._h[0].a
+        cdef PyObject* b = self._h[0].b
         slot = <Py_ssize_t> (self._h[0].key & SLOT_MASK)
-        cdef PyObject* a = PyList_GET_ITEM(self._pa, slot)
-        cdef PyObject* b = PyList_GET_ITEM(self._pb, slot)
         self._free[self._nfree] = slot
         self._nfree += 1
         self._pos[slot] = -1
@@ -217,11 +193,10 @@ cdef class TimeHeap:
         if self._n > 0:
             self._h[0] = self._h[self._n]
             self._sift_down(0)
-            # The next entry's payload slots are what the caller reads next: start loading
-            # them now, while it runs this one (with thousands of entries they are cold).
-            nxt = <Py_ssize_t> (self._h[0].key & SLOT_MASK)
-            _prefetch_line(&PySequence_Fast_ITEMS(self._pa)[nxt])
-            _prefetch_line(&PySequence_Fast_ITEMS(self._pb)[nxt])
+            # The next entry's payloads are what the caller touches next: start loading them
+            # now, while it runs this one (with tens of thousands of timers they are cold).
+            _prefetch_lines(self._h[0].a)
+            _prefetch_lines(self._h[0].b)
         # Release the slot's references last (they may be the last ones: a callback's
         # object freed here must not see the heap half-updated).
         _own(self._pa, slot, None)
@@ -267,12 +242,11 @@ cdef class TimeHeap:
         self._pos[x.key & SLOT_MASK] = i
 
     cpdef list entries(self):
-        cdef Py_ssize_t i, slot
+        cdef Py_ssize_t i
         cdef list out = []
         for i in range(self._n):
-            slot = <Py_ssize_t> (self._h[i].key & SLOT_MASK)
-            out.append((self._h[i].t, <long long> (self._h[i].key >> SLOT_BITS),
-                        <object> PyList_GET_ITEM(self._pa, slot), <object> PyList_GET_ITEM(self._pb, slot)))
+            out.append((self._h[i].t, <long long> (self._h[i].key >> SLOT_BITS), <object> self._h[i].a,
+                        <object> self._h[i].b))
         return out
 
     cpdef drop_stale(self, long start):
@@ -283,8 +257,8 @@ cdef class TimeHeap:
         cdef Transfer tr
         for i in range(self._n):
             slot = <Py_ssize_t> (self._h[i].key & SLOT_MASK)
-            ver = <object> PyList_GET_ITEM(self._pa, slot)
-            tr = <Transfer> PyList_GET_ITEM(self._pb, slot)
+            ver = <object> self._h[i].a
+            tr = <Transfer> self._h[i].b
             if ver == start or (ver == tr.version and tr.t_end < 0.0):
                 self._h[j] = self._h[i]
                 self._pos[slot] = j
