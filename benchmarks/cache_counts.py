@@ -4,7 +4,9 @@ request, by function, for two scenarios run under valgrind's callgrind.
 Wall time on this machine varies ~2.7x between identical runs; these counts do not vary at all
 (same config, same build, PYTHONHASHSEED fixed: the same counts), so a change of a few per cent, or the growth of one
 function from a small cluster to a large one, is visible.  Think of it as weighing the parcels
-instead of timing the courier: the scale does not care about the traffic.
+instead of timing the courier: the scale does not care about the traffic.  But the scale has no
+prefetcher: a change can lower the counts and still run slower (session 20's 16-byte heap
+entries did, benchmarks/README.md), so keep a change only after alternating wall-time runs.
 
     python benchmarks/cache_counts.py                    # 1 MiB L2 model, 12P24D vs 48P96D
     python benchmarks/cache_counts.py --model tlb        # pages: 64-entry L1 DTLB, 2,048-entry STLB
