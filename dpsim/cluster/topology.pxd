@@ -18,7 +18,8 @@ cdef class Buffer:
 @cython.final  # never subclassed: cpdef calls are direct C calls (no override lookup)
 cdef class Node:
     # Field order is memory layout: ``read_q``, which a prefill group's fetch reads of every
-    # engine's node, shares the first cache line with the header (dpsim/net/links.pxd).
+    # engine's node, comes first, beside the header (the object is not padded to a line: the
+    # two share one line, or two lines when the allocator places the node mid-line).
     cdef public double read_q
     cdef public long nid
     cdef public object role, snic_rx, snic_tx, dram
@@ -29,7 +30,8 @@ cdef class Node:
 @cython.final  # never subclassed: cpdef calls are direct C calls (no override lookup)
 cdef class GPU:
     # Field order is memory layout: what a scheduler's fetch reads of every engine's GPU (its
-    # KV room and its node) shares the first cache line with the header.
+    # KV room and its node) comes first, beside the header (40 bytes together: one line, or two
+    # when the allocator places the GPU mid-line; it is not padded to a line).
     cdef public double hbm_kv, hbm_used
     cdef public Node node
     cdef public long gid, local

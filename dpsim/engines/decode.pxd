@@ -10,7 +10,9 @@ cdef double INF
 @cython.final  # never subclassed: cpdef calls are direct C calls (no override lookup)
 cdef class DecodeEngine:
     # Field order is memory layout: what a DE group's fetch reads of each of its engines (the
-    # GPU, seq_e, tok_e) shares the first cache line with the header and the method table.
+    # GPU, seq_e, tok_e) comes first, after the header, the method table and __dict__ (56
+    # bytes together: one line, or two when the object starts mid-line -- an engine is larger
+    # than pymalloc's blocks, so malloc places it, 16-byte aligned).
     cdef dict __dict__
     cdef public GPU gpu
     cdef public long seq, tok

@@ -20,7 +20,8 @@ cdef class PrefillDeps:
 @cython.final  # never subclassed: cpdef calls are direct C calls (no override lookup)
 cdef class PrefillEngine:
     # Field order is memory layout: what a PE group's fetch reads of each of its engines (tok_e,
-    # the GPU) shares the first cache line with the header and the method table.
+    # the GPU) comes first, after the header, the method table and __dict__ (56 bytes
+    # together: one line, or two when the object starts mid-line; it is not padded to a line).
     cdef dict __dict__
     cdef public GPU gpu
     cdef public long tok, seq
