@@ -136,7 +136,7 @@ def count(root: Path, overrides: list[str], model: str, timeout: float, cache: l
     callgrind's file to)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
-        cache = MODELS[model] if cache is None else cache
+        cache = model_args(model) if cache is None else cache
         cmd = ["valgrind", "--tool=callgrind", *cache, "--toggle-collect=*EventLoop_run*",
                f"--callgrind-out-file={out}", sys.executable, "-c", bench_sim.CHILD,
                json.dumps({"root": str(root), "overrides": overrides})]
