@@ -5,8 +5,8 @@ cdef struct _Entry:
     # 32 bytes: four children of a node span two cache lines.
     double t
     unsigned long long key  # seq << SLOT_BITS | slot: ordering by key is ordering by seq
-    PyObject* a  # the payloads, borrowed (the lists _pa/_pb own them): the top's are read
-    PyObject* b  # from the entry, not from the slot's (cold) place in the lists
+    PyObject* a  # the payloads, borrowed (the list _p owns them): the top's are read
+    PyObject* b  # from the entry, not from the slot's (cold) place in the list
 
 
 cimport cython
@@ -20,7 +20,7 @@ cdef class TimeHeap:
     cdef Py_ssize_t* _pos  # slot -> index in _h (-1: not in the heap)
     cdef Py_ssize_t* _free  # stack of free slots (_nfree of them)
     cdef Py_ssize_t _n, _cap, _pcap, _nfree
-    cdef list _pa, _pb
+    cdef list _p  # the payloads' owner: slot s's at 2s and 2s + 1
 
     cpdef Py_ssize_t push(self, double t, long long seq, a, b) except? -1
     cpdef update(self, Py_ssize_t slot, double t, long long seq, a, b)

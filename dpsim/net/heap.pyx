@@ -2,8 +2,10 @@
 """The compiled :class:`TimeHeap` (see ``heap.py``, the pure-Python reference with the same
 interface and the same order): keys ``(t, seq)`` in a C array of 32-byte structs, so a sift
 compares doubles and integers, never Python objects.  Each entry also carries its payloads'
-pointers, borrowed: two Python lists indexed by a slot number (packed into the key's low bits)
-own them, and keep them visible to the garbage collector.  Reading the top's payloads from the
+pointers, borrowed: one Python list owns them, a slot's two side by side (``_p[2 * slot]``,
+``_p[2 * slot + 1]``; the slot number is packed into the key's low bits), and keeps them visible
+to the garbage collector.  Side by side, a pop or a re-keying writes one line of that list, not
+two: on large clusters an entry's slot was written long ago, so each line is a cache miss.  Reading the top's payloads from the
 entry, not from the lists, matters on large clusters: the lists' slot lines are cold there, and
 the next entry's payloads can be prefetched while the caller handles this one.
 
@@ -69,8 +71,7 @@ cdef class TimeHeap:
         self._nfree = 0
         if self._h == NULL or self._pos == NULL or self._free == NULL:
             raise MemoryError()
-        self._pa = []
-        self._pb = []
+        self._p = []
 
     def __dealloc__(self):
         if self._h != NULL:
@@ -113,19 +114,19 @@ cdef class TimeHeap:
             slot = self._free[self._nfree - 1]
             key = _key(seq, slot)
             self._nfree -= 1
-            _own(self._pa, slot, a)  # the slot held None (pop left it there)
-            _own(self._pb, slot, b)
+            _own(self._p, 2 * slot, a)  # the slot held None (pop left it there)
+            _own(self._p, 2 * slot + 1, b)
             Py_DECREF(None)
             Py_DECREF(None)
         else:
-            slot = len(self._pa)
+            slot = len(self._p) >> 1
             if slot > <Py_ssize_t> SLOT_MASK:
                 raise OverflowError(f"TimeHeap: more than {SLOT_MASK + 1} entries at once")
             key = _key(seq, slot)
             if slot >= self._pcap:
                 self._grow_pos(slot + 1)
-            self._pa.append(a)
-            self._pb.append(b)
+            self._p.append(a)
+            self._p.append(b)
         self._h[self._n].t = t
         self._h[self._n].key = key
         self._h[self._n].a = <PyObject*> a
@@ -146,14 +147,24 @@ cdef class TimeHeap:
         self._h[i].key = key
         self._h[i].a = <PyObject*> a
         self._h[i].b = <PyObject*> b
-        _own(self._pa, slot, a)  # the lists now own the new payloads (the old ones are x's)
-        _own(self._pb, slot, b)
+        # The list now owns the new payloads (the old ones are x's); an unchanged one (the
+        # network re-keys a transfer: the same object) is not written again.
+        if <PyObject*> a != x.a:
+            _own(self._p, 2 * slot, a)
+        else:
+            x.a = NULL
+        if <PyObject*> b != x.b:
+            _own(self._p, 2 * slot + 1, b)
+        else:
+            x.b = NULL
         if up:
             self._sift_up(i)
         else:
             self._sift_down(i)
-        Py_DECREF(<object> x.a)  # last, with the heap consistent (see pop)
-        Py_DECREF(<object> x.b)
+        if x.a != NULL:  # last, with the heap consistent (see pop)
+            Py_DECREF(<object> x.a)
+        if x.b != NULL:
+            Py_DECREF(<object> x.b)
 
     cpdef Py_ssize_t size(self) noexcept:
         return self._n
@@ -199,8 +210,8 @@ cdef class TimeHeap:
             _prefetch_lines(self._h[0].b)
         # Release the slot's references last (they may be the last ones: a callback's
         # object freed here must not see the heap half-updated).
-        _own(self._pa, slot, None)
-        _own(self._pb, slot, None)
+        _own(self._p, 2 * slot, None)
+        _own(self._p, 2 * slot + 1, None)
         Py_DECREF(<object> a)
         Py_DECREF(<object> b)
 
@@ -266,8 +277,8 @@ cdef class TimeHeap:
             else:
                 if ver != start and tr._hslot == slot:
                     tr._hslot = -1  # its completion entry is gone
-                _set(self._pa, slot, None)
-                _set(self._pb, slot, None)
+                _set(self._p, 2 * slot, None)
+                _set(self._p, 2 * slot + 1, None)
                 self._free[self._nfree] = slot
                 self._nfree += 1
                 self._pos[slot] = -1
