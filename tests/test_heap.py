@@ -187,3 +187,52 @@ def test_compiled_heap_payloads_owned_and_seq_range_checked():
             h.push(0.0, bad, "x", None)
     assert h.size() == 2
     assert _drain(h) == [(5.0, top - 1, "first", None), (5.0, top, "last", None)]
+
+
+@pytest.mark.skipif(c_heap is None, reason="no compiled heap in this build")
+def test_compiled_update_refuses_a_handle_not_in_the_heap():
+    """A pop does not clear its slot's position (a cold write at scale): ``update`` tells a
+    handle whose entry has left (popped, or never handed out) by the entry it points at, and
+    refuses it with ValueError, leaving the heap as it was."""
+    h = c_heap.TimeHeap()
+    a = h.push(1.0, 1, "a", None)
+    b = h.push(2.0, 2, "b", None)
+    c = h.push(3.0, 3, "c", None)
+    h.pop()  # "a" leaves; its slot keeps a stale position
+    for bad in (a, -1, 7):
+        with pytest.raises(ValueError, match="handle"):
+            h.update(bad, 0.5, 9, "x", None)
+    assert h.size() == 2 and (h.top_t(), h.top_a()) == (2.0, "b")
+    h.update(c, 0.25, 10, "c", None)  # a live handle still re-keys in place
+    assert (h.top_t(), h.top_seq(), h.top_a()) == (0.25, 10, "c")
+    d = h.push(5.0, 11, "d", None)  # reuses a's slot: that handle is live again, as "d"
+    assert d == a
+    h.update(d, 0.1, 12, "d", None)
+    assert [e[2] for e in sorted(h.entries())] == ["d", "c", "b"]
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_heap_without_handles_pops_the_same_and_refuses_update(seed):
+    """``handles=False`` (the event loop's and the decode engines' heaps: no position kept per
+    sift) hands out exactly what a heap with handles and the reference do, and ``update`` on
+    it is refused with ValueError."""
+    rng = random.Random(seed)
+    heaps = [py_heap.TimeHeap(handles=False)] + ([c_heap.TimeHeap(handles=False), c_heap.TimeHeap()]
+                                                 if c_heap is not None else [])
+    outs = [[] for _ in heaps]
+    for seq in range(5000):
+        if rng.random() < 0.55 or heaps[0].size() == 0:
+            t = float(rng.randint(0, 50))
+            for h in heaps:
+                h.push(t, seq, seq, None)
+        else:
+            for h, out in zip(heaps, outs):
+                out.append((h.top_t(), h.top_seq(), h.top_a()))
+                h.pop()
+    assert all(out == outs[0] for out in outs) and len(outs[0]) > 1000
+    if c_heap is not None:
+        h = c_heap.TimeHeap(handles=False)
+        s = h.push(1.0, 1, "a", None)
+        with pytest.raises(ValueError, match="no handles"):
+            h.update(s, 0.5, 2, "a", None)
+        assert (h.top_t(), h.top_seq()) == (1.0, 1)

@@ -52,7 +52,7 @@ class DecodeEngine:
         # Finishes to come: a C min-heap keyed (end_step, rid), each sequence its payload (the
         # network's TimeHeap: no tuple per admission, no Python comparison per sift).  One entry
         # per sequence in the batch, so its size is the batch's (:attr:`n_seqs`).
-        self.heap = _net.implementation().TimeHeap()
+        self.heap = _net.implementation().TimeHeap(handles=False)  # push and pop only
         self.steps = 0  # iterations completed so far (integer)
         self.t_int = 0.0  # start of the current interval (an iteration boundary)
         self.a = 0.0  # first-iteration time of the interval

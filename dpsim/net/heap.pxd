@@ -20,6 +20,7 @@ cdef class TimeHeap:
     cdef Py_ssize_t* _pos  # slot -> index in _h (-1: not in the heap)
     cdef Py_ssize_t* _free  # stack of free slots (_nfree of them)
     cdef Py_ssize_t _n, _cap, _pcap, _nfree
+    cdef bint _handles  # keep each slot's position (for update); the network's heap only
     cdef list _p  # the payloads' owner: slot s's at 2s and 2s + 1
 
     cpdef Py_ssize_t push(self, double t, long long seq, a, b) except? -1

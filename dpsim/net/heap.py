@@ -24,7 +24,9 @@ class TimeHeap:
 
     __slots__ = ("_h",)
 
-    def __init__(self) -> None:
+    def __init__(self, handles: bool = True) -> None:
+        # ``handles``: whether the compiled heap keeps positions for ``update``; this one keeps
+        # none either way (accepted so that both are made alike).
         self._h: list = []
 
     def push(self, t: float, seq: int, a, b) -> int:

@@ -5,9 +5,14 @@ compares doubles and integers, never Python objects.  Each entry also carries it
 pointers, borrowed: one Python list owns them, a slot's two side by side (``_p[2 * slot]``,
 ``_p[2 * slot + 1]``; the slot number is packed into the key's low bits), and keeps them visible
 to the garbage collector.  Side by side, a pop or a re-keying writes one line of that list, not
-two: on large clusters an entry's slot was written long ago, so each line is a cache miss.  Reading the top's payloads from the
-entry, not from the lists, matters on large clusters: the lists' slot lines are cold there, and
-the next entry's payloads can be prefetched while the caller handles this one.
+two: on large clusters an entry's slot was written long ago, so each line is a cache miss.
+Reading the top's payloads from the entry, not from the list, matters there too, and the next
+entry's payloads can be prefetched while the caller handles this one.
+
+Handles (a slot's position in the array, kept up to date by every sift) cost a write to a cold
+line per level moved: only a heap made with ``handles=True`` (the network's, whose completions
+are re-keyed in place by :meth:`TimeHeap.update`) keeps them; the event loop's and the decode
+engines' heaps, which only push and pop, are made with ``handles=False``.
 
 The array is a 4-ary heap (children of ``i`` at ``4i+1 .. 4i+4``): half the levels of a binary
 heap, and a node's children share one or two cache lines -- what matters with tens of thousands
@@ -61,7 +66,8 @@ cdef inline bint _less(_Entry x, _Entry y) noexcept nogil:
 cdef class TimeHeap:
     """Min-heap of ``(t, seq, a, b)`` ordered by ``(t, seq)``."""
 
-    def __cinit__(self):
+    def __cinit__(self, bint handles=True):
+        self._handles = handles
         self._cap = 64
         self._n = 0
         self._h = <_Entry*> PyMem_Malloc(self._cap * sizeof(_Entry))
@@ -139,7 +145,14 @@ cdef class TimeHeap:
         """Give the entry with handle ``slot`` (still in the heap) a new key and payloads, in
         place: the heap then holds what a pop of the old entry and a push of the new one would
         leave, without the old one waiting in it until its time."""
+        if not self._handles:
+            raise ValueError("TimeHeap.update: this heap keeps no handles (made with handles=False)")
+        if slot < 0 or slot >= (len(self._p) >> 1):  # (never handed out)
+            raise ValueError(f"TimeHeap.update: {slot} is not a handle of this heap")
         cdef Py_ssize_t i = self._pos[slot]
+        if i < 0 or i >= self._n or <Py_ssize_t> (self._h[i].key & SLOT_MASK) != slot:
+            # (pop does not clear a slot's position: the entry found there tells)
+            raise ValueError(f"TimeHeap.update: handle {slot} is not in the heap (popped or dropped)")
         cdef _Entry x = self._h[i]
         cdef unsigned long long key = _key(seq, slot)
         cdef bint up = t < x.t or (t == x.t and key < x.key)
@@ -199,7 +212,8 @@ cdef class TimeHeap:
         slot = <Py_ssize_t> (self._h[0].key & SLOT_MASK)
         self._free[self._nfree] = slot
         self._nfree += 1
-        self._pos[slot] = -1
+        # (the slot's position is left as it was: a cold line at scale, and update tells a
+        # popped handle by the entry it points at)
         self._n -= 1
         if self._n > 0:
             self._h[0] = self._h[self._n]
@@ -222,12 +236,14 @@ cdef class TimeHeap:
             p = (i - 1) >> 2
             if _less(x, self._h[p]):
                 self._h[i] = self._h[p]
-                self._pos[self._h[i].key & SLOT_MASK] = i
+                if self._handles:
+                    self._pos[self._h[i].key & SLOT_MASK] = i
                 i = p
             else:
                 break
         self._h[i] = x
-        self._pos[x.key & SLOT_MASK] = i
+        if self._handles:
+            self._pos[x.key & SLOT_MASK] = i
 
     cdef void _sift_down(self, Py_ssize_t i) noexcept:
         cdef _Entry x = self._h[i]
@@ -245,12 +261,14 @@ cdef class TimeHeap:
                 k += 1
             if _less(self._h[c], x):
                 self._h[i] = self._h[c]
-                self._pos[self._h[i].key & SLOT_MASK] = i
+                if self._handles:
+                    self._pos[self._h[i].key & SLOT_MASK] = i
                 i = c
             else:
                 break
         self._h[i] = x
-        self._pos[x.key & SLOT_MASK] = i
+        if self._handles:
+            self._pos[x.key & SLOT_MASK] = i
 
     cpdef list entries(self):
         cdef Py_ssize_t i

@@ -32,7 +32,7 @@ class EventLoop:
     def __init__(self) -> None:
         self.now = 0.0
         self.events = 0  # timers rung
-        self._heap = TimeHeap()
+        self._heap = TimeHeap(handles=False)  # push and pop only (no re-keying)
         self._seq = 0
         self._stopped = False
 

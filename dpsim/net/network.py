@@ -326,7 +326,7 @@ class Network(_Sharing):
         self.check = check
         self.links: list[Link] = []
         self._by_name: dict[str, Link] = {}
-        self._heap = TimeHeap()  # (time, seq) -> (version or _START, transfer)
+        self._heap = TimeHeap(handles=True)  # (time, seq) -> (version or _START, transfer); re-keyed in place
         self._compact_at = 256  # heap size that triggers dropping superseded entries
         self._seq, self._tid = 0, 0  # the heap entries' sequence; the last transfer id
         self._dirty: list = []  # links that were saturated when a flow left them
