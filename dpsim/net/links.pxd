@@ -13,22 +13,20 @@ cdef class Link:
     # Field order is memory layout, by cache line (a cluster of thousands of links does not fit
     # in cache; each line touched is a miss).  Line 0, with the object's header (which every
     # visit touches): the byte counter and the flow list -- all that the metrics sampler and a
-    # flow's join or leave read.  Line 1: saturation, the re-rating's marks and loads, and the
-    # flow list's high-water mark ``_hw`` (a low-class flow's join or leave writes ``n_low`` on
-    # that line anyway).  Line 2: the rest.  No method table (its two methods are plain Python
-    # ones: nothing calls them from C), so line 0 holds six fields; 192 bytes + 48 of padding.
+    # flow's join or leave read.  Line 1: saturation and the re-rating's marks and loads.  Line
+    # 2: the rest.  No method table (its two methods are plain Python ones: nothing calls them
+    # from C), so line 0 holds six fields; 184 bytes + 56 of padding.
     cdef public double rate_sum, acc_bytes, acc_t
     cdef public list flows
     cdef public long n_flows
     cdef public double sat_cap
     cdef public double high_rate, capacity
     cdef public long n_low, _mark, _cmark
-    cdef public double _bgh, _bgl
-    cdef public long _hw
-    cdef public double _load, _hload, _avail
+    cdef public double _bgh, _bgl, _load
+    cdef public double _hload, _avail
     cdef public long _cnt
     cdef public object name, kind, node, index
-    cdef char _pad[48]
+    cdef char _pad[56]
 
 
 @cython.freelist(256)  # a few per request, short-lived: reuse the memory

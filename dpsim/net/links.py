@@ -18,7 +18,7 @@ class Link:
 
     __slots__ = ("name", "kind", "capacity", "sat_cap", "flows", "n_flows", "rate_sum", "acc_bytes",
                  "acc_t", "high_rate", "n_low", "node", "index", "_mark", "_cmark",
-                 "_bgh", "_bgl", "_load", "_hload", "_avail", "_cnt", "_hw")
+                 "_bgh", "_bgl", "_load", "_hload", "_avail", "_cnt")
 
     def __init__(self, name: str, capacity: float, kind: str = "", node: int = -1, index: int = -1):
         if not capacity > 0:
@@ -28,18 +28,12 @@ class Link:
         self.capacity = float(capacity)
         self.sat_cap = self.capacity * (1.0 - 1e-9)  # at or above: saturated
         # The transfers flowing on this link, in the order they started (deterministic
-        # iteration): the entries of ``flows`` before ``_hw`` that are not None; ``n_flows`` of
-        # them (the rest of the list is None).  A flow that leaves from the middle leaves a None
-        # behind (a tombstone: the later ones keep their places, so nothing moves -- on a busy
-        # link's list a memmove of every later pointer, each line of it a cache miss at scale);
-        # the tombstones are closed up, in order, once they outnumber the flows, or when a join
-        # finds the list full.  The entry before ``_hw`` is always a flow (or ``_hw`` is 0).  A
-        # list, not a dict: leaving is a short identity scan of one contiguous array of
-        # pointers (network._drop), with no hashing, table churn or reallocation, and no other
-        # transfer touched.
+        # iteration): the first ``n_flows`` entries of ``flows`` (the rest are None).  A list,
+        # not a dict: a few entries each, so leaving is a short identity scan of one contiguous
+        # array of pointers (network._drop), with no hashing, table churn or reallocation, and
+        # no other transfer touched.
         self.flows: list = []
         self.n_flows = 0
-        self._hw = 0
         self.rate_sum = 0.0
         self.high_rate = 0.0  # sum of the rates of high-class flows on this link
         self.n_low = 0  # low-class flows on this link
@@ -59,7 +53,7 @@ class Link:
 
     def live_flows(self) -> list:
         """The transfers flowing on this link now, in the order they started."""
-        return [f for f in self.flows[:self._hw] if f is not None]
+        return self.flows[:self.n_flows]
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         return f"Link({self.name}, {self.capacity:.3g} B/s, {self.n_flows} flows)"

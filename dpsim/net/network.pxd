@@ -15,37 +15,24 @@ cdef bint _COMPILED  # cython.compiled: True here, False in the pure module
 
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF, Py_DECREF
+from libc.string cimport memmove
 
 cdef extern from "Python.h":
     PyObject** PySequence_Fast_ITEMS(object seq)
 
 
-cdef inline Py_ssize_t _c_trim(list flows, Py_ssize_t i) noexcept:
-    """The high-water mark once entry ``i``, the last one before it, became None: ``i`` less
-    the tombstones just before it, found by pointer (no entry's object is touched)."""
+cdef inline void _c_remove_at(list flows, Py_ssize_t i, Py_ssize_t n) noexcept:
+    """What ``del flows[i]; flows.append(None)`` leaves in the first ``n`` entries (``i < n <=
+    len(flows)``; the rest are None either way), moving only those: ``del`` moves every later
+    pointer, the spare room included -- on a busy link's list a kilobyte per departure, each
+    line of it a cache miss at scale.  References move with their pointers; the one leaving is
+    released last (the caller still holds it)."""
     cdef PyObject** items = PySequence_Fast_ITEMS(flows)
-    cdef PyObject* none = <PyObject*> None
-    while i > 0 and items[i - 1] == none:
-        i -= 1
-    return i
-
-
-cdef inline Py_ssize_t _c_close_up(list flows, Py_ssize_t h) noexcept:
-    """Close up the tombstones among the first ``h`` entries, keeping the flows' order; the
-    number of flows.  Pointer swaps with None only (every entry between the flows' new and old
-    places is None): no reference count changes, no entry's object touched."""
-    cdef PyObject** items = PySequence_Fast_ITEMS(flows)
-    cdef PyObject* none = <PyObject*> None
-    cdef PyObject* p
-    cdef Py_ssize_t i, j = 0
-    for i in range(h):
-        p = items[i]
-        if p != none:
-            if i != j:
-                items[j] = p
-                items[i] = none
-            j += 1
-    return j
+    cdef PyObject* gone = items[i]
+    memmove(&items[i], &items[i + 1], (n - 1 - i) * sizeof(PyObject*))
+    Py_INCREF(None)
+    items[n - 1] = <PyObject*> None
+    Py_DECREF(<object> gone)
 
 
 cdef inline Py_ssize_t _c_find(list flows, Transfer tr, Py_ssize_t n) noexcept:
@@ -59,14 +46,11 @@ cdef inline Py_ssize_t _c_find(list flows, Transfer tr, Py_ssize_t n) noexcept:
     return i
 
 
-@cython.locals(flows=list, h=Py_ssize_t)
+@cython.locals(flows=list, n=Py_ssize_t)
 cdef int _join(Link l, Transfer tr) except -1
 
-@cython.locals(flows=list, h=Py_ssize_t, n=Py_ssize_t, i=Py_ssize_t)
+@cython.locals(flows=list, n=Py_ssize_t, i=Py_ssize_t)
 cdef int _drop(Link l, Transfer tr) except -1
-
-@cython.locals(flows=list, h=Py_ssize_t, i=Py_ssize_t, j=Py_ssize_t)
-cdef Py_ssize_t _close_up(Link l) except -1
 
 
 cdef class _Sharing:

@@ -185,10 +185,8 @@ class _Sharing:
                     touched.append(l)
                     l.acc_bytes += l.rate_sum * (now - l.acc_t)
                     l.acc_t = now
-                for k in range(l._hw):
+                for k in range(l.n_flows):
                     f = l.flows[k]
-                    if f is None:  # (a tombstone: see Link.flows)
-                        continue
                     if f._mark != ep:
                         f._mark = ep
                         f._old = f.rate
@@ -636,9 +634,9 @@ def _verify(net: _Sharing, touched: list) -> None:
             stack.append(l)
     while stack:
         l = stack.pop()
-        for k in range(l._hw):
+        for k in range(l.n_flows):
             f = l.flows[k]
-            if f is not None and f._mark != ep:
+            if f._mark != ep:
                 f._mark = ep
                 flows.append(f)
                 for l2 in f.links:
@@ -665,69 +663,40 @@ def _grown(a, typecode: str, n: int):
 
 
 def _join(l: Link, tr: Transfer) -> None:
-    """``tr`` starts flowing on ``l``: listed last (flows keep the order they started in).  A
-    full list first closes up its tombstones, if any, else doubles, allocated to its exact
-    length (so that :func:`_drop` never reallocates it)."""
+    """``tr`` starts flowing on ``l``: listed last (flows keep the order they started in).  The
+    list doubles when full, allocated to its exact length (so that :func:`_drop`'s
+    delete-and-append never reallocates it)."""
     flows = l.flows
-    h = l._hw
-    if h == len(flows):
-        if l.n_flows < h:
-            h = _close_up(l)
-        else:
-            l.flows = flows = flows + [None] * (h if h > 4 else 4)
-    flows[h] = tr
-    l._hw = h + 1
-    l.n_flows += 1
+    n = l.n_flows
+    if n == len(flows):
+        l.flows = flows = flows + [None] * (n if n > 4 else 4)
+    flows[n] = tr
+    l.n_flows = n + 1
 
 
 def _drop(l: Link, tr: Transfer) -> None:
     """Take ``tr`` off ``l`` if it is there (one that never started flowing is not).  Found by
     identity -- in the compiled build a scan of the list's pointers that touches no other
     transfer (reading each through the list would touch its reference count: at scale a cache
-    miss each).  Its place becomes a tombstone (None), so no later pointer moves; the last one
-    takes the tombstones before it along, and once tombstones outnumber the flows they are
-    closed up (:func:`_close_up`), so the rest keep their order."""
-    h = l._hw
+    miss each) -- the later ones moved up a place (a pointer move, again touching none), so the
+    rest keep their order."""
+    n = l.n_flows
     flows = l.flows
     if _COMPILED:
-        i = _c_find(flows, tr, h)  # noqa: F821 (declared in network.pxd)
+        i = _c_find(flows, tr, n)  # noqa: F821 (declared in network.pxd)
     else:
         i = 0
-        while i < h and flows[i] is not tr:
+        while i < n and flows[i] is not tr:
             i += 1
-    if i < h:
-        n = l.n_flows - 1
-        l.n_flows = n
-        flows[i] = None
-        if i == h - 1:  # the last: it takes the tombstones just before it along
-            if _COMPILED:
-                l._hw = _c_trim(flows, i)  # noqa: F821 (declared in network.pxd)
-            else:
-                while i > 0 and flows[i - 1] is None:
-                    i -= 1
-                l._hw = i
-        elif h - n > n + 4:  # tombstones outnumber the flows (and a few more)
-            _close_up(l)
-
-
-def _close_up(l: Link) -> int:
-    """Close up ``l``'s tombstones in place, keeping the flows' order; returns the new
-    high-water mark (the number of flows).  In the compiled build, pointer moves only."""
-    flows = l.flows
-    h = l._hw
-    if _COMPILED:
-        j = _c_close_up(flows, h)  # noqa: F821 (declared in network.pxd)
-    else:
-        j = 0
-        for i in range(h):  # (as _c_close_up: every entry between j and i is None)
-            f = flows[i]
-            if f is not None:
-                if i != j:
-                    flows[j] = f
-                    flows[i] = None
-                j += 1
-    l._hw = j
-    return j
+    if i < n:
+        if i == n - 1:
+            flows[i] = None
+        elif _COMPILED:  # the same list, by a pointer move over the n live entries only
+            _c_remove_at(flows, i, n)  # noqa: F821 (declared in network.pxd)
+        else:
+            del flows[i]
+            flows.append(None)
+        l.n_flows = n - 1
 
 
 def _settle(l: Link) -> None:
