@@ -17,7 +17,8 @@ cdef class TimeHeap:
     # Exception specs: what cannot raise says noexcept; the rest flag an error with a value no
     # result takes (except? -1), so callers test PyErr_Occurred() only on that value.
     cdef _Entry* _h
-    cdef Py_ssize_t* _pos  # slot -> index in _h (-1: not in the heap)
+    cdef Py_ssize_t* _pos  # slot -> index in _h, kept only with _handles (stale once the entry
+                           # leaves: update checks the entry found there)
     cdef Py_ssize_t* _free  # stack of free slots (_nfree of them)
     cdef Py_ssize_t _n, _cap, _pcap, _nfree
     cdef bint _handles  # keep each slot's position (for update); the network's heap only

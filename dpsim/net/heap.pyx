@@ -290,7 +290,8 @@ cdef class TimeHeap:
             tr = <Transfer> self._h[i].b
             if ver == start or (ver == tr.version and tr.t_end < 0.0):
                 self._h[j] = self._h[i]
-                self._pos[slot] = j
+                if self._handles:
+                    self._pos[slot] = j
                 j += 1
             else:
                 if ver != start and tr._hslot == slot:
@@ -299,7 +300,6 @@ cdef class TimeHeap:
                 _set(self._p, 2 * slot + 1, None)
                 self._free[self._nfree] = slot
                 self._nfree += 1
-                self._pos[slot] = -1
         self._n = j
         i = (j - 2) // 4 if j > 1 else -1  # the last parent
         while i >= 0:
